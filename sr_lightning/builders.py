@@ -1,0 +1,59 @@
+"""Build the run's objects from a composed Hydra config (shared by train, eval and tools)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import hydra
+from lightning.pytorch import Callback, LightningDataModule, LightningModule
+from lightning.pytorch.loggers import Logger
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+# keys of conf/model/*.yaml that describe the method rather than construct the module
+MODEL_META_KEYS = ("_target_", "method", "patch_size")
+
+
+def to_plain(cfg: Any) -> Any:
+    """A resolved, plain-container copy (what checkpoints and hyperparameters may hold)."""
+    if isinstance(cfg, DictConfig | Mapping) or OmegaConf.is_config(cfg):
+        return OmegaConf.to_container(
+            OmegaConf.create(cfg) if not OmegaConf.is_config(cfg) else cfg, resolve=True
+        )
+    return cfg
+
+
+def module_class(model_cfg: Mapping) -> type[LightningModule]:
+    return hydra.utils.get_class(model_cfg["_target_"])
+
+
+def build_module(model_cfg: Mapping) -> LightningModule:
+    """The method's LightningModule from ``cfg.model``, with plain-container arguments."""
+    plain = to_plain(model_cfg)
+    cls = module_class(plain)
+    kwargs = {k: v for k, v in plain.items() if k not in MODEL_META_KEYS}
+    return cls(**kwargs)
+
+
+def build_datamodule(data_cfg: Mapping) -> LightningDataModule:
+    return hydra.utils.instantiate(data_cfg, _convert_="all")
+
+
+def build_callbacks(callbacks_cfg: Mapping | None) -> list[Callback]:
+    """Every entry of ``cfg.callbacks`` with a ``_target_``; set an entry to null to drop it."""
+    return [
+        hydra.utils.instantiate(cb, _convert_="all")
+        for cb in (callbacks_cfg or {}).values()
+        if isinstance(cb, Mapping) and "_target_" in cb
+    ]
+
+
+def build_loggers(logger_cfg: Mapping | None) -> list[Logger]:
+    return [
+        hydra.utils.instantiate(lg, _convert_="all")
+        for lg in (logger_cfg or {}).values()
+        if isinstance(lg, Mapping) and "_target_" in lg
+    ]

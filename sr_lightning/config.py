@@ -1,0 +1,37 @@
+"""OmegaConf resolvers and config helpers shared by the Hydra apps."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+
+def skimage_data_dir() -> str:
+    """The folder of photographs bundled inside scikit-image (the offline `data=sample`)."""
+    import skimage.data
+
+    return str(Path(skimage.data.__file__).parent)
+
+
+def register_resolvers() -> None:
+    """Resolvers used by conf/: ``${sr.skimage_data:}``, ``${sr.pid:}``, ``${sr.mul:17,${scale}}``."""
+    resolvers = {
+        "sr.skimage_data": skimage_data_dir,
+        "sr.pid": os.getpid,
+        "sr.mul": lambda *xs: _product(xs),
+    }
+    for name, fn in resolvers.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
+
+
+def _product(values) -> int | float:
+    out = 1
+    for v in values:
+        out *= v
+    return out
+
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"

@@ -1,0 +1,224 @@
+"""The LightningDataModule: decoded images in RAM, uint8 batches out, degradation on device."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, DistributedSampler
+
+from sr_lightning.data.datasets import (
+    EvalDataset,
+    ImageSet,
+    PatchDataset,
+    load_set,
+    merge_sets,
+    set_spec,
+)
+from sr_lightning.data.degradation import degrade_eval, degrade_train, random_dihedral, to_float
+
+log = logging.getLogger(__name__)
+
+
+class UnpaddedDistributedSampler(DistributedSampler):
+    """Shards an evaluation set over ranks without padding, so no image is counted twice.
+
+    PyTorch's DistributedSampler repeats images to even out the ranks, which biases a mean
+    over images; here rank r simply takes images r, r + world, r + 2 world, ...
+    """
+
+    def __init__(self, dataset, num_replicas: int, rank: int) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
+        self.num_samples = len(range(rank, len(dataset), num_replicas))
+        self.total_size = len(dataset)
+
+    def __iter__(self):
+        return iter(range(self.rank, self.total_size, self.num_replicas))
+
+
+class SRDataModule(LightningDataModule):
+    """Training patches and evaluation sets for one experiment.
+
+    ``train_sets``, ``val_sets`` and ``test_sets`` are lists of set entries: a folder name under
+    ``data_dir`` (``Set5``), a path, or a mapping ``{name, dir, include}``. Batch sizes are per
+    device (under DDP the global batch is ``batch_size * world_size``).
+    """
+
+    def __init__(
+        self,
+        data_dir: str,
+        train_sets: Sequence[str | Mapping],
+        val_sets: Sequence[str | Mapping] = (),
+        test_sets: Sequence[str | Mapping] = (),
+        scale: int = 3,
+        scales: Sequence[int] | None = None,
+        channels: int = 1,
+        patch_size: int = 51,
+        batch_size: int = 16,
+        patches_per_image: int = 1,
+        val_holdout: int = 0,
+        augment: Mapping | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = True,
+        persistent_workers: bool = True,
+        skip_bad: bool = False,
+        small_images: str = "skip",
+        recursive: bool = False,
+        random_crops: bool = True,
+        name: str = "custom",
+    ) -> None:
+        super().__init__()
+        self.name = name
+        self.random_crops = random_crops
+        self.data_dir = Path(data_dir)
+        self.train_specs = list(train_sets)
+        self.val_specs = list(val_sets)
+        self.test_specs = list(test_sets)
+        self.scale = int(scale)
+        self.scales = [int(s) for s in scales] if scales else [self.scale]
+        self.channels = channels
+        self.patch_size = patch_size
+        self.batch_size = batch_size
+        self.patches_per_image = patches_per_image
+        self.val_holdout = val_holdout
+        self.augment = dict(augment or {"hflip": True, "vflip": True, "rot90": True})
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.persistent_workers = persistent_workers and num_workers > 0
+        self.skip_bad = skip_bad
+        self.small_images = small_images
+        self.recursive = recursive
+        self.check_patch_size()
+        self.train_set: ImageSet | None = None
+        self.val_sets: list[ImageSet] = []
+        self.test_sets: list[ImageSet] = []
+
+    def check_patch_size(self) -> None:
+        """Fail before any loading when the HR patch does not tile into whole LR pixels."""
+        bad = [s for s in self.scales if self.patch_size % s]
+        if bad:
+            lcm = math.lcm(*self.scales)
+            raise ValueError(
+                f"data.patch_size={self.patch_size} is not a multiple of scale {bad}; "
+                f"use a multiple of {lcm}, e.g. data.patch_size={lcm * max(1, round(self.patch_size / lcm))}."
+            )
+
+    def _load(self, specs: Sequence[str | Mapping]) -> list[ImageSet]:
+        return [
+            load_set(spec, self.data_dir, self.channels, self.skip_bad, self.recursive)
+            for spec in specs
+        ]
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit") and self.train_set is None:
+            if not self.train_specs:
+                raise ValueError("data.train_sets is empty: name at least one training folder.")
+            train = merge_sets("train", self._load(self.train_specs))
+            if self.val_holdout:
+                n = self.val_holdout
+                if n >= len(train):
+                    raise ValueError(f"data.val_holdout={n} leaves no training image")
+                holdout = ImageSet("holdout", train.names[-n:], train.images[-n:])
+                train = ImageSet("train", train.names[:-n], train.images[:-n])
+                self.val_sets = [holdout]
+            self.train_set = train
+            self.val_sets = self.val_sets + self._load(self.val_specs)
+            log.info(
+                "train: %d images; val: %s",
+                len(train),
+                ", ".join(f"{s.name} ({len(s)})" for s in self.val_sets) or "none",
+            )
+        if stage in ("validate",) and not self.val_sets:
+            self.val_sets = self._load(self.val_specs)
+        if stage in (None, "test") and not self.test_sets:
+            self.test_sets = self._load(self.test_specs)
+
+    @property
+    def val_set_names(self) -> list[str]:
+        holdout = ["holdout"] if self.val_holdout else []
+        return holdout + [self._spec_name(s) for s in self.val_specs]
+
+    @property
+    def test_set_names(self) -> list[str]:
+        return [self._spec_name(s) for s in self.test_specs]
+
+    def _spec_name(self, spec: str | Mapping) -> str:
+        return set_spec(spec, self.data_dir)[0]
+
+    # -- loaders -------------------------------------------------------------------------
+
+    def train_dataloader(self) -> DataLoader:
+        dataset = PatchDataset(
+            self.train_set,
+            self.patch_size,
+            self.patches_per_image,
+            self.small_images,
+            self.random_crops,
+        )
+        if len(dataset) < self.batch_size:
+            raise ValueError(
+                f"{len(dataset)} training patches per epoch is fewer than data.batch_size="
+                f"{self.batch_size}; raise data.patches_per_image."
+            )
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=True,
+            drop_last=True,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+        )
+
+    def _eval_loaders(self, sets: Sequence[ImageSet]) -> list[DataLoader]:
+        loaders = []
+        for image_set in sets:
+            dataset = EvalDataset(image_set, self.scale)
+            sampler = None
+            if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+                sampler = UnpaddedDistributedSampler(
+                    dataset, dist.get_world_size(), dist.get_rank()
+                )
+            loaders.append(
+                DataLoader(dataset, batch_size=1, sampler=sampler, collate_fn=_collate_one)
+            )
+        return loaders
+
+    def val_dataloader(self) -> list[DataLoader]:
+        return self._eval_loaders(self.val_sets)
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return self._eval_loaders(self.test_sets)
+
+    # -- device-side degradation ------------------------------------------------------------
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        if isinstance(batch, torch.Tensor):
+            return self.make_train_batch(batch)
+        return self.make_eval_batch(batch)
+
+    def draw_scale(self) -> int:
+        """One scale per batch for multi-scale training (VDSR); the scale otherwise."""
+        if len(self.scales) == 1:
+            return self.scales[0]
+        return self.scales[int(torch.randint(len(self.scales), ()).item())]
+
+    def make_train_batch(self, hr_uint8: torch.Tensor) -> dict:
+        hr = random_dihedral(to_float(hr_uint8), **self.augment)
+        scale = self.draw_scale()
+        return {"lr": degrade_train(hr, scale), "hr": hr, "scale": scale}
+
+    def make_eval_batch(self, batch: dict) -> dict:
+        hr = to_float(batch["hr"])
+        return {**batch, "hr": hr, "lr": degrade_eval(hr, self.scale), "scale": self.scale}
+
+
+def _collate_one(items: list[dict]) -> dict:
+    """Evaluation batches hold one whole image; keep its name and index as plain values."""
+    (item,) = items
+    return {"hr": item["hr"].unsqueeze(0), "index": item["index"], "name": item["name"]}

@@ -1,0 +1,227 @@
+"""Shared LightningModule logic: forward with optional pre-upsampling, pixel(+content) training,
+and the papers' validation / test protocol for every method.
+
+Nets are built here from plain config dicts, so a checkpoint's hyperparameters are plain
+containers that ``torch.load(weights_only=True)`` accepts and that rebuild the same model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch import LightningModule
+from torch import nn
+from torchmetrics import MaxMetric
+
+from sr_lightning.data.degradation import bicubic_upscale
+from sr_lightning.losses.pixel import PixelLoss
+from sr_lightning.metrics import SRMetrics
+
+CHECKPOINT_KEY = "sr_lightning"
+
+
+class SRModule(LightningModule):
+    """Base module: subclasses name the method and add method-specific training logic."""
+
+    method = "base"
+
+    def __init__(
+        self,
+        net: Mapping,
+        optimizer: Mapping,
+        scheduler: Mapping | None = None,
+        scheduler_interval: str = "epoch",
+        scheduler_monitor: str | None = None,
+        loss: Mapping | None = None,
+        scale: int = 3,
+        channels: int = 1,
+        last_layer_lr_mult: float = 1.0,
+        channels_last: bool = False,
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        self.scale = int(scale)
+        self.channels = int(channels)
+        self.net = instantiate(net)
+        loss = dict(loss or {"pixel": {"kind": "mse", "weight": 1.0}})
+        pixel = loss.get("pixel") or {"kind": "mse", "weight": 0.0}
+        self.pixel_loss = PixelLoss(pixel.get("kind", "mse"))
+        self.pixel_weight = float(pixel.get("weight", 1.0))
+        self.content_loss, self.content_weight = self.build_content_loss(loss.get("content"))
+        self.val_metrics = nn.ModuleDict()
+        self.val_bicubic = nn.ModuleDict()
+        self.test_metrics = nn.ModuleDict()
+        self.val_psnr_best = MaxMetric()
+        self._net_forward = self.net
+
+    # -- model ------------------------------------------------------------------------------
+
+    @staticmethod
+    def build_content_loss(cfg: Mapping | None) -> tuple[nn.Module | None, float]:
+        if not cfg or not float(cfg.get("weight", 0.0)):
+            return None, 0.0
+        from sr_lightning.losses.content import VGGContentLoss
+
+        kwargs = {k: v for k, v in cfg.items() if k != "weight"}
+        return VGGContentLoss(**kwargs), float(cfg["weight"])
+
+    @property
+    def pre_upsampling(self) -> bool:
+        return getattr(self.net, "upsampling", "post") == "pre"
+
+    def configure_model(self) -> None:
+        """Compile the net only (compiling the whole LightningModule is not supported)."""
+        if self.hparams.compile and self._net_forward is self.net:
+            self._net_forward = torch.compile(self.net)
+        if self.hparams.channels_last:
+            self.net.to(memory_format=torch.channels_last)
+
+    def forward(self, lr: torch.Tensor, scale: int | None = None) -> torch.Tensor:
+        """LR in [0, 1] -> SR; pre-upsampling nets get the bicubic upscale of the LR."""
+        x = bicubic_upscale(lr, scale or self.scale) if self.pre_upsampling else lr
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self._net_forward(x)
+
+    # -- training ---------------------------------------------------------------------------
+
+    def compute_loss(self, sr: torch.Tensor, hr: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """Weighted pixel (+ optional VGG content) loss, with its terms for logging."""
+        terms = {}
+        total = sr.new_zeros(())
+        if self.pixel_weight:
+            terms["pixel"] = self.pixel_loss(sr, hr)
+            total = total + self.pixel_weight * terms["pixel"]
+        if self.content_loss is not None:
+            terms["content"] = self.content_loss(sr, hr)
+            total = total + self.content_weight * terms["content"]
+        return total, terms
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        sr = self(batch["lr"], batch["scale"])
+        loss, terms = self.compute_loss(sr, batch["hr"])
+        self.check_finite(loss, terms)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True)
+        if len(terms) > 1:
+            self.log_dict({f"train/{k}": v for k, v in terms.items()}, on_step=True)
+        return loss
+
+    def check_finite(self, loss: torch.Tensor, terms: Mapping[str, torch.Tensor]) -> None:
+        """Stop on a NaN/Inf loss with the step and the offending term, not silently diverge."""
+        if torch.isfinite(loss):
+            return
+        bad = [k for k, v in terms.items() if not torch.isfinite(v)] or ["total"]
+        raise FloatingPointError(
+            f"non-finite loss at global step {self.global_step} (term: {', '.join(bad)}). "
+            "Lower the learning rate, enable gradient clipping, or check the data."
+        )
+
+    def on_train_start(self) -> None:
+        # The sanity-check validation of an untrained model must not count as the best.
+        self.val_psnr_best.reset()
+
+    # -- optimizers -------------------------------------------------------------------------
+
+    def parameter_groups(self) -> list[dict]:
+        """All trainable parameters; the net's last layer at ``last_layer_lr_mult`` × lr."""
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        mult = float(self.hparams.last_layer_lr_mult)
+        if mult == 1.0 or not hasattr(self.net, "last_layer_parameters"):
+            return [{"params": params}]
+        last = {id(p) for p in self.net.last_layer_parameters()}
+        base_lr = float(self.hparams.optimizer["lr"])
+        return [
+            {"params": [p for p in params if id(p) not in last]},
+            {"params": [p for p in params if id(p) in last], "lr": base_lr * mult},
+        ]
+
+    def configure_optimizers(self) -> Any:
+        # configs use `_partial_: true`, so instantiate gives a factory awaiting params/optimizer
+        optimizer = instantiate(self.hparams.optimizer)(params=self.parameter_groups())
+        if not self.hparams.scheduler:
+            return optimizer
+        scheduler = {
+            "scheduler": instantiate(self.hparams.scheduler)(optimizer=optimizer),
+            "interval": self.hparams.scheduler_interval,
+        }
+        if self.hparams.scheduler_monitor:
+            scheduler["monitor"] = self.hparams.scheduler_monitor
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    # -- evaluation -------------------------------------------------------------------------
+
+    def eval_set_names(self, stage: str) -> list[str]:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        names = getattr(datamodule, f"{stage}_set_names", None)
+        return list(names) if names else [stage]
+
+    def _metric(self, store: nn.ModuleDict, name: str) -> SRMetrics:
+        if name not in store:
+            store[name] = SRMetrics(crop=self.scale).to(self.device)
+        return store[name]
+
+    def sr_for_eval(self, lr: torch.Tensor) -> torch.Tensor:
+        """The SR image that metrics see; SRGAN overrides this to use its EMA generator."""
+        return self(lr)
+
+    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        name = self.eval_set_names("val")[dataloader_idx]
+        sr = self.sr_for_eval(batch["lr"])
+        self._metric(self.val_metrics, name).update(sr, batch["hr"])
+        bicubic = bicubic_upscale(batch["lr"], self.scale)
+        self._metric(self.val_bicubic, name).update(bicubic, batch["hr"])
+
+    def on_validation_epoch_end(self) -> None:
+        results = self.compute_metrics(self.val_metrics)
+        bicubic = self.compute_metrics(self.val_bicubic)
+        if not results:
+            return
+        self.log_results("val", results)
+        primary = next(iter(results))
+        self.log("val/psnr_bicubic", bicubic[primary]["psnr"])
+        self.val_psnr_best.update(results[primary]["psnr"])
+        self.log("val/psnr_best", self.val_psnr_best.compute(), prog_bar=True)
+
+    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        name = self.eval_set_names("test")[dataloader_idx]
+        self._metric(self.test_metrics, name).update(self.sr_for_eval(batch["lr"]), batch["hr"])
+
+    def on_test_epoch_end(self) -> None:
+        self.log_results("test", self.compute_metrics(self.test_metrics))
+
+    @staticmethod
+    def compute_metrics(store: nn.ModuleDict) -> dict[str, dict[str, torch.Tensor]]:
+        results = {}
+        for name, metric in store.items():
+            if metric.update_called:
+                results[name] = metric.compute()
+            metric.reset()
+        return results
+
+    def log_results(self, stage: str, results: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
+        """``stage/psnr`` for the first (monitored) set; ``stage/<set>/psnr`` for every set."""
+        for i, (name, values) in enumerate(results.items()):
+            for key, value in values.items():
+                if i == 0:
+                    self.log(f"{stage}/{key}", value, prog_bar=key == "psnr")
+                if len(results) > 1:
+                    self.log(f"{stage}/{name}/{key}", value)
+
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        lr = batch["lr"] if isinstance(batch, Mapping) else batch
+        return self.sr_for_eval(lr)
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Plain metadata so tools know what a checkpoint holds without rebuilding it."""
+        checkpoint[CHECKPOINT_KEY] = {
+            "method": self.method,
+            "module": f"{type(self).__module__}.{type(self).__qualname__}",
+            "scale": self.scale,
+            "channels": self.channels,
+        }
