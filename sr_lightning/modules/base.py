@@ -105,9 +105,10 @@ class SRModule(LightningModule):
         sr = self(batch["lr"], batch["scale"])
         loss, terms = self.compute_loss(sr, batch["hr"])
         self.check_finite(loss, terms)
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True)
+        n = batch["hr"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=n)
         if len(terms) > 1:
-            self.log_dict({f"train/{k}": v for k, v in terms.items()}, on_step=True)
+            self.log_dict({f"train/{k}": v for k, v in terms.items()}, on_step=True, batch_size=n)
         return loss
 
     def check_finite(self, loss: torch.Tensor, terms: Mapping[str, torch.Tensor]) -> None:
