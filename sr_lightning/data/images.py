@@ -102,7 +102,7 @@ def load_image(path: str | Path) -> torch.Tensor:
         array = array[:, :, None]
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise ImageLoadError(f"image {path} is empty ({array.shape[1]}x{array.shape[0]}).")
-    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).contiguous()
+    return torch.from_numpy(array.transpose(2, 0, 1).copy())
 
 
 def load_images(
