@@ -90,10 +90,13 @@ def test_multiscale_batches_carry_one_scale(tiny_data):
 
 
 def test_small_images_are_skipped_or_rejected():
-    images = ImageSet("t", ["big", "small"], [torch.zeros(3, 20, 20, dtype=torch.uint8),
-                                              torch.zeros(3, 8, 30, dtype=torch.uint8)])
+    images = ImageSet(
+        "t",
+        ["big", "small"],
+        [torch.zeros(3, 20, 20, dtype=torch.uint8), torch.zeros(3, 8, 30, dtype=torch.uint8)],
+    )
     assert len(PatchDataset(images, 16, patches_per_image=3)) == 3
-    with pytest.raises(ValueError, match="small.*smaller than data.patch_size=16"):
+    with pytest.raises(ValueError, match=r"small.*smaller than data.patch_size=16"):
         PatchDataset(images, 16, small="error")
 
 

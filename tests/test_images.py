@@ -33,7 +33,9 @@ def test_rgba_drops_alpha_and_palette_expands(tmp_path):
     pal = Image.fromarray(rgba[..., :3]).convert("P", palette=Image.ADAPTIVE, colors=8)
     pal.save(tmp_path / "p.png")
     expected = np.asarray(pal.convert("RGB"))
-    assert torch.equal(load_image(tmp_path / "p.png").permute(1, 2, 0), torch.from_numpy(expected.copy()))
+    assert torch.equal(
+        load_image(tmp_path / "p.png").permute(1, 2, 0), torch.from_numpy(expected.copy())
+    )
 
 
 def test_16bit_grey_is_rounded_to_8bit_levels(tmp_path):
@@ -60,10 +62,11 @@ def test_corrupt_image_names_the_file(tmp_path):
     path = tmp_path / "broken.png"
     _save(path, np.zeros((8, 8, 3), dtype=np.uint8))
     path.write_bytes(path.read_bytes()[:40])
-    with pytest.raises(ImageLoadError, match="broken.png.*skip_bad"):
+    with pytest.raises(ImageLoadError, match=r"broken.png.*skip_bad"):
         load_image(path)
-    names, images = load_images([path, _save(tmp_path / "ok.png", np.zeros((3, 3), np.uint8))],
-                                skip_bad=True)
+    names, images = load_images(
+        [path, _save(tmp_path / "ok.png", np.zeros((3, 3), np.uint8))], skip_bad=True
+    )
     assert names == ["ok"] and len(images) == 1
 
 

@@ -1,0 +1,136 @@
+"""The training app end to end: run dir contents, checkpoints, metrics, config errors."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.errors import ConfigCompositionException, HydraException
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+from sr_lightning.train import train
+from tests.conftest import tiny_overrides
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "csv" / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_short_run_writes_checkpoints_logs_and_returns_best(tiny_data, compose_train, tmp_path):
+    cfg = compose_train(*tiny_overrides(tiny_data), "scale=2", "trainer.max_epochs=3")
+    metrics = train(cfg)
+    run = tmp_path / "run"
+    ckpts = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert "last.ckpt" in ckpts and any(p.startswith("best-epoch") for p in ckpts)
+
+    rows = read_metrics(run)
+    val = [float(r["val/psnr"]) for r in rows if r.get("val/psnr")]
+    assert len(val) == 3
+    assert metrics["val/psnr_best"] == pytest.approx(max(val), abs=1e-4)
+    bicubic = [float(r["val/psnr_bicubic"]) for r in rows if r.get("val/psnr_bicubic")]
+    assert len(set(bicubic)) == 1  # the baseline of fixed images does not move
+
+    # checkpoints hold plain containers only and say what they are
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["sr_lightning"] == {
+        "method": "espcn",
+        "module": "sr_lightning.modules.espcn.ESPCNModule",
+        "scale": 2,
+        "channels": 1,
+    }
+    assert ckpt["hyper_parameters"]["net"]["_target_"] == "sr_lightning.nets.espcn.ESPCN"
+    assert ckpt["global_step"] == 3 * (6 * 4 // 4)
+
+
+def test_last_layer_runs_at_a_tenth_of_the_lr(tiny_data, compose_train):
+    from sr_lightning.builders import build_module
+
+    cfg = compose_train(*tiny_overrides(tiny_data))
+    module = build_module(cfg.model)
+    groups = module.configure_optimizers()["optimizer"].param_groups
+    lr = cfg.model.optimizer.lr
+    assert [g["lr"] for g in groups] == [lr, pytest.approx(lr * 0.1)]
+    last = {id(p) for p in module.net.last_layer_parameters()}
+    assert {id(p) for p in groups[1]["params"]} == last
+
+
+def test_tensorboard_logger_writes_events_beside_csv(tiny_data, compose_train, tmp_path):
+    cfg = compose_train(*tiny_overrides(tiny_data), "logger=tensorboard", "trainer.max_epochs=1")
+    train(cfg)
+    run = tmp_path / "run"
+    assert list((run / "tensorboard").rglob("events.out.tfevents.*"))
+    assert (run / "csv" / "metrics.csv").is_file()
+
+
+@pytest.mark.parametrize(
+    "override,error",
+    [
+        ("model=espnc", (ConfigCompositionException, HydraException)),
+        ("trainer.max_epoch=3", (ConfigCompositionException, ConfigAttributeError, ConfigKeyError)),
+    ],
+)
+def test_config_typos_fail_with_hydra_errors(compose_train, override, error):
+    with pytest.raises(error):
+        compose_train(override)
+
+
+def test_every_config_group_option_composes(compose_train):
+    for group in ("model", "data", "loss", "trainer", "logger", "debug", "experiment"):
+        for path in sorted((REPO / "conf" / group).glob("*.yaml")):
+            if path.stem == "default" and group == "debug":
+                continue
+            cfg = compose_train(f"{group}={path.stem}")
+            assert cfg.scale in (2, 3, 4) and cfg.channels in (1, 3), f"{group}={path.stem}"
+
+
+def run_cli(args: list[str], cwd: Path, **env) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "sr_lightning.train", *args],
+        cwd=cwd,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_cli_fast_dev_run_reports_where_results_went(tiny_data, tmp_path):
+    args = [*tiny_overrides(tiny_data), "debug=fdr", "extras.print_config=false"]
+    out = run_cli(args, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    runs = list((tmp_path / "logs" / "debug" / "runs").iterdir())
+    assert len(runs) == 1
+    assert (runs[0] / ".hydra" / "config.yaml").is_file()
+    assert f"run directory: {runs[0]}" in out.stdout
+
+
+@pytest.mark.slow
+def test_two_runs_started_together_get_their_own_dirs(tiny_data, tmp_path):
+    args = [*tiny_overrides(tiny_data), "debug=fdr", "extras.print_config=false"]
+    cmd = [sys.executable, "-m", "sr_lightning.train", *args]
+    procs = [
+        subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    assert all(p.wait(timeout=300) == 0 for p in procs)
+    assert len(list((tmp_path / "logs" / "debug" / "runs").iterdir())) == 2
+
+
+@pytest.mark.slow
+def test_overfit_preset_drives_the_loss_down(tiny_data, compose_train, tmp_path):
+    cfg = compose_train(*tiny_overrides(tiny_data), "debug=overfit", "trainer.max_epochs=60")
+    train(cfg)
+    losses = [
+        float(r["train/loss_epoch"])
+        for r in read_metrics(tmp_path / "run")
+        if r.get("train/loss_epoch")
+    ]
+    assert losses[-1] < 0.2 * losses[0]
