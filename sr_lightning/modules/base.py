@@ -7,6 +7,7 @@ containers that ``torch.load(weights_only=True)`` accepts and that rebuild the s
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -56,7 +57,8 @@ class SRModule(LightningModule):
         self.val_bicubic = nn.ModuleDict()
         self.test_metrics = nn.ModuleDict()
         self.val_psnr_best = MaxMetric()
-        self._net_forward = self.net
+        # the compiled net is kept out of the module tree, so state_dict keys stay `net.*`
+        object.__setattr__(self, "_compiled_net", None)
 
     # -- model ------------------------------------------------------------------------------
 
@@ -75,8 +77,8 @@ class SRModule(LightningModule):
 
     def configure_model(self) -> None:
         """Compile the net only (compiling the whole LightningModule is not supported)."""
-        if self.hparams.compile and self._net_forward is self.net:
-            self._net_forward = torch.compile(self.net)
+        if self.hparams.compile and self._compiled_net is None:
+            object.__setattr__(self, "_compiled_net", torch.compile(self.net))
         if self.hparams.channels_last:
             self.net.to(memory_format=torch.channels_last)
 
@@ -85,7 +87,12 @@ class SRModule(LightningModule):
         x = bicubic_upscale(lr, scale or self.scale) if self.pre_upsampling else lr
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self._net_forward(x)
+        return self.run_net(x)
+
+    def run_net(self, x: torch.Tensor) -> torch.Tensor:
+        """The net on a prepared input, compiled when ``model.compile=true``."""
+        net = self._compiled_net if self._compiled_net is not None else self.net
+        return net(x)
 
     # -- training ---------------------------------------------------------------------------
 
@@ -215,6 +222,10 @@ class SRModule(LightningModule):
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         lr = batch["lr"] if isinstance(batch, Mapping) else batch
         return self.sr_for_eval(lr)
+
+    def export_generator(self) -> nn.Module:
+        """A standalone copy of the generator for export and inference (SRGAN: its EMA)."""
+        return copy.deepcopy(self.net).eval()
 
     # -- checkpoints ------------------------------------------------------------------------
 
