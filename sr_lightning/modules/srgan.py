@@ -1,0 +1,469 @@
+"""SRGAN (Ledig et al., CVPR'17): an SRResNet generator trained against a discriminator.
+
+Manual optimization, one batch at a time:
+
+1. the generator's output ``sr = G(lr)`` (with gradients only when G steps this batch);
+2. a discriminator step with G frozen: ``adv.discriminator_loss(D(hr), D(sr.detach()))``;
+3. a generator step with D frozen: ``w_c · content + w_a · adv.generator_loss(D(sr))
+   (+ w_p · pixel)``, then the EMA of the generator is updated;
+4. both lr schedulers step (their milestones count batches).
+
+The generator steps on batch ``b`` when ``b >= d_warmup_steps`` and ``(b - d_warmup_steps)``
+is a multiple of ``d_steps_per_g`` (BasicSR's ``net_d_init_iters`` / ``net_d_iters``).
+
+**One global step per batch.** Lightning counts every ``optimizer.step()`` as a global step
+in manual optimization (Lightning-AI/pytorch-lightning#17958), so a D+G batch would be two
+steps and ``trainer.max_steps``, ``ModelCheckpoint(every_n_train_steps)`` and ``{step}`` in
+file names would count half-batches. Here exactly one optimizer step per batch is counted:
+the generator's when it steps, else the discriminator's; the other one's step only goes
+through the profiler. ``trainer.global_step`` is then the number of batches trained, and
+logger x-axes (which Lightning already counts in batches) agree with it.
+
+Everything else (validation / test / predict on the EMA generator, checkpoint metadata) is
+the base module's. ``self.net`` is the live generator; :meth:`export_generator` gives the
+weights to ship.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import warnings
+from collections.abc import Mapping
+from functools import partial
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.strategies import DDPStrategy
+from lightning.pytorch.utilities import rank_zero_info
+from torch import nn
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+from sr_lightning.data.degradation import bicubic_upscale
+from sr_lightning.losses.adversarial import AdversarialLoss
+from sr_lightning.modules.base import CHECKPOINT_KEY, SRModule
+from sr_lightning.modules.ema import GeneratorEMA
+
+log = logging.getLogger(__name__)
+
+CLIP_ALGORITHMS = ("norm", "value")
+
+
+class SRGANModule(SRModule):
+    """Generator ``self.net`` + ``self.discriminator``; VGG content loss from ``loss.content``."""
+
+    method = "srgan"
+
+    def __init__(
+        self,
+        net: Mapping,
+        discriminator: Mapping,
+        optimizer: Mapping,
+        d_optimizer: Mapping,
+        scheduler: Mapping | None = None,
+        d_scheduler: Mapping | None = None,
+        scheduler_interval: str = "step",
+        loss: Mapping | None = None,
+        scale: int = 4,
+        channels: int = 3,
+        d_steps_per_g: int = 1,
+        d_warmup_steps: int = 0,
+        grad_clip: Mapping | None = None,
+        ema_decay: float | None = 0.999,
+        init_from: str | None = None,
+        last_layer_lr_mult: float = 1.0,
+        channels_last: bool = False,
+        compile: bool = False,
+        scheduler_monitor: str | None = None,
+    ) -> None:
+        loss = dict(loss or {})
+        adversarial = self.check_adversarial_config(loss.get("adversarial"))
+        if scheduler_interval not in ("step", "epoch"):
+            raise ValueError(
+                f"model.scheduler_interval={scheduler_interval!r}: SRGAN steps its schedulers "
+                "by hand, once per batch ('step') or per epoch ('epoch')"
+            )
+        if scheduler_monitor:
+            raise ValueError(
+                "model.scheduler_monitor is not supported by SRGAN (manual optimization): use "
+                "a scheduler that needs no metric, such as MultiStepLR"
+            )
+        if init_from == "???":  # the config's mandatory marker, left unresolved by to_container
+            raise ValueError(
+                "model.init_from is mandatory for SRGAN: pass model.init_from=<SRResNet checkpoint> "
+                "(the paper starts from an MSE-trained SRResNet, e.g. `sr-train "
+                "experiment=srresnet_x4`), or model.init_from=null to train G from scratch"
+            )
+        if int(d_steps_per_g) < 1 or int(d_warmup_steps) < 0:
+            raise ValueError(
+                f"model.d_steps_per_g={d_steps_per_g} must be >= 1 and "
+                f"model.d_warmup_steps={d_warmup_steps} >= 0"
+            )
+        super().__init__(
+            net=net,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            scheduler_interval=scheduler_interval,
+            scheduler_monitor=None,
+            loss=loss,
+            scale=scale,
+            channels=channels,
+            last_layer_lr_mult=last_layer_lr_mult,
+            channels_last=channels_last,
+            compile=compile,
+        )
+        self.automatic_optimization = False
+        self.discriminator = instantiate(discriminator)
+        self.adversarial_loss = AdversarialLoss(adversarial.get("kind", "vanilla"))
+        self.adversarial_weight = float(adversarial.get("weight", 1e-3))
+        self.real_label = float(adversarial.get("real_label", 1.0))
+        self.d_steps_per_g = int(d_steps_per_g)
+        self.d_warmup_steps = int(d_warmup_steps)
+        self.grad_clip = self.parse_grad_clip(grad_clip)
+        self.ema = GeneratorEMA(self.net, float(ema_decay)) if ema_decay else None
+
+    @staticmethod
+    def check_adversarial_config(cfg: Mapping | None) -> dict[str, Any]:
+        if not cfg:
+            raise ValueError(
+                "model=srgan needs loss.adversarial (use loss=gan); for content-only training "
+                "use model=srresnet loss=perceptual"
+            )
+        cfg = dict(cfg)
+        unknown = set(cfg) - {"kind", "weight", "real_label"}
+        if unknown:
+            raise ValueError(
+                f"unknown loss.adversarial keys {sorted(unknown)}; valid: kind, weight, real_label"
+            )
+        real_label = float(cfg.get("real_label", 1.0))
+        if not 0.0 < real_label <= 1.0:
+            raise ValueError(
+                f"loss.adversarial.real_label={real_label} must be in (0, 1] (1 = no smoothing)"
+            )
+        return cfg
+
+    @staticmethod
+    def parse_grad_clip(cfg: Mapping | None) -> dict[str, Any]:
+        cfg = dict(cfg or {})
+        algorithm = cfg.get("algorithm") or "norm"
+        if algorithm not in CLIP_ALGORITHMS:
+            raise ValueError(
+                f"model.grad_clip.algorithm={algorithm!r}; valid: {', '.join(CLIP_ALGORITHMS)}"
+            )
+        unknown = set(cfg) - {"generator", "discriminator", "algorithm"}
+        if unknown:
+            raise ValueError(
+                f"unknown model.grad_clip keys {sorted(unknown)}; valid: generator, "
+                "discriminator, algorithm"
+            )
+        return {
+            "generator": cfg.get("generator"),
+            "discriminator": cfg.get("discriminator"),
+            "algorithm": algorithm,
+        }
+
+    # -- setup ------------------------------------------------------------------------------
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit":
+            self.enable_ddp_unused_parameters()
+            self.check_clipping_precision()
+
+    def check_clipping_precision(self) -> None:
+        """Refuse clipping under fp16 loss scaling, which would clip the scaled gradients.
+
+        In manual optimization the GradScaler unscales inside ``optimizer.step()``, after
+        ``clip_gradients`` has run; bf16 and fp32 have no scaler and clip true gradients.
+        """
+        clipping = self.grad_clip["generator"] or self.grad_clip["discriminator"]
+        if clipping and getattr(self.trainer.precision_plugin, "scaler", None) is not None:
+            raise ValueError(
+                "model.grad_clip with trainer.precision=16-mixed would clip loss-scaled "
+                "gradients (SRGAN steps its optimizers by hand); use trainer.precision=bf16-mixed "
+                "or 32-true, or set model.grad_clip.generator/discriminator=null"
+            )
+
+    def on_fit_start(self) -> None:
+        # Here the checkpoint of a resumed run is known (trainer.ckpt_path) and already
+        # restored; that run keeps its own generator and does not need the init_from file.
+        if self.hparams.init_from and not self.trainer.ckpt_path:
+            self.load_generator(self.hparams.init_from)
+
+    def enable_ddp_unused_parameters(self) -> None:
+        """Make plain ``strategy=ddp`` work for SRGAN by turning on ``find_unused_parameters``.
+
+        Why: Lightning's DDP wraps the whole module, so every ``manual_backward`` must
+        account for G's *and* D's parameters. Each phase uses only one network (the D phase
+        sees a detached ``sr``; in the G phase D is frozen by ``toggle_optimizer``), so with
+        ``find_unused_parameters=False`` the reducer waits for gradients that never come, and
+        the first batch's G phase fails ("It looks like your LightningModule has parameters
+        that were not used in producing the loss"; observed with ``trainer=ddp_cpu``). ``find_unused_parameters=True`` makes DDP walk each
+        loss's graph and skip the other network, with gradients still bucketed and overlapped
+        with the backward pass; the walk is cheap next to the VGG and the convolutions.
+
+        Rejected: ``static_graph=True`` assumes one fixed set of used parameters per
+        iteration, but SRGAN alternates two different sets (and skips G on warm-up batches);
+        per-phase ``no_sync`` plus hand-written all-reduces would give up DDP's bucketing and
+        its buffer broadcasts for no gain. The strategy's kwargs are read by
+        ``DDPStrategy.setup``, which runs after this hook, so setting them here takes effect.
+        """
+        strategy = self.trainer.strategy
+        if not isinstance(strategy, DDPStrategy):
+            return
+        kwargs = getattr(strategy, "_ddp_kwargs", None)
+        if not isinstance(kwargs, dict):
+            raise RuntimeError(
+                "SRGAN needs DDP's find_unused_parameters=True but cannot set it on this "
+                "Lightning version; pass trainer.strategy=ddp_find_unused_parameters_true"
+            )
+        if kwargs.get("static_graph"):
+            raise ValueError(
+                "SRGAN cannot train with DDP static_graph=True (its D and G phases use different "
+                "parameters); use trainer.strategy=ddp"
+            )
+        if not kwargs.get("find_unused_parameters"):
+            kwargs["find_unused_parameters"] = True
+            rank_zero_info(
+                "SRGAN: DDP find_unused_parameters=True (each phase updates one network)"
+            )
+
+    def load_generator(self, path: str) -> None:
+        """Strictly load the generator (``net.*``) of an SRResNet (or SRGAN) checkpoint."""
+        from sr_lightning.checkpoints import (
+            checkpoint_info,
+            describe,
+            load_checkpoint,
+            load_net_state,
+        )
+
+        ckpt = load_checkpoint(path)
+        info = checkpoint_info(ckpt)
+        source = f"model.init_from={path}"
+        ours = {"method": self.method, "scale": self.scale, "channels": self.channels}
+        clashes = [
+            f"{key} {info[key]} (file) vs {ours[key]} (this run)"
+            for key in ("scale", "channels")
+            if info.get(key) is not None and int(info[key]) != ours[key]
+        ]
+        if clashes:
+            raise ValueError(
+                f"{source} holds a {describe(info)} generator but this run trains "
+                f"{describe(ours)}: {'; '.join(clashes)}. Initialise from an SRResNet "
+                f"checkpoint trained at scale={self.scale}, channels={self.channels}, or change "
+                "scale=/channels= to match the file."
+            )
+        state = {k[len("net.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+        if not state:
+            raise ValueError(
+                f"{source} has no generator weights (no 'net.*' keys in its state_dict)"
+            )
+        load_net_state(self.net, state, f"the generator weights of {source}")
+        rank_zero_info(f"SRGAN: generator initialised from {path} ({describe(info)})")
+
+    def configure_model(self) -> None:
+        super().configure_model()
+        if self.hparams.channels_last:
+            self.discriminator.to(memory_format=torch.channels_last)
+            if self.ema is not None:
+                self.ema.to(memory_format=torch.channels_last)
+
+    # -- optimizers -------------------------------------------------------------------------
+
+    def configure_optimizers(self) -> Any:
+        """``[G optimizer, D optimizer]`` and their schedulers (stepped by this module)."""
+        opt_g = instantiate(self.hparams.optimizer)(params=self.parameter_groups())
+        opt_d = instantiate(self.hparams.d_optimizer)(
+            params=[p for p in self.discriminator.parameters() if p.requires_grad]
+        )
+        schedulers = []
+        for name, cfg, opt in (
+            ("generator", self.hparams.scheduler, opt_g),
+            ("discriminator", self.hparams.d_scheduler, opt_d),
+        ):
+            if not cfg:
+                continue
+            scheduler = instantiate(cfg)(optimizer=opt)
+            if isinstance(scheduler, ReduceLROnPlateau):
+                raise ValueError(
+                    "ReduceLROnPlateau needs a monitored metric, which SRGAN's hand-stepped "
+                    "schedulers do not have: use MultiStepLR (the paper) or another scheduler"
+                )
+            # `name` labels LearningRateMonitor's curves; `interval` is only read by it too
+            schedulers.append(
+                {
+                    "scheduler": scheduler,
+                    "name": f"lr-{name}",
+                    "interval": self.hparams.scheduler_interval,
+                }
+            )
+        return [opt_g, opt_d], schedulers
+
+    def step_schedulers(self) -> None:
+        schedulers = self.lr_schedulers()
+        if schedulers is None:
+            return
+        with warnings.catch_warnings():
+            # During a D-only warm-up the G scheduler steps before G's optimizer ever has;
+            # that is intended (milestones count batches), not the misuse PyTorch warns about.
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
+            for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
+                scheduler.step()
+
+    # -- training ---------------------------------------------------------------------------
+
+    def generator_steps_at(self, batch_number: int) -> bool:
+        """Whether G is updated on the ``batch_number``-th batch of training (from 0)."""
+        after_warmup = batch_number - self.d_warmup_steps
+        return after_warmup >= 0 and after_warmup % self.d_steps_per_g == 0
+
+    def count_one_step_per_batch(self, counted: Any) -> None:
+        """Only ``counted``'s ``step()`` advances ``trainer.global_step`` in this batch.
+
+        Lightning's manual loop installs a counting hook on every optimizer before each
+        ``training_step`` (and removes it after); the others get profiler-only hooks here.
+        """
+        profiler = self.trainer.profiler
+        for opt in self.optimizers():
+            if opt is counted:
+                continue
+            if not hasattr(opt, "_on_before_step") or not hasattr(opt, "_on_after_step"):
+                raise RuntimeError(
+                    "this Lightning version's LightningOptimizer has no step hooks; SRGAN "
+                    "cannot count one global step per batch"
+                )
+            opt._on_before_step = partial(profiler.start, "optimizer_step")
+            opt._on_after_step = partial(profiler.stop, "optimizer_step")
+
+    def training_step(self, batch: dict, batch_idx: int) -> None:
+        opt_g, opt_d = self.optimizers()
+        g_turn = self.generator_steps_at(self.global_step)
+        self.count_one_step_per_batch(opt_g if g_turn else opt_d)
+        lr, hr = batch["lr"], batch["hr"]
+        with torch.set_grad_enabled(g_turn):
+            sr = self(lr, batch["scale"])
+        self.discriminator_phase(opt_d, sr.detach(), hr)
+        if g_turn:
+            self.generator_phase(opt_g, sr, hr)
+            if self.ema is not None:
+                self.ema.update_parameters(self.net)
+        else:
+            self.forget_step_logs(prefix="train/g_")
+        if self.hparams.scheduler_interval == "step":
+            self.step_schedulers()
+
+    def forget_step_logs(self, prefix: str) -> None:
+        """Keep this batch's log rows free of values logged on an earlier batch.
+
+        Lightning re-sends every step metric of the epoch at each later step until it is
+        logged again, so on D-only batches the generator's curves would repeat their last
+        value as if G had been trained. Marking those entries reset (what Lightning does at
+        epoch end) leaves the rows empty instead.
+        """
+        results = getattr(self.trainer, "_results", None)
+        for item in (results or {}).values():
+            meta = getattr(item, "meta", None)
+            if meta is not None and meta.name.startswith(prefix) and hasattr(item, "has_reset"):
+                item.has_reset = True
+
+    def on_train_epoch_end(self) -> None:
+        if self.hparams.scheduler_interval == "epoch":
+            self.step_schedulers()
+
+    def discriminator_objective(
+        self, hr: torch.Tensor, sr: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """D's loss on real ``hr`` and (detached) fake ``sr``, with its terms for logging."""
+        real_logits = self.discriminator(hr)
+        fake_logits = self.discriminator(sr)
+        real_term, fake_term = self.adversarial_loss.discriminator_terms(
+            real_logits, fake_logits, self.real_label
+        )
+        terms = {
+            "d_loss_real": real_term,
+            "d_loss_fake": fake_term,
+            "d_real": torch.sigmoid(real_logits.detach()).mean(),
+            "d_fake": torch.sigmoid(fake_logits.detach()).mean(),
+        }
+        return real_term + fake_term, terms
+
+    def generator_objective(
+        self, sr: torch.Tensor, hr: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``w_c · content + w_a · adversarial (+ w_p · pixel)``; terms are unweighted."""
+        terms = {"g_adv": self.adversarial_loss.generator_loss(self.discriminator(sr))}
+        total = self.adversarial_weight * terms["g_adv"]
+        if self.content_loss is not None:
+            terms["g_content"] = self.content_loss(sr, hr)
+            total = total + self.content_weight * terms["g_content"]
+        if self.pixel_weight:
+            terms["g_pixel"] = self.pixel_loss(sr, hr)
+            total = total + self.pixel_weight * terms["g_pixel"]
+        return total, terms
+
+    def discriminator_phase(self, opt_d: Any, sr: torch.Tensor, hr: torch.Tensor) -> None:
+        """One D update on real ``hr`` vs detached ``sr``, with G frozen."""
+        self.toggle_optimizer(opt_d)
+        try:
+            opt_d.zero_grad(set_to_none=True)
+            d_loss, terms = self.discriminator_objective(hr, sr)
+            self.check_finite(d_loss, terms)
+            self.manual_backward(d_loss)
+            self.clip(opt_d, self.grad_clip["discriminator"])
+            opt_d.step()
+        finally:
+            self.untoggle_optimizer(opt_d)
+        n = hr.shape[0]
+        self.log("train/d_loss", d_loss.detach(), prog_bar=True, batch_size=n)
+        self.log_dict(
+            {"train/d_real": terms["d_real"], "train/d_fake": terms["d_fake"]}, batch_size=n
+        )
+
+    def generator_phase(self, opt_g: Any, sr: torch.Tensor, hr: torch.Tensor) -> None:
+        """One G update (content + adversarial + pixel) through a frozen D."""
+        self.toggle_optimizer(opt_g)
+        try:
+            opt_g.zero_grad(set_to_none=True)
+            g_loss, terms = self.generator_objective(sr, hr)
+            self.check_finite(g_loss, terms)
+            self.manual_backward(g_loss)
+            self.clip(opt_g, self.grad_clip["generator"])
+            opt_g.step()
+        finally:
+            self.untoggle_optimizer(opt_g)
+        n = hr.shape[0]
+        self.log("train/g_loss", g_loss.detach(), prog_bar=True, batch_size=n)
+        self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, batch_size=n)
+
+    def clip(self, optimizer: Any, value: float | None) -> None:
+        if value:
+            self.clip_gradients(
+                optimizer,
+                gradient_clip_val=float(value),
+                gradient_clip_algorithm=self.grad_clip["algorithm"],
+            )
+
+    # -- evaluation and export --------------------------------------------------------------
+
+    def eval_generator(self) -> nn.Module:
+        """The EMA generator once it holds weights, else the live one."""
+        if self.ema is not None and self.ema.started:
+            return self.ema.module
+        return self.net
+
+    def sr_for_eval(self, lr: torch.Tensor) -> torch.Tensor:
+        net = self.eval_generator()
+        if net is self.net:
+            return self(lr)
+        x = bicubic_upscale(lr, self.scale) if self.pre_upsampling else lr
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return net(x)
+
+    def export_generator(self) -> nn.Module:
+        """A standalone copy of the generator to ship: the EMA weights when there are any."""
+        return copy.deepcopy(self.eval_generator()).eval()
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint[CHECKPOINT_KEY]["ema"] = bool(self.ema is not None and self.ema.started)
