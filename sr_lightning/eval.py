@@ -1,0 +1,576 @@
+"""sr-eval: benchmark a model on Set5 / Set14 / BSD100 / Urban100 with the papers' protocol.
+
+Each image goes through exactly what validation does during training (the data module's
+``make_eval_batch`` and ``SRModule.validation_step``): the HR image modcropped to a multiple
+of the scale, in the model's colour space (uint8 MATLAB luma, or RGB); the LR image is its
+float bicubic downscale, left unrounded (``degrade_eval``); the SR image comes from the
+module's ``sr_for_eval``; Y PSNR / SSIM of the 8-bit-rounded SR with ``scale`` border pixels
+cropped (:mod:`sr_lightning.metrics`); a set's numbers are means over its images. So a
+checkpoint evaluated here reproduces the ``val/psnr`` training logged for it.
+
+It is a plain no-grad loop rather than ``trainer.test`` so that every image's numbers (and
+the bicubic baseline of the same LR image) are at hand for ``per_image.csv``, the table and
+the saved images.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from omegaconf import DictConfig
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from sr_lightning.builders import build_module, to_plain
+from sr_lightning.checkpoints import (
+    check_expected,
+    describe,
+    load_weights,
+    module_from_checkpoint,
+    module_from_weights_state,
+)
+from sr_lightning.config import CONF_DIR, register_resolvers
+from sr_lightning.data.datasets import convert_channels, set_spec
+from sr_lightning.data.degradation import bicubic_upscale, degrade_eval, to_float
+from sr_lightning.data.images import ImageLoadError, list_images, load_image
+from sr_lightning.metrics import psnr_y, quantize, ssim_y
+from sr_lightning.modules.base import SRModule
+from sr_lightning.nets import count_parameters
+
+log = logging.getLogger("sr_lightning.eval")
+
+register_resolvers()
+
+Predictor = Callable[[torch.Tensor], torch.Tensor]
+
+
+# -- the bicubic baseline ----------------------------------------------------------------------
+
+
+class BicubicNet(nn.Module):
+    """A pre-upsampling "net" that returns its input: with the module's bicubic upscale in
+    front, the model is the bicubic baseline, evaluated by exactly the same code as the rest."""
+
+    upsampling = "pre"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class BicubicModule(SRModule):
+    """``model=bicubic``: no weights, nothing to train."""
+
+    method = "bicubic"
+
+
+# -- self-ensemble --------------------------------------------------------------------------
+
+
+def dihedral_ensemble(predict: Predictor, lr: torch.Tensor) -> torch.Tensor:
+    """×8 self-ensemble (EDSR's "+"): the mean of ``predict`` over the 8 flips / 90° rotations
+    of the input, each output brought back by the inverse transform. Averaged before rounding."""
+    total = None
+    for rotations in range(4):
+        for flip in (False, True):
+            x = torch.rot90(lr, rotations, dims=(-2, -1))
+            if flip:
+                x = x.flip(-1)
+            y = predict(x)
+            if flip:
+                y = y.flip(-1)
+            y = torch.rot90(y, -rotations, dims=(-2, -1))
+            total = y if total is None else total + y
+    return total / 8
+
+
+# -- the model --------------------------------------------------------------------------------
+
+
+@dataclass
+class EvalModel:
+    """The module to evaluate and where it came from."""
+
+    module: SRModule
+    method: str
+    scale: int
+    channels: int
+    source: str  # "bicubic", "checkpoint" or "weights"
+    path: str | None = None
+
+    @property
+    def is_bicubic(self) -> bool:
+        return self.method == "bicubic"
+
+    @property
+    def params(self) -> int:
+        return count_parameters(self.module.net)
+
+
+def _asked(cfg: DictConfig) -> dict[str, Any]:
+    """What the command line pinned: method (from model=), scale and channels (non-null)."""
+    model = cfg.get("model")
+    return {
+        "method": model.get("method") if model else None,
+        "scale": cfg.get("scale"),
+        "channels": cfg.get("channels"),
+    }
+
+
+def _set_model_space(cfg: DictConfig, scale: int, channels: int) -> None:
+    """Make ``${scale}`` / ``${channels}`` in the model and data configs resolve to these."""
+    cfg.scale = int(scale)
+    cfg.channels = int(channels)
+
+
+def load_eval_model(cfg: DictConfig) -> EvalModel:
+    """The model of ``ckpt_path=``, ``weights=`` or ``model=``; conflicting settings are errors."""
+    ckpt_path, weights = cfg.get("ckpt_path"), cfg.get("weights")
+    model_cfg = cfg.get("model")
+    asked = _asked(cfg)
+    if ckpt_path and weights:
+        raise ValueError("give either ckpt_path= or weights=, not both")
+    if model_cfg is not None and model_cfg.get("method") == "bicubic" and (ckpt_path or weights):
+        raise ValueError("model=bicubic has no weights: drop ckpt_path= / weights=")
+
+    if ckpt_path:
+        module = module_from_checkpoint(ckpt_path, expect=asked)
+        _set_model_space(cfg, module.scale, module.channels)
+        return EvalModel(
+            module, module.method, module.scale, module.channels, "checkpoint", str(ckpt_path)
+        )
+
+    if weights:
+        state, meta = load_weights(weights)
+        check_expected(meta, asked, f"weights file {weights}")
+        scale = asked["scale"] or meta.get("scale")
+        channels = asked["channels"] or meta.get("channels") or 1
+        if scale is None:
+            raise ValueError(
+                f"weights={weights} does not say its scale (no metadata); add scale=2, 3 or 4"
+            )
+        _set_model_space(cfg, scale, channels)
+        module = module_from_weights_state(model_cfg, state, meta, f"weights {weights}")
+        method = model_cfg.method if model_cfg is not None else meta.get("method", "unknown")
+        return EvalModel(module.eval(), str(method), int(scale), int(channels), "weights", weights)
+
+    if model_cfg is None:
+        raise ValueError(
+            "no model to evaluate: pass ckpt_path=<sr-train checkpoint>, "
+            "weights=<file> (with model=<method> unless it carries metadata), or model=bicubic"
+        )
+    if model_cfg.get("method") != "bicubic":
+        raise ValueError(
+            f"model={model_cfg.get('method')} needs trained weights: add weights=<file>, or use "
+            "ckpt_path=<checkpoint> (method, scale and channels are read from it)"
+        )
+    if asked["scale"] is None:
+        raise ValueError("model=bicubic needs a scale: add scale=2, 3 or 4")
+    _set_model_space(cfg, asked["scale"], asked["channels"] or 1)
+    module = build_module(cfg.model).eval()
+    return EvalModel(module, "bicubic", int(cfg.scale), int(cfg.channels), "bicubic")
+
+
+def eval_device(trainer_cfg: Mapping | None) -> torch.device:
+    """The device of ``trainer.accelerator`` (``auto``: the first GPU when there is one)."""
+    accelerator = str((trainer_cfg or {}).get("accelerator", "auto")).lower()
+    devices = (trainer_cfg or {}).get("devices")
+    index = int(devices[0]) if isinstance(devices, Sequence) and not isinstance(devices, str) else 0
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"trainer.accelerator={accelerator} but CUDA is not available; use trainer=cpu"
+            )
+        return torch.device("cuda", index)
+    if accelerator == "mps":
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def make_predictor(module: SRModule, cfg: DictConfig, device: torch.device) -> Predictor:
+    """LR -> SR for one image: the module's ``sr_for_eval``, optionally tiled and ×8 ensembled.
+
+    ``tile`` hands the image to :class:`sr_lightning.inference.Upscaler`, which bounds the
+    memory of very large images; it matches the untiled output when the overlap covers the
+    receptive field (``tile_overlap=auto``).
+    """
+    tile = cfg.get("tile") or 0
+    if tile != 0:
+        from sr_lightning.inference import Upscaler, generator_from_module
+
+        upscaler = Upscaler(
+            generator_from_module(module),
+            device=device,
+            tile=tile if tile == "auto" else int(tile),
+            tile_overlap=cfg.get("tile_overlap", "auto"),
+        )
+
+        def predict(lr: torch.Tensor) -> torch.Tensor:
+            return upscaler.upscale_tensor(lr).to(lr.device)
+
+    else:
+        predict = module.sr_for_eval
+    return partial(dihedral_ensemble, predict) if cfg.get("tta") else predict
+
+
+# -- the images --------------------------------------------------------------------------------
+
+
+@dataclass
+class TestSet:
+    name: str
+    folder: Path
+    files: list[Path]
+
+    def image_name(self, path: Path) -> str:
+        return path.relative_to(self.folder).with_suffix("").as_posix()
+
+
+def find_test_sets(
+    specs: Sequence[Any] | None, data_dir: str | Path, recursive: bool = False
+) -> list[TestSet]:
+    """The sets of ``data.test_sets`` that exist; a missing folder is skipped with a warning."""
+    if not specs:
+        raise ValueError(
+            "data.test_sets is empty: name at least one set, e.g. data.test_sets=[Set5]"
+        )
+    found: list[TestSet] = []
+    missing = []
+    for spec in specs:
+        name, folder, include = set_spec(to_plain(spec), data_dir)
+        if not folder.is_dir():
+            log.warning(
+                "test set %s: folder %s not found, skipped (check paths.data_dir / $SR_DATA_DIR)",
+                name,
+                folder,
+            )
+            missing.append(str(folder))
+            continue
+        if any(s.name == name for s in found):
+            raise ValueError(f"two entries of data.test_sets are named {name!r}; give one a name")
+        found.append(TestSet(name, folder, list_images(folder, include, recursive)))
+    if not found:
+        raise FileNotFoundError(
+            f"none of data.test_sets was found: {', '.join(missing)}. Put the HR images there, "
+            "set $SR_DATA_DIR or paths.data_dir, or list other sets in data.test_sets."
+        )
+    return found
+
+
+class BenchmarkImages(Dataset):
+    """A set's HR images, decoded (in loader workers when there are any) and modcropped.
+
+    Decoding errors come back as data, so that the main process reports them (or skips the
+    image with ``data.skip_bad``) instead of a worker dying with a traceback.
+    """
+
+    def __init__(self, test_set: TestSet, scale: int) -> None:
+        self.test_set = test_set
+        self.scale = scale
+
+    def __len__(self) -> int:
+        return len(self.test_set.files)
+
+    def __getitem__(self, index: int) -> dict:
+        path = self.test_set.files[index]
+        item: dict[str, Any] = {"name": self.test_set.image_name(path), "path": str(path)}
+        try:
+            image = load_image(path)
+        except ImageLoadError as err:
+            return {**item, "error": str(err)}
+        h, w = image.shape[-2:]
+        item["image"] = image[:, : h - h % self.scale, : w - w % self.scale]
+        return item
+
+
+# -- evaluation -------------------------------------------------------------------------------
+
+
+@dataclass
+class ImageResult:
+    set: str
+    image: str
+    psnr_y: float
+    ssim_y: float
+    bicubic_psnr_y: float
+    bicubic_ssim_y: float
+    seconds: float
+
+
+@dataclass
+class SetResult:
+    name: str
+    images: list[ImageResult] = field(default_factory=list)
+
+    def mean(self, key: str) -> float:
+        return math.fsum(getattr(r, key) for r in self.images) / len(self.images)
+
+    @property
+    def ms_per_image(self) -> float:
+        return 1000.0 * self.mean("seconds")
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def evaluate_set(
+    test_set: TestSet,
+    model: EvalModel,
+    predict: Predictor,
+    device: torch.device,
+    num_workers: int = 0,
+    skip_bad: bool = False,
+    image_dir: Path | None = None,
+) -> SetResult:
+    """Per-image Y PSNR / SSIM of the model and of bicubic, and the model's forward time."""
+    scale, result = model.scale, SetResult(test_set.name)
+    loader = DataLoader(BenchmarkImages(test_set, scale), batch_size=None, num_workers=num_workers)
+    for item in loader:
+        if "error" in item:
+            if not skip_bad:
+                raise ImageLoadError(item["error"])
+            log.warning("skipping %s", item["error"])
+            continue
+        raw = item["image"]
+        where = f"{test_set.name}/{item['name']}"
+        if min(raw.shape[-2:]) <= 2 * scale:
+            raise ValueError(f"{where} ({item['path']}) is too small to evaluate at x{scale}")
+        hr = to_float(convert_channels(raw, model.channels).unsqueeze(0).to(device))
+        lr = degrade_eval(hr, scale)
+        _synchronize(device)
+        start = time.perf_counter()
+        sr = predict(lr)
+        _synchronize(device)
+        seconds = time.perf_counter() - start
+        if sr.shape != hr.shape:
+            raise RuntimeError(
+                f"{where}: the model returned {tuple(sr.shape)} for HR {tuple(hr.shape)}; is "
+                f"the model really x{scale}?"
+            )
+        try:
+            psnr, ssim = psnr_y(sr, hr, scale).item(), ssim_y(sr, hr, scale).item()
+            if model.is_bicubic:
+                bic_psnr, bic_ssim = psnr, ssim
+            else:
+                bicubic = bicubic_upscale(lr, scale)
+                bic_psnr = psnr_y(bicubic, hr, scale).item()
+                bic_ssim = ssim_y(bicubic, hr, scale).item()
+        except ValueError as err:
+            raise ValueError(f"{where} ({item['path']}): {err}") from err
+        result.images.append(
+            ImageResult(test_set.name, item["name"], psnr, ssim, bic_psnr, bic_ssim, seconds)
+        )
+        if image_dir is not None:
+            save_png(sr_image(sr, raw, model.channels, scale), image_dir / f"{item['name']}.png")
+    if not result.images:
+        raise ValueError(f"test set {test_set.name}: no readable image in {test_set.folder}")
+    return result
+
+
+# -- images out ---------------------------------------------------------------------------
+
+
+def sr_image(sr: torch.Tensor, raw: torch.Tensor, channels: int, scale: int) -> torch.Tensor:
+    """The SR result as a uint8 image (C, H, W) to save.
+
+    RGB models and grey inputs: the SR itself. Luma models on colour inputs: the papers' way,
+    Y from the model and CbCr from the bicubic upscale of the (same float) LR, back to RGB
+    with MATLAB ``ycbcr2rgb``.
+    """
+    from sr_lightning.inference import rgb_to_ycbcr, ycbcr_to_rgb
+
+    out = quantize(sr[0].float())
+    if channels == 1 and raw.shape[0] == 3:
+        rgb = to_float(raw.to(sr.device)).unsqueeze(0)
+        chroma = rgb_to_ycbcr(bicubic_upscale(degrade_eval(rgb, scale), scale))[0, 1:]
+        out = quantize(ycbcr_to_rgb(torch.cat([out, chroma])))
+    return (out * 255.0).round().to(torch.uint8).cpu()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write through a temporary file and a rename, so no reader sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_png(image: torch.Tensor, path: Path) -> None:
+    from PIL import Image
+
+    array = image.permute(1, 2, 0).numpy()
+    buffer = io.BytesIO()
+    Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array).save(buffer, format="PNG")
+    write_atomic(path, buffer.getvalue())
+
+
+# -- reports ---------------------------------------------------------------------------------
+
+
+def results_json(sets: Sequence[SetResult]) -> dict[str, dict[str, float | int]]:
+    """``{"Set5": {"psnr_y": …, "ssim_y": …, "images": 5}, …}``: the shape tools read."""
+    return {
+        s.name: {"psnr_y": s.mean("psnr_y"), "ssim_y": s.mean("ssim_y"), "images": len(s.images)}
+        for s in sets
+    }
+
+
+def per_image_csv(sets: Sequence[SetResult]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["set", "image", "psnr_y", "ssim_y"])
+    for s in sets:
+        for r in s.images:
+            writer.writerow([r.set, r.image, repr(r.psnr_y), repr(r.ssim_y)])
+    return out.getvalue()
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    threads = torch.get_num_threads()
+    return f"{device} ({threads} thread{'s' if threads != 1 else ''})"
+
+
+def run_info(
+    model: EvalModel, sets: Sequence[SetResult], device: torch.device, tta: bool
+) -> dict[str, Any]:
+    """What ``sr-report`` needs beside results.json: the model, its size, and timings."""
+    return {
+        "method": model.method,
+        "scale": model.scale,
+        "channels": model.channels,
+        "params": model.params,
+        "source": model.source,
+        "path": model.path,
+        "tta": bool(tta),
+        "device": device_name(device),
+        "ms_per_image": {s.name: s.ms_per_image for s in sets},
+        "bicubic": {
+            s.name: {"psnr_y": s.mean("bicubic_psnr_y"), "ssim_y": s.mean("bicubic_ssim_y")}
+            for s in sets
+        },
+    }
+
+
+def format_table(model: EvalModel, sets: Sequence[SetResult], tta: bool) -> str:
+    """The console table: set × PSNR / SSIM, with the gain over bicubic of the same LR."""
+    title = f"{describe(asdict_model(model))}{' +TTA' if tta else ''} ({model.source}"
+    title += f": {model.path})" if model.path else ")"
+    header = f"{'set':<12}{'images':>7}{'PSNR':>9}{'SSIM':>9}{'ΔPSNR':>9}{'ΔSSIM':>9}{'ms/img':>9}"
+    lines = [title, header, "-" * len(header)]
+    for s in sets:
+        psnr, ssim = s.mean("psnr_y"), s.mean("ssim_y")
+        if model.is_bicubic:
+            delta = f"{'—':>9}{'—':>9}"
+        else:
+            dp, ds = psnr - s.mean("bicubic_psnr_y"), ssim - s.mean("bicubic_ssim_y")
+            delta = f"{dp:>+9.2f}{ds:>+9.4f}"
+        lines.append(
+            f"{s.name:<12}{len(s.images):>7}{psnr:>9.2f}{ssim:>9.4f}{delta}{s.ms_per_image:>9.1f}"
+        )
+    return "\n".join(lines)
+
+
+def asdict_model(model: EvalModel) -> dict:
+    return {"method": model.method, "scale": model.scale, "channels": model.channels}
+
+
+def write_outputs(
+    output_dir: Path, model: EvalModel, sets: Sequence[SetResult], device: torch.device, tta: bool
+) -> None:
+    write_atomic(output_dir / "results.json", json.dumps(results_json(sets), indent=2).encode())
+    write_atomic(output_dir / "per_image.csv", per_image_csv(sets).encode())
+    info = run_info(model, sets, device, tta)
+    write_atomic(output_dir / "run_info.json", json.dumps(info, indent=2).encode())
+
+
+# -- the app -------------------------------------------------------------------------------------
+
+
+def evaluate(cfg: DictConfig) -> dict[str, dict[str, float | int]]:
+    """Evaluate the configured model on ``data.test_sets``; writes the run dir's outputs."""
+    output_dir = Path(cfg.paths.output_dir)
+    model = load_eval_model(cfg)
+    device = eval_device(cfg.get("trainer"))
+    model.module.to(device).eval()
+    predict = make_predictor(model.module, cfg, device)
+    data = cfg.data
+    test_sets = find_test_sets(data.get("test_sets"), data.data_dir, bool(data.get("recursive")))
+    log.info(
+        "evaluating %s (%s params) on %s, x%d, %s",
+        describe(asdict_model(model)),
+        f"{model.params:,}",
+        ", ".join(s.name for s in test_sets),
+        model.scale,
+        device_name(device),
+    )
+    results = []
+    with torch.inference_mode():
+        for test_set in test_sets:
+            image_dir = output_dir / "images" / test_set.name if cfg.get("save_images") else None
+            results.append(
+                evaluate_set(
+                    test_set,
+                    model,
+                    predict,
+                    device,
+                    num_workers=int(data.get("num_workers") or 0),
+                    skip_bad=bool(data.get("skip_bad")),
+                    image_dir=image_dir,
+                )
+            )
+    write_outputs(output_dir, model, results, device, bool(cfg.get("tta")))
+    log.info("results\n%s", format_table(model, results, bool(cfg.get("tta"))))
+    log.info("outputs in %s", output_dir)
+    return results_json(results)
+
+
+def eval_settings(cfg: DictConfig) -> dict[str, Any]:
+    """The settings that matter to an evaluation (the data group also holds training keys)."""
+    model = cfg.get("model")
+    data = cfg.data
+    return {
+        "ckpt_path": cfg.get("ckpt_path"),
+        "weights": cfg.get("weights"),
+        "model": model.get("method") if model is not None else None,
+        "scale": cfg.get("scale"),
+        "channels": cfg.get("channels"),
+        "tta": cfg.get("tta"),
+        "save_images": cfg.get("save_images"),
+        "tile": cfg.get("tile"),
+        "data_dir": data.get("data_dir"),
+        "test_sets": to_plain(data.get("test_sets")),
+        "accelerator": (cfg.get("trainer") or {}).get("accelerator"),
+        "output_dir": cfg.paths.output_dir,
+    }
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
+def main(cfg: DictConfig) -> float:
+    """Returns the first set's PSNR, so that sweeps over checkpoints can rank them."""
+    if (cfg.get("extras") or {}).get("print_config"):
+        print("\n".join(f"{k}: {v}" for k, v in eval_settings(cfg).items()))
+    results = evaluate(cfg)
+    return next(iter(results.values()))["psnr_y"]
+
+
+if __name__ == "__main__":
+    main()

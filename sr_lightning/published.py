@@ -1,0 +1,131 @@
+"""Reference numbers from the papers' tables, for reports and figures.
+
+The values are facts copied from the publications (Y-channel PSNR in dB / SSIM, border
+crop = scale, MATLAB bicubic LR): VDSR (Kim et al., CVPR'16, Table 3, which also
+re-evaluates SRCNN and bicubic), SRCNN (Dong et al., ECCV'14, 9-1-5 on 91 images), ESPCN
+(Shi et al., CVPR'16, 91 images) and SRGAN (Ledig et al., CVPR'17, Table 2; ×4, computed
+with a 4-pixel crop). ``params`` is the generator's parameter count.
+
+They are kept here as CSV text so that an installed package always has them; a CSV of the
+same columns can be read with :func:`load_published` too.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+COLUMNS = ("method", "set", "scale", "psnr", "ssim", "params", "source")
+
+PUBLISHED_CSV = """\
+method,set,scale,psnr,ssim,params,source
+bicubic,Set5,2,33.66,0.9299,0,VDSR
+bicubic,Set5,3,30.39,0.8682,0,VDSR
+bicubic,Set5,4,28.42,0.8104,0,VDSR
+bicubic,Set14,2,30.24,0.8688,0,VDSR
+bicubic,Set14,3,27.55,0.7742,0,VDSR
+bicubic,Set14,4,26.00,0.7027,0,VDSR
+bicubic,BSD100,2,29.56,0.8431,0,VDSR
+bicubic,BSD100,3,27.21,0.7385,0,VDSR
+bicubic,BSD100,4,25.96,0.6675,0,VDSR
+bicubic,Urban100,2,26.88,0.8403,0,VDSR
+bicubic,Urban100,3,24.46,0.7349,0,VDSR
+bicubic,Urban100,4,23.14,0.6577,0,VDSR
+SRCNN,Set5,2,36.66,0.9542,57281,VDSR
+SRCNN,Set5,3,32.75,0.9090,57281,VDSR
+SRCNN,Set5,4,30.48,0.8628,57281,VDSR
+SRCNN,Set14,2,32.42,0.9063,57281,VDSR
+SRCNN,Set14,3,29.28,0.8209,57281,VDSR
+SRCNN,Set14,4,27.49,0.7503,57281,VDSR
+SRCNN,BSD100,2,31.36,0.8879,57281,VDSR
+SRCNN,BSD100,3,28.41,0.7863,57281,VDSR
+SRCNN,BSD100,4,26.90,0.7101,57281,VDSR
+SRCNN,Urban100,2,29.50,0.8946,57281,VDSR
+SRCNN,Urban100,3,26.24,0.7989,57281,VDSR
+SRCNN,Urban100,4,24.52,0.7221,57281,VDSR
+SRCNN-915,Set5,2,36.34,,8129,SRCNN-ECCV
+SRCNN-915,Set5,3,32.39,,8129,SRCNN-ECCV
+SRCNN-915,Set5,4,30.09,,8129,SRCNN-ECCV
+ESPCN,Set5,3,32.55,,22729,ESPCN
+ESPCN,Set14,3,29.08,,22729,ESPCN
+VDSR,Set5,2,37.53,0.9587,665921,VDSR
+VDSR,Set5,3,33.66,0.9213,665921,VDSR
+VDSR,Set5,4,31.35,0.8838,665921,VDSR
+VDSR,Set14,2,33.03,0.9124,665921,VDSR
+VDSR,Set14,3,29.77,0.8314,665921,VDSR
+VDSR,Set14,4,28.01,0.7674,665921,VDSR
+VDSR,BSD100,2,31.90,0.8960,665921,VDSR
+VDSR,BSD100,3,28.82,0.7976,665921,VDSR
+VDSR,BSD100,4,27.29,0.7251,665921,VDSR
+VDSR,Urban100,2,30.76,0.9140,665921,VDSR
+VDSR,Urban100,3,27.14,0.8279,665921,VDSR
+VDSR,Urban100,4,25.18,0.7524,665921,VDSR
+SRResNet,Set5,4,32.05,0.9019,1550000,SRGAN
+SRResNet,Set14,4,28.49,0.8184,1550000,SRGAN
+SRResNet,BSD100,4,27.58,0.7620,1550000,SRGAN
+SRGAN,Set5,4,29.40,0.8472,1550000,SRGAN
+SRGAN,Set14,4,26.02,0.7397,1550000,SRGAN
+SRGAN,BSD100,4,25.16,0.6688,1550000,SRGAN
+"""
+
+
+@dataclass(frozen=True)
+class PublishedResult:
+    """One cell of a paper's table: ``method`` on ``set`` at ``scale``."""
+
+    method: str
+    set: str
+    scale: int
+    psnr: float
+    ssim: float | None
+    params: int | None
+    source: str
+
+
+def _parse(text: str, origin: str) -> list[PublishedResult]:
+    reader = csv.DictReader(line for line in io.StringIO(text) if not line.startswith("#"))
+    missing = set(COLUMNS) - set(reader.fieldnames or ())
+    if missing:
+        raise ValueError(f"{origin}: missing column(s) {sorted(missing)}; expected {COLUMNS}")
+    rows = []
+    for n, row in enumerate(reader, start=2):
+        try:
+            rows.append(
+                PublishedResult(
+                    method=row["method"].strip(),
+                    set=row["set"].strip(),
+                    scale=int(row["scale"]),
+                    psnr=float(row["psnr"]),
+                    ssim=float(row["ssim"]) if row["ssim"].strip() else None,
+                    params=int(row["params"]) if row["params"].strip() else None,
+                    source=row["source"].strip(),
+                )
+            )
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{origin}, row {n}: {err} ({row})") from err
+    return rows
+
+
+def load_published(path: str | Path | None = None) -> list[PublishedResult]:
+    """The built-in reference table, or a CSV with the same columns (``#`` lines are comments)."""
+    if path is None:
+        return _parse(PUBLISHED_CSV, "built-in published table")
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"published-results CSV not found: {path}")
+    return _parse(path.read_text(encoding="utf-8"), str(path))
+
+
+def published(
+    method: str | None = None, set: str | None = None, scale: int | None = None
+) -> list[PublishedResult]:
+    """Built-in rows matching the given method (case-insensitive), set and scale."""
+    return [
+        r
+        for r in load_published()
+        if (method is None or r.method.lower() == method.lower())
+        and (set is None or r.set == set)
+        and (scale is None or r.scale == scale)
+    ]

@@ -1,0 +1,541 @@
+"""sr-report: many ``sr-eval`` runs in one markdown table and the figures SR papers show.
+
+``sr-report DIR...`` finds every ``results.json`` under the given folders (a multirun sweep
+dir, several run dirs, ``logs/eval``), reads each run's ``run_info.json`` (method, scale,
+parameters, time per image; written by ``sr-eval``) or, failing that, its
+``.hydra/config.yaml``, and writes to ``--out`` (default ``<first DIR>/report``):
+
+* ``report.md``: per scale, a table of method × set (PSNR / SSIM) with the papers' numbers
+  (:mod:`sr_lightning.published`) beside ours;
+* ``psnr_vs_params_x<s>.png`` and ``psnr_vs_time_x<s>.png``: PSNR against parameter count
+  and against inference time, one panel per set, our runs filled, the papers' hollow, and
+  bicubic as a dashed line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sr_lightning.published import PublishedResult, load_published
+
+log = logging.getLogger("sr_lightning.report")
+
+SET_ORDER = ("Set5", "Set14", "BSD100", "Urban100")
+DISPLAY_NAMES = {
+    "bicubic": "Bicubic",
+    "srcnn": "SRCNN",
+    "espcn": "ESPCN",
+    "vdsr": "VDSR",
+    "srresnet": "SRResNet",
+    "srgan": "SRGAN",
+}
+# one colour per method family, shared by our runs and the papers' points (tab10)
+FAMILY_COLOURS = {
+    "srcnn": "#1f77b4",
+    "espcn": "#ff7f0e",
+    "vdsr": "#2ca02c",
+    "srresnet": "#d62728",
+    "srgan": "#9467bd",
+    "bicubic": "#7f7f7f",
+}
+OTHER_COLOURS = ("#8c564b", "#e377c2", "#bcbd22", "#17becf")
+
+
+@dataclass
+class Run:
+    """One evaluation run: what was evaluated, and its numbers per set."""
+
+    dir: Path
+    label: str
+    method: str
+    scale: int
+    results: dict[str, dict[str, float]]
+    params: int | None = None
+    channels: int | None = None
+    tta: bool = False
+    device: str | None = None
+    ms_per_image: dict[str, float] = field(default_factory=dict)
+    bicubic: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return display_name(self.method) + ("+" if self.tta else "")
+
+    @property
+    def is_bicubic(self) -> bool:
+        return self.method.lower() == "bicubic"
+
+
+def display_name(method: str) -> str:
+    return DISPLAY_NAMES.get(method.lower(), method)
+
+
+def family(method: str) -> str:
+    """``SRCNN-915`` and ``srcnn`` share a colour."""
+    return method.lower().split("-")[0].rstrip("+")
+
+
+def colour(method: str) -> str:
+    fam = family(method)
+    if fam in FAMILY_COLOURS:
+        return FAMILY_COLOURS[fam]
+    return OTHER_COLOURS[sum(map(ord, fam)) % len(OTHER_COLOURS)]
+
+
+# -- reading runs -------------------------------------------------------------------------------
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"cannot read {path}: {err}") from err
+
+
+def _info_from_hydra(run_dir: Path) -> dict[str, Any]:
+    """method / scale / channels from a run's saved config (runs without run_info.json)."""
+    path = run_dir / ".hydra" / "config.yaml"
+    if not path.is_file():
+        return {}
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(path)
+    info: dict[str, Any] = {}
+    for key, where in (
+        ("method", "model.method"),
+        ("scale", "scale"),
+        ("channels", "channels"),
+        ("tta", "tta"),
+    ):
+        try:
+            value = OmegaConf.select(cfg, where, throw_on_resolution_failure=False)
+        except Exception:  # an interpolation that only resolves inside the app
+            value = None
+        if value is not None:
+            info[key] = value
+    return info
+
+
+def read_run(results_path: Path, root: Path) -> Run | None:
+    """A run from its ``results.json`` and sibling metadata; None (with a warning) if unusable."""
+    run_dir = results_path.parent
+    results = _read_json(results_path)
+    if not isinstance(results, dict) or not all(
+        isinstance(v, dict) and "psnr_y" in v for v in results.values()
+    ):
+        log.warning("%s is not an sr-eval results.json; skipped", results_path)
+        return None
+    info_path = run_dir / "run_info.json"
+    info = _read_json(info_path) if info_path.is_file() else _info_from_hydra(run_dir)
+    if info.get("method") is None or info.get("scale") is None:
+        log.warning("%s: method or scale unknown (no run_info.json); skipped", run_dir)
+        return None
+    label = run_dir.relative_to(root).as_posix() if run_dir != root else run_dir.name
+    return Run(
+        dir=run_dir,
+        label=label or run_dir.name,
+        method=str(info["method"]),
+        scale=int(info["scale"]),
+        results=results,
+        params=info.get("params"),
+        channels=info.get("channels"),
+        tta=bool(info.get("tta", False)),
+        device=info.get("device"),
+        ms_per_image=dict(info.get("ms_per_image") or {}),
+        bicubic=dict(info.get("bicubic") or {}),
+    )
+
+
+def find_runs(dirs: Sequence[str | Path]) -> list[Run]:
+    """Every run under ``dirs`` (searched recursively), sorted by scale, size and name."""
+    runs = []
+    for d in dirs:
+        root = Path(d).expanduser()
+        if not root.is_dir():
+            raise FileNotFoundError(f"not a directory: {root}")
+        for path in sorted(root.rglob("results.json")):
+            run = read_run(path, root)
+            if run is not None:
+                runs.append(run)
+    if not runs:
+        raise FileNotFoundError(
+            f"no sr-eval results.json under {', '.join(map(str, dirs))}; run sr-eval first"
+        )
+    return sorted(runs, key=lambda r: (r.scale, r.params or 0, r.method, r.label))
+
+
+def ordered_sets(names: Iterable[str]) -> list[str]:
+    """The standard sets first, in the papers' order, then the others alphabetically."""
+    unique = set(names)
+    return [s for s in SET_ORDER if s in unique] + sorted(unique - set(SET_ORDER))
+
+
+# -- the table -----------------------------------------------------------------------------------
+
+
+def _cell(psnr: float | None, ssim: float | None) -> str:
+    if psnr is None:
+        return "–"
+    return f"{psnr:.2f} / {ssim:.4f}" if ssim is not None else f"{psnr:.2f} / –"
+
+
+def _mean_ms(run: Run) -> float | None:
+    """Time per image averaged over all the run's images."""
+    pairs = [
+        (run.ms_per_image[s], run.results[s].get("images", 1))
+        for s in run.results
+        if s in run.ms_per_image
+    ]
+    total = sum(n for _, n in pairs)
+    return sum(ms * n for ms, n in pairs) / total if total else None
+
+
+def markdown_table(runs: Sequence[Run], published: Sequence[PublishedResult]) -> str:
+    """Per scale: method × set (PSNR dB / SSIM, Y channel), ours and the papers'."""
+    lines = [
+        "# Evaluation report",
+        "",
+        "PSNR (dB) / SSIM on the Y channel, border crop = scale, mean over images. "
+        "*ours*: this project's `sr-eval` runs; *paper*: the published tables "
+        "(`sr_lightning/published.py`).",
+    ]
+    for scale in sorted({r.scale for r in runs}):
+        at_scale = [r for r in runs if r.scale == scale]
+        sets = ordered_sets(s for r in at_scale for s in r.results)
+        lines += ["", f"## ×{scale}", ""]
+        lines.append("| method | source | params | " + " | ".join(sets) + " | ms/img | run |")
+        lines.append("|---|---|---:|" + "---|" * len(sets) + "---:|---|")
+        for r in at_scale:
+            cells = [
+                _cell(r.results[s]["psnr_y"], r.results[s].get("ssim_y")) if s in r.results else "–"
+                for s in sets
+            ]
+            ms = _mean_ms(r)
+            lines.append(
+                f"| {r.name} | ours | {_params(r.params)} | "
+                + " | ".join(cells)
+                + f" | {f'{ms:.1f}' if ms is not None else '–'} | {r.label} |"
+            )
+        rows: dict[tuple[str, str], dict[str, PublishedResult]] = {}
+        for p in published:
+            if p.scale == scale and p.set in sets:
+                rows.setdefault((p.method, p.source), {})[p.set] = p
+        for (method, source), by_set in sorted(
+            rows.items(), key=lambda kv: (next(iter(kv[1].values())).params or 0, kv[0])
+        ):
+            first = next(iter(by_set.values()))
+            cells = [_cell(by_set[s].psnr, by_set[s].ssim) if s in by_set else "–" for s in sets]
+            lines.append(
+                f"| {display_name(method)} | paper ({source}) | {_params(first.params)} | "
+                + " | ".join(cells)
+                + " | – | |"
+            )
+    devices = sorted({r.device for r in runs if r.device})
+    if devices:
+        lines += ["", f"Times: forward pass per image on {'; '.join(devices)}."]
+    return "\n".join(lines) + "\n"
+
+
+def _params(n: int | None) -> str:
+    if n is None:
+        return "–"
+    if n >= 1_000_000:
+        return f"{n / 1e6:.2f} M"
+    if n >= 1000:
+        return f"{n / 1e3:.1f} k"
+    return str(n)
+
+
+# -- the figures ---------------------------------------------------------------------------------
+
+
+def _bicubic_level(
+    runs: Sequence[Run], published: Sequence[PublishedResult], set_name: str, scale: int
+) -> tuple[float | None, str]:
+    """Bicubic PSNR for a panel: measured in our runs when possible, else the papers'."""
+    for r in runs:
+        if r.scale == scale and r.is_bicubic and set_name in r.results:
+            return r.results[set_name]["psnr_y"], "bicubic"
+    for r in runs:
+        if r.scale == scale and set_name in r.bicubic:
+            return r.bicubic[set_name]["psnr_y"], "bicubic"
+    for p in published:
+        if p.method.lower() == "bicubic" and p.set == set_name and p.scale == scale:
+            return p.psnr, "bicubic (paper)"
+    return None, ""
+
+
+def _run_labels(runs: Sequence[Run]) -> dict[int, str]:
+    """Point labels: the method name, plus the run dir where a method appears twice."""
+    counts: dict[str, int] = {}
+    for r in runs:
+        counts[r.name] = counts.get(r.name, 0) + 1
+    return {id(r): r.name if counts[r.name] == 1 else f"{r.name} ({r.label})" for r in runs}
+
+
+def _tick_label(value: float, _pos: int) -> str:
+    """1k / 10k / 1M for parameters, 0.1 / 10 / 1000 for milliseconds."""
+    for limit, suffix in ((1e6, "M"), (1e3, "k")):
+        if value >= limit:
+            return f"{value / limit:g}{suffix}"
+    return f"{value:g}"
+
+
+def _declutter(texts: list[Any], step: float = 11.0, tries: int = 8) -> None:
+    """Move point labels down, a line at a time, until they overlap no earlier label."""
+    placed = []
+    for text in sorted(texts, key=lambda t: -t.xy[1]):
+        renderer = text.figure.canvas.get_renderer()
+        for _ in range(tries):
+            box = text.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed):
+                break
+            dx, dy = text.xyann
+            text.xyann = (dx, dy - step)
+        placed.append(text.get_window_extent(renderer))
+
+
+def _label_right_edge(ax: Any, labels: list[tuple[float, str, str]]) -> None:
+    """Labels for horizontal lines, just outside the right edge, pushed apart to stay legible."""
+    if not labels:
+        return
+    lo, hi = ax.get_ylim()
+    gap = 0.06 * (hi - lo)  # about one line of 8.5 pt text in a 4.4 in tall figure
+    placed: list[float] = []
+    for y, text, col in sorted(labels):
+        target = max(y, placed[-1] + gap) if placed else y
+        placed.append(target)
+        ax.annotate(
+            text,
+            xy=(1.0, y),
+            xycoords=("axes fraction", "data"),
+            xytext=(1.0, target),
+            textcoords=("axes fraction", "data"),
+            ha="left",
+            va="center",
+            fontsize=8.5,
+            color=col,
+            style="italic",
+            annotation_clip=False,
+        )
+
+
+def plot_scale(
+    runs: Sequence[Run],
+    published: Sequence[PublishedResult],
+    scale: int,
+    x: str,
+    path: Path,
+) -> Path:
+    """One figure: PSNR against ``x`` ("params" or "time") at ``scale``, a panel per set."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    at_scale = [r for r in runs if r.scale == scale]
+    sets = ordered_sets(s for r in at_scale for s in r.results)
+    labels = _run_labels(at_scale)
+    point_labels: dict[Any, list[Any]] = {}
+    fig, axes = plt.subplots(
+        1, len(sets), figsize=(5.2 * len(sets), 4.4), squeeze=False, layout="constrained"
+    )
+    for ax, set_name in zip(axes[0], sets, strict=True):
+        point_labels[ax] = []
+        ys: list[float] = []
+        xs: list[float] = []
+        bicubic_point = False
+        for r in at_scale:
+            if set_name not in r.results:
+                continue
+            value = r.params if x == "params" else r.ms_per_image.get(set_name)
+            if not value or value <= 0:
+                continue  # bicubic has no parameters: it is the dashed line
+            psnr = r.results[set_name]["psnr_y"]
+            bicubic_point = bicubic_point or r.is_bicubic
+            ax.scatter(value, psnr, s=70, color=colour(r.method), edgecolor="black", zorder=3)
+            point_labels[ax].append(
+                ax.annotate(
+                    labels[id(r)],
+                    (value, psnr),
+                    xytext=(6, 4),
+                    textcoords="offset points",
+                    fontsize=9,
+                    color=colour(r.method),
+                    weight="bold",
+                )
+            )
+            xs.append(value)
+            ys.append(psnr)
+        papers = [
+            p
+            for p in published
+            if p.set == set_name and p.scale == scale and p.method.lower() != "bicubic"
+        ]
+        side_labels: list[tuple[float, str, str]] = []  # (psnr, text, colour) at the right edge
+        for p in papers:
+            if x == "params" and p.params:
+                ax.scatter(
+                    p.params,
+                    p.psnr,
+                    s=70,
+                    marker="s",
+                    facecolor="white",
+                    edgecolor=colour(p.method),
+                    linewidth=2,
+                    zorder=3,
+                )
+                point_labels[ax].append(
+                    ax.annotate(
+                        display_name(p.method),
+                        (p.params, p.psnr),
+                        xytext=(6, -12),
+                        textcoords="offset points",
+                        fontsize=8.5,
+                        color=colour(p.method),
+                        style="italic",
+                    )
+                )
+                xs.append(p.params)
+            else:
+                ax.axhline(p.psnr, color=colour(p.method), linestyle=":", linewidth=1.4)
+                side_labels.append((p.psnr, f"{display_name(p.method)} (paper)", colour(p.method)))
+            ys.append(p.psnr)
+        level, text = _bicubic_level(runs, published, set_name, scale)
+        if level is not None:
+            ax.axhline(level, color=FAMILY_COLOURS["bicubic"], linestyle="--", linewidth=1.4)
+            if not bicubic_point:
+                side_labels.append((level, f"{text} {level:.2f}", FAMILY_COLOURS["bicubic"]))
+            ys.append(level)
+        ax.set_xscale("log")
+        if xs:
+            lo = min(xs) / 3
+            ax.set_xlim(lo, max(max(xs) * 4, lo * 100))  # room for labels; two decades at least
+        ax.xaxis.set_major_formatter(FuncFormatter(_tick_label))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        if ys:
+            span = max(max(ys) - min(ys), 0.5)
+            ax.set_ylim(min(ys) - 0.12 * span, max(ys) + 0.15 * span)
+        _label_right_edge(ax, side_labels)
+        ax.set_title(f"{set_name} ×{scale}", fontsize=12)
+        ax.set_xlabel("parameters" if x == "params" else "inference time per image (ms)")
+        ax.set_ylabel("PSNR (dB, Y channel)")
+        ax.grid(True, which="major", alpha=0.35)
+        ax.grid(True, which="minor", alpha=0.12)
+    handles = [
+        Line2D(
+            [],
+            [],
+            marker="o",
+            linestyle="",
+            markerfacecolor="#bbbbbb",
+            markeredgecolor="black",
+            markersize=8,
+            label="ours (sr-eval)",
+        ),
+        Line2D([], [], color=FAMILY_COLOURS["bicubic"], linestyle="--", label="bicubic"),
+    ]
+    if x == "params":
+        handles.insert(
+            1,
+            Line2D(
+                [],
+                [],
+                marker="s",
+                linestyle="",
+                markerfacecolor="white",
+                markeredgecolor="#555555",
+                markersize=8,
+                label="paper",
+            ),
+        )
+    else:
+        handles.insert(1, Line2D([], [], color="#555555", linestyle=":", label="paper (no time)"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
+    what = "parameters" if x == "params" else "inference time"
+    title = f"PSNR vs {what}, ×{scale}"
+    if x == "time":
+        devices = sorted({r.device for r in at_scale if r.device})
+        if devices:
+            title += f" — {'; '.join(devices)}"
+    fig.suptitle(title, fontsize=13)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.canvas.draw()  # lay out first, so that label sizes are final
+    for texts in point_labels.values():
+        _declutter(texts)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# -- the command -----------------------------------------------------------------------------
+
+
+def write_report(
+    dirs: Sequence[str | Path],
+    out: str | Path | None = None,
+    published: Sequence[PublishedResult] | None = None,
+) -> list[Path]:
+    """Find the runs under ``dirs`` and write report.md and the figures; returns the files."""
+    runs = find_runs(dirs)
+    published = load_published() if published is None else list(published)
+    out = Path(out) if out is not None else Path(dirs[0]) / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    figures = []
+    for scale in sorted({r.scale for r in runs}):
+        for x in ("params", "time"):
+            has_x = any(
+                (r.params if x == "params" else r.ms_per_image) for r in runs if r.scale == scale
+            )
+            if has_x or x == "params":
+                figures.append(
+                    plot_scale(runs, published, scale, x, out / f"psnr_vs_{x}_x{scale}.png")
+                )
+    table = markdown_table(runs, published)
+    table += "\n" + "\n".join(f"![{f.stem}]({f.name})" for f in figures) + "\n"
+    md = out / "report.md"
+    md.write_text(table, encoding="utf-8")
+    written += [md, *figures]
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="sr-report",
+        description="Gather sr-eval runs (results.json under DIR, recursively) into a "
+        "markdown table and PSNR-vs-parameters / PSNR-vs-time figures.",
+    )
+    parser.add_argument("dirs", nargs="+", metavar="DIR", help="run or sweep directories")
+    parser.add_argument("-o", "--out", help="output folder (default: <first DIR>/report)")
+    parser.add_argument(
+        "--published",
+        metavar="CSV",
+        help="reference numbers (columns method,set,scale,psnr,ssim,params,source) instead of the built-in table",
+    )
+    parser.add_argument("--no-published", action="store_true", help="leave the papers' numbers out")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        published = [] if args.no_published else load_published(args.published)
+        files = write_report(args.dirs, args.out, published)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"sr-report: {err}", file=sys.stderr)
+        return 2
+    print(files[0].read_text(encoding="utf-8"))
+    for f in files:
+        print(f"wrote {f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""sr-report: gathering run dirs into the markdown table and the figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from sr_lightning.published import load_published, published
+from sr_lightning.report import find_runs, main
+
+
+def fake_run(
+    root: Path, name: str, results: dict, info: dict | None = None, hydra: str = ""
+) -> Path:
+    run = root / name
+    run.mkdir(parents=True)
+    (run / "results.json").write_text(json.dumps(results))
+    if info is not None:
+        (run / "run_info.json").write_text(json.dumps(info))
+    if hydra:
+        (run / ".hydra").mkdir()
+        (run / ".hydra" / "config.yaml").write_text(hydra)
+    return run
+
+
+@pytest.fixture
+def sweep(tmp_path: Path) -> Path:
+    """A multirun dir: an ESPCN run (with run_info.json) and a bicubic run (config only)."""
+    root = tmp_path / "multirun"
+    fake_run(
+        root,
+        "0",
+        {
+            "Set5": {"psnr_y": 32.512345, "ssim_y": 0.908123, "images": 5},
+            "Set14": {"psnr_y": 29.016, "ssim_y": 0.82, "images": 14},
+        },
+        {
+            "method": "espcn",
+            "scale": 3,
+            "channels": 1,
+            "params": 22729,
+            "tta": False,
+            "device": "cpu (1 thread)",
+            "ms_per_image": {"Set5": 20.0, "Set14": 40.0},
+            "bicubic": {"Set5": {"psnr_y": 30.39, "ssim_y": 0.8682}},
+        },
+    )
+    fake_run(
+        root,
+        "1",
+        {"Set5": {"psnr_y": 30.3922, "ssim_y": 0.86821, "images": 5}},
+        hydra="model:\n  method: bicubic\nscale: 3\nchannels: 1\ntta: false\n",
+    )
+    (root / "notes").mkdir()
+    (root / "notes" / "results.json").write_text(json.dumps({"accuracy": 0.9}))  # not ours
+    return root
+
+
+def test_runs_are_found_recursively_with_their_metadata(sweep):
+    runs = find_runs([sweep])
+    assert [(r.method, r.scale, r.params, r.label) for r in runs] == [
+        ("bicubic", 3, None, "1"),
+        ("espcn", 3, 22729, "0"),
+    ]
+
+
+def test_report_table_and_figures(sweep, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert main([str(sweep), "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    lines = md.splitlines()
+    assert "## ×3" in lines
+    header = next(line for line in lines if line.startswith("| method"))
+    assert header == "| method | source | params | Set5 | Set14 | ms/img | run |"
+    # the time column is the image-weighted mean: (5·20 + 14·40) / 19
+    assert "| ESPCN | ours | 22.7 k | 32.51 / 0.9081 | 29.02 / 0.8200 | 34.7 | 0 |" in lines
+    assert "| Bicubic | ours | – | 30.39 / 0.8682 | – | – | 1 |" in lines
+    # the papers' rows at the same scale and sets
+    assert "| ESPCN | paper (ESPCN) | 22.7 k | 32.55 / – | 29.08 / – | – | |" in lines
+    assert "| VDSR | paper (VDSR) | 665.9 k | 33.66 / 0.9213 | 29.77 / 0.8314 | – | |" in lines
+    assert not any("SRResNet" in line for line in lines)  # x4 only
+    for name in ("psnr_vs_params_x3.png", "psnr_vs_time_x3.png"):
+        with Image.open(out / name) as im:
+            assert im.format == "PNG" and im.width > 800 and im.height > 300
+        assert f"]({name})" in md
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_default_output_dir_and_no_runs(sweep, tmp_path, capsys):
+    assert main([str(sweep), "--no-published"]) == 0
+    md = (sweep / "report" / "report.md").read_text()
+    assert "paper" not in md.split("## ×3")[1]
+    (tmp_path / "empty").mkdir()
+    assert main([str(tmp_path / "empty")]) == 2
+    assert "no sr-eval results.json" in capsys.readouterr().err
+
+
+def test_published_table_matches_the_papers():
+    rows = load_published()
+    assert len(rows) == 47
+    (vdsr,) = published("vdsr", "Set5", 2)
+    assert (vdsr.psnr, vdsr.ssim, vdsr.params, vdsr.source) == (37.53, 0.9587, 665921, "VDSR")
+    (espcn,) = published("ESPCN", "Set14", 3)
+    assert (espcn.psnr, espcn.ssim) == (29.08, None)
+    assert {r.method for r in published(scale=4, set="Set5")} >= {"SRResNet", "SRGAN", "bicubic"}
+
+
+def test_published_csv_of_the_user(tmp_path):
+    path = tmp_path / "mine.csv"
+    path.write_text(
+        "# my lab\nmethod,set,scale,psnr,ssim,params,source\nFSRCNN,Set5,3,33.06,,12464,FSRCNN\n"
+    )
+    (row,) = load_published(path)
+    assert (row.method, row.scale, row.psnr, row.params) == ("FSRCNN", 3, 33.06, 12464)
+    path.write_text("method,set,psnr\nX,Set5,1\n")
+    with pytest.raises(ValueError, match="missing column"):
+        load_published(path)
