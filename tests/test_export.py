@@ -1,0 +1,252 @@
+"""sr-export: the generator alone, with metadata, in three formats that give back its outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import onnx
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from safetensors import safe_open
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from sr_lightning.builders import build_module
+from sr_lightning.checkpoints import module_from_checkpoint
+from sr_lightning.config import CONF_DIR, register_resolvers
+from sr_lightning.export import export_module, load_generator
+from sr_lightning.export import run as run_export
+from sr_lightning.inference import Upscaler, generator_from_module
+
+register_resolvers()
+
+TINY = {
+    # post-upsampling, RGB, BatchNorm
+    "srresnet": [
+        "model=srresnet",
+        "scale=2",
+        "channels=3",
+        "model.net.num_blocks=2",
+        "model.net.width=16",
+    ],
+    # pre-upsampling, luma
+    "srcnn": ["model=srcnn", "scale=3", "channels=1", "model.valid_loss=false"],
+    # generator + discriminator + VGG + EMA
+    "srgan": [
+        "model=srgan",
+        "loss=gan",
+        "scale=2",
+        "channels=3",
+        "model.net.num_blocks=2",
+        "model.net.width=16",
+        "model.discriminator.base_width=8",
+        "model.discriminator.dense_width=32",
+        "loss.content.pretrained=false",
+        "model.init_from=null",
+    ],
+}
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:VGGContentLoss uses randomly initialised:UserWarning",
+    "ignore:.*does not have many workers.*",
+    "ignore:.*smaller than the logging interval.*",
+    "ignore:.*no `val_dataloader`.*",
+    "ignore:.*LeafSpec.*",
+)
+
+
+def compose_model(*overrides: str):
+    """``cfg.model`` of conf/train.yaml with overrides (plain Hydra compose, no run dir)."""
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+            return compose("train", overrides=list(overrides)).model
+    finally:
+        GlobalHydra.instance().clear()
+
+
+class _Pairs(Dataset):
+    def __init__(self, scale: int, channels: int) -> None:
+        gen = torch.Generator().manual_seed(0)
+        self.lr = torch.rand(2, channels, 12, 12, generator=gen)
+        self.hr = torch.rand(2, channels, 12 * scale, 12 * scale, generator=gen)
+        self.scale = scale
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, i: int) -> dict:
+        return {"lr": self.lr[i], "hr": self.hr[i]}
+
+
+def spread_weights(net: nn.Module, std: float = 0.05, seed: int = 1) -> None:
+    """Visible outputs (SRCNN's paper init, std 1e-3, gives an almost black image)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.Conv2d):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * std)
+
+
+def make_checkpoint(path: Path, method: str) -> Path:
+    """A real sr-train checkpoint: one Lightning training step, then ``save_checkpoint``."""
+    torch.manual_seed(0)
+    module = build_module(compose_model(*TINY[method]))
+    data = _Pairs(module.scale, module.channels)
+
+    def collate(items: list[dict]) -> dict:
+        return {
+            "lr": torch.stack([i["lr"] for i in items]),
+            "hr": torch.stack([i["hr"] for i in items]),
+            "scale": module.scale,
+        }
+
+    trainer = L.Trainer(
+        max_steps=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, DataLoader(data, batch_size=2, collate_fn=collate))
+    spread_weights(module.net)  # SRGAN: the live generator now differs from its EMA
+    trainer.save_checkpoint(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("ckpts")
+    return {m: make_checkpoint(folder / f"{m}.ckpt", m) for m in TINY}
+
+
+def lr_image(channels: int, h: int = 19, w: int = 23, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.random((h, w, channels), dtype=np.float32)
+
+
+@pytest.mark.parametrize(
+    ("method", "fmt"),
+    [
+        *((m, f) for m in ("srresnet", "srcnn") for f in ("safetensors", "torchscript", "onnx")),
+        ("srgan", "safetensors"),  # the SRResNet generator again: one format is enough
+    ],
+)
+def test_exported_file_round_trips_to_the_same_outputs(checkpoints, tmp_path, method, fmt):
+    module = module_from_checkpoint(checkpoints[method])
+    ref_gen = generator_from_module(module)
+    out = export_module(module, tmp_path / f"g.{fmt}", fmt)
+    gen = load_generator(weights=out)
+    assert (gen.scale, gen.channels, gen.method) == (module.scale, module.channels, method)
+    assert gen.upsampling == ("pre" if method == "srcnn" else "post")
+    for channels in (module.channels, 3):  # the model's own input, and an RGB photo
+        image = lr_image(channels)
+        expected = Upscaler(ref_gen).upscale(image)
+        got = Upscaler(gen, tile=8).upscale(image)
+        assert np.abs(got - expected).max() < 1e-4
+    assert not list(tmp_path.glob(".*")), "no temporary file left behind"
+
+
+def test_only_the_generator_is_exported_with_srgan_ema_weights(checkpoints, tmp_path):
+    module = module_from_checkpoint(checkpoints["srgan"])
+    assert module.ema is not None and module.ema.started
+    out = export_module(module, tmp_path / "g.safetensors", "safetensors")
+    with safe_open(str(out), framework="pt") as f:
+        keys = set(f.keys())
+        meta = f.metadata()
+        weights = {k: f.get_tensor(k) for k in keys}
+    assert keys == set(module.net.state_dict())  # no discriminator, VGG, EMA shadow, optimizer
+    ema = module.ema.module.state_dict()
+    live = module.net.state_dict()
+    differs = [k for k in keys if not torch.equal(live[k], ema[k])]
+    assert differs, "the fixture must make the live generator differ from its EMA"
+    for k in keys:
+        assert torch.equal(weights[k], ema[k]), k
+    assert meta["method"] == "srgan" and meta["scale"] == "2" and meta["channels"] == "3"
+    net_cfg = json.loads(meta["net"])
+    assert net_cfg["_target_"] == "sr_lightning.nets.srresnet.SRResNet"
+    assert net_cfg["num_blocks"] == 2 and meta["upsampling"] == "post"
+
+
+def test_onnx_has_dynamic_height_and_width_and_runs_at_two_sizes(checkpoints, tmp_path):
+    import onnxruntime as ort
+
+    module = module_from_checkpoint(checkpoints["srresnet"])
+    out = export_module(module, tmp_path / "g.onnx", "onnx", opset=17)
+    model = onnx.load(str(out))
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in dims] == ["batch", 3, "height", "width"]
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["method"] == "srresnet" and meta["scale"] == "2"
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    net = generator_from_module(module).net.eval()
+    for shape in [(1, 3, 16, 20), (3, 3, 33, 9)]:
+        x = torch.rand(shape)
+        (y,) = session.run(None, {"lr": x.numpy()})
+        assert y.shape == (shape[0], 3, shape[2] * 2, shape[3] * 2)
+        with torch.no_grad():
+            assert np.abs(y - net(x).numpy()).max() < 1e-4
+
+
+def test_a_failed_check_publishes_nothing(checkpoints, tmp_path, monkeypatch):
+    import sr_lightning.export as export
+
+    module = module_from_checkpoint(checkpoints["srresnet"])
+    monkeypatch.setattr(export, "VERIFY_ATOL", -1.0)  # every check fails
+    with pytest.raises(export.ExportError, match="differs"):
+        export_module(module, tmp_path / "g.safetensors", "safetensors")
+    assert list(tmp_path.iterdir()) == []
+
+
+def compose_export(*overrides: str):
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+            return compose("export", overrides=list(overrides))
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def test_the_app_refuses_to_overwrite_unless_asked(checkpoints, tmp_path, capsys):
+    out = tmp_path / "model.safetensors"
+    out.write_bytes(b"precious")
+    args = [f"ckpt_path={checkpoints['srresnet']}", "format=safetensors", f"output={out}"]
+    with pytest.raises(FileExistsError, match="overwrite=true"):
+        run_export(compose_export(*args))
+    assert out.read_bytes() == b"precious"
+    run_export(compose_export(*args, "overwrite=true"))
+    assert load_generator(weights=out).scale == 2
+    assert "max abs diff" in capsys.readouterr().out
+
+
+def test_the_app_exports_a_state_dict_named_by_model(checkpoints, tmp_path):
+    """A bare .pth (e.g. converted from elsewhere) + model= becomes a self-describing file."""
+    module = module_from_checkpoint(checkpoints["srcnn"])
+    pth = tmp_path / "srcnn.pth"
+    torch.save(module.net.state_dict(), pth)
+    cfg = compose_export(
+        f"weights={pth}", "model=srcnn", "scale=3", "channels=1", "format=safetensors"
+    )
+    written = run_export(cfg)
+    assert written == tmp_path / "srcnn.safetensors"
+    gen = load_generator(weights=written)
+    assert (gen.method, gen.scale, gen.channels, gen.upsampling) == ("srcnn", 3, 1, "pre")
+    image = lr_image(1)
+    ref = Upscaler(generator_from_module(module)).upscale(image)
+    assert np.abs(Upscaler(gen).upscale(image) - ref).max() < 1e-6
+
+
+def test_loading_checks_what_the_user_asked_for(checkpoints, tmp_path):
+    module = module_from_checkpoint(checkpoints["srresnet"])
+    out = export_module(module, tmp_path / "g.torchscript", "torchscript")
+    with pytest.raises(ValueError, match="scale=4"):
+        load_generator(torchscript=out, expect={"scale": 4})
+    with pytest.raises(ValueError, match="exactly one"):
+        load_generator(torchscript=out, ckpt_path=checkpoints["srresnet"])
