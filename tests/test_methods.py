@@ -1,0 +1,347 @@
+"""SRCNN, VDSR and SRResNet (and ESPCN) as LightningModules: presets, shapes, training logic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from lightning.pytorch import Callback, Trainer
+
+from sr_lightning.builders import build_datamodule, build_module
+from sr_lightning.data.datamodule import SRDataModule
+from sr_lightning.data.degradation import degrade_train
+from sr_lightning.data.imresize import imresize
+from sr_lightning.modules.espcn import ESPCNModule
+from sr_lightning.modules.srcnn import SRCNNModule
+from sr_lightning.modules.srresnet import SRResNetModule
+from sr_lightning.modules.vdsr import VDSRModule, clip_to_lr_bounds
+from sr_lightning.nets import SRCNN, VDSR, SRResNet
+from sr_lightning.train import train
+from tests.conftest import tiny_overrides
+
+# Small versions of each net, so that a training step takes milliseconds on a CPU.
+SMALL_NETS = {
+    "srcnn": [],
+    "vdsr": ["model.net.depth=6", "model.net.width=16"],
+    "srresnet": ["model.net.num_blocks=2", "model.net.width=16"],
+    "espcn": [],
+}
+MODULES = {
+    "srcnn": SRCNNModule,
+    "vdsr": VDSRModule,
+    "srresnet": SRResNetModule,
+    "espcn": ESPCNModule,
+}
+
+
+def _rand(*shape: int, seed: int = 0) -> torch.Tensor:
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+# --------------------------------------------------------------------------- presets
+
+
+def test_srcnn_x3_preset_is_the_paper(compose_train, tmp_path: Path) -> None:
+    cfg = compose_train("experiment=srcnn_x3", f"paths.data_dir={tmp_path}")
+    module, data = build_module(cfg.model), build_datamodule(cfg.data)
+    assert isinstance(module, SRCNNModule) and isinstance(module.net, SRCNN)
+    assert (module.scale, module.channels, data.channels) == (3, 1, 1)
+    assert data.patch_size == 33 and data.train_specs == ["T91"] and data.val_specs == ["Set5"]
+    opt = module.configure_optimizers()
+    assert isinstance(opt, torch.optim.SGD)
+    # first two layers at 1e-4, the reconstruction layer at 1e-5 (TPAMI'16)
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([1e-4, 1e-5])
+    assert {id(p) for p in opt.param_groups[1]["params"]} == {
+        id(p) for p in module.net.body.conv3.parameters()
+    }
+    assert all(g["momentum"] == 0.9 for g in opt.param_groups)
+    assert module.border == (9 - 1 + 5 - 1 + 5 - 1) // 2  # 17x17 loss window on 33x33
+    assert cfg.run_name == "srcnn_x3"
+
+
+def test_vdsr_preset_is_the_paper(compose_train, tmp_path: Path) -> None:
+    cfg = compose_train("experiment=vdsr", f"paths.data_dir={tmp_path}")
+    module, data = build_module(cfg.model), build_datamodule(cfg.data)
+    assert isinstance(module, VDSRModule) and isinstance(module.net, VDSR)
+    assert data.scales == [2, 3, 4] and data.scale == module.scale == 3
+    assert data.train_specs == ["T91", "BSD200"] and data.batch_size == 64
+    assert all(data.patch_size % s == 0 for s in data.scales)
+    assert module.train_crop == 41 <= data.patch_size
+    assert data.augment == {"hflip": True, "vflip": True, "rot90": True}
+    conf = module.configure_optimizers()
+    opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
+    assert isinstance(opt, torch.optim.SGD)
+    group = opt.param_groups[0]
+    assert (group["lr"], group["momentum"], group["weight_decay"]) == (0.1, 0.9, 1e-4)
+    assert isinstance(sched, torch.optim.lr_scheduler.StepLR)
+    assert (sched.step_size, sched.gamma) == (20, 0.1)
+    assert module.clip_theta > 0 and cfg.trainer.max_epochs == 80
+
+
+def test_srresnet_x4_preset_is_the_paper(compose_train, tmp_path: Path) -> None:
+    cfg = compose_train("experiment=srresnet_x4", f"paths.data_dir={tmp_path}")
+    module, data = build_module(cfg.model), build_datamodule(cfg.data)
+    assert isinstance(module, SRResNetModule) and isinstance(module.net, SRResNet)
+    assert (module.scale, module.channels, data.channels) == (4, 3, 3)
+    assert (data.patch_size, data.batch_size) == (96, 16)
+    assert data.train_specs == ["DIV2K_train_HR"]
+    opt = module.configure_optimizers()
+    assert isinstance(opt, torch.optim.Adam) and opt.param_groups[0]["lr"] == 1e-4
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in module.net.modules())
+    norm_free = build_module(compose_train("experiment=srresnet_x4", "model.net.norm=none").model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in norm_free.net.modules())
+
+
+@pytest.mark.parametrize("method", ["srcnn", "vdsr", "srresnet", "espcn"])
+def test_model_config_builds_its_module(compose_train, method: str) -> None:
+    cfg = compose_train(f"model={method}")
+    module = build_module(cfg.model)
+    assert type(module) is MODULES[method] and module.method == method == cfg.model.method
+    # hyperparameters are plain containers, as weights_only checkpoints require
+    assert all(
+        isinstance(v, dict | list | str | int | float | bool | None)
+        for v in module.hparams.values()
+    )
+
+
+# --------------------------------------------------------------------------- shapes
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("method,channels", [("srcnn", 1), ("vdsr", 1), ("srresnet", 3)])
+def test_module_output_shape(compose_train, method: str, channels: int, scale: int) -> None:
+    cfg = compose_train(
+        f"model={method}", f"scale={scale}", f"channels={channels}", *SMALL_NETS[method]
+    )
+    module = build_module(cfg.model).eval()
+    lr = _rand(2, channels, 7, 9)
+    with torch.no_grad():
+        sr = module(lr)
+    assert sr.shape == (2, channels, 7 * scale, 9 * scale)
+
+
+def test_pre_upsampling_module_uses_the_given_scale(compose_train) -> None:
+    """One VDSR evaluates at any scale: forward(lr, s) is the net on the bicubic ×s input."""
+    module = build_module(compose_train("model=vdsr", "scale=3", *SMALL_NETS["vdsr"]).model)
+    module.eval()
+    lr = _rand(1, 1, 6, 8)
+    with torch.no_grad():
+        for s in (2, 3, 4):
+            assert module(lr, s).shape == (1, 1, 6 * s, 8 * s)
+
+
+# --------------------------------------------------------------------------- losses
+
+
+def test_srcnn_loss_is_the_papers_sum_over_the_padding_free_centre(compose_train) -> None:
+    module = build_module(compose_train("model=srcnn").model)
+    sr, hr = _rand(4, 1, 33, 33, seed=1), _rand(4, 1, 33, 33, seed=2)
+    b = 8  # (9 - 1 + 5 - 1 + 5 - 1) / 2
+    expected = ((sr - hr)[..., b:-b, b:-b] ** 2).sum() / 4  # TPAMI eq. 4 on 17x17 labels
+    loss, terms = module.compute_loss(sr, hr)
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(terms["pixel"], expected)
+    # outputs next to the border see padding; they must not move the loss
+    sr_border = sr.clone()
+    sr_border[..., :b, :] = 5.0
+    sr_border[..., :, -b:] = -5.0
+    torch.testing.assert_close(module.compute_loss(sr_border, hr)[0], expected)
+    with pytest.raises(ValueError, match=r"data\.patch_size"):
+        module.compute_loss(sr[..., :16, :16], hr[..., :16, :16])
+
+
+def test_vdsr_loss_is_half_the_patch_sum_on_the_central_crop(compose_train) -> None:
+    module = build_module(compose_train("model=vdsr", *SMALL_NETS["vdsr"]).model)
+    sr, hr = _rand(4, 1, 41, 41, seed=1), _rand(4, 1, 41, 41, seed=2)
+    torch.testing.assert_close(module.compute_loss(sr, hr)[0], 0.5 * ((sr - hr) ** 2).sum() / 4)
+
+    hr48 = _rand(3, 1, 48, 48, seed=3)
+    batch = {"hr": hr48, "lr": degrade_train(hr48, 4), "scale": 4}
+    sr_crop, hr_crop = module.training_pair(batch)
+    assert sr_crop.shape == hr_crop.shape == (3, 1, 41, 41)
+    torch.testing.assert_close(hr_crop, hr48[..., 3:44, 3:44])
+    module.train_crop = 49
+    with pytest.raises(ValueError, match="train_crop"):
+        module.training_pair(batch)
+
+
+# --------------------------------------------------------------------------- VDSR clipping
+
+
+def test_clip_bound_is_theta_over_each_groups_lr() -> None:
+    a, b = torch.nn.Parameter(torch.zeros(200)), torch.nn.Parameter(torch.zeros(200))
+    opt = torch.optim.SGD([{"params": [a]}, {"params": [b], "lr": 0.01}], lr=0.1)
+    grad = torch.linspace(-3, 3, 200)
+    theta = 0.05
+    for lr_a in (0.1, 0.02):  # the bound widens when the schedule lowers the lr
+        opt.param_groups[0]["lr"] = lr_a
+        a.grad, b.grad = grad.clone(), grad.clone()
+        clip_to_lr_bounds(opt, theta)
+        torch.testing.assert_close(a.grad, grad.clamp(-theta / lr_a, theta / lr_a))
+        torch.testing.assert_close(b.grad, grad.clamp(-5.0, 5.0))  # 0.05 / 0.01
+        assert a.grad.abs().max() == pytest.approx(theta / lr_a)
+
+
+class GradRecorder(Callback):
+    """After each optimizer step (grads are kept until the next zero_grad): max |grad|, lr."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[float, float]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        grads = [p.grad.abs().max() for p in pl_module.parameters() if p.grad is not None]
+        lr = trainer.optimizers[0].param_groups[0]["lr"]
+        self.steps.append((float(torch.stack(grads).max()), lr))
+
+
+def test_vdsr_clipping_in_training_follows_the_scheduled_lr(compose_train, tiny_data) -> None:
+    theta = 1e-4
+    cfg = compose_train(
+        "model=vdsr",
+        *tiny_overrides(tiny_data),
+        *SMALL_NETS["vdsr"],
+        "scale=2",
+        f"model.clip_theta={theta}",
+        # halve the lr after every step, so each step has its own bound
+        "model.scheduler.step_size=1",
+        "model.scheduler.gamma=0.5",
+        "model.scheduler_interval=step",
+    )
+    recorder = GradRecorder()
+    lrs = []
+
+    class LrBeforeStep(Callback):
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+            lrs.append(optimizer.param_groups[0]["lr"])
+
+    trainer = Trainer(
+        max_steps=5,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[recorder, LrBeforeStep()],
+    )
+    trainer.fit(build_module(cfg.model), datamodule=build_datamodule(cfg.data))
+    assert lrs == pytest.approx([0.1 * 0.5**i for i in range(5)])
+    for (max_grad, _), lr in zip(recorder.steps, lrs, strict=True):
+        # with θ this small, gradients reach the bound: the clip is active and exactly θ/γ
+        assert max_grad == pytest.approx(theta / lr, rel=1e-6)
+
+
+# --------------------------------------------------------------------------- multi-scale
+
+
+def test_every_multiscale_batch_carries_one_scale(tiny_data: Path, compose_train) -> None:
+    data = SRDataModule(
+        data_dir=str(tiny_data),
+        train_sets=["train"],
+        scales=[2, 3, 4],
+        patch_size=24,
+        batch_size=4,
+        patches_per_image=8,
+    )
+    data.setup("fit")
+    module = build_module(
+        compose_train("model=vdsr", *SMALL_NETS["vdsr"], "model.train_crop=21").model
+    )
+    # last layer zeroed: VDSR is then the identity on its input, the bicubic upscale of the LR
+    last = module.net.body[-1]
+    torch.nn.init.zeros_(last.weight)
+    torch.nn.init.zeros_(last.bias)
+    torch.manual_seed(0)
+    seen = set()
+    for _ in range(3):
+        for hr_uint8 in data.train_dataloader():
+            batch = data.on_after_batch_transfer(hr_uint8, 0)
+            s = batch["scale"]
+            seen.add(s)
+            assert batch["hr"].shape[-2:] == (24, 24)
+            assert batch["lr"].shape[-2:] == (24 // s, 24 // s)
+            # every sample's LR is its own HR degraded at the batch's scale
+            torch.testing.assert_close(batch["lr"], degrade_train(batch["hr"], s))
+            with torch.no_grad():
+                sr, hr = module.training_pair(batch)
+            assert sr.shape == hr.shape == (4, 1, 21, 21)
+            # the module upsamples by the batch's scale, then takes the central 21 of 24
+            torch.testing.assert_close(sr, imresize(batch["lr"], float(s))[..., 1:22, 1:22])
+    assert seen == {2, 3, 4}
+
+
+# --------------------------------------------------------------------------- training
+
+
+class LossRecorder(Callback):
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.losses.append(float(outputs["loss"]))
+
+
+TRAINING = {
+    # method: (overrides, steps); each uses its model yaml's optimizer and training logic
+    "srcnn": (["scale=3"], 30),
+    "vdsr": (["scale=2", "model.patch_size=24", "model.train_crop=21"], 15),
+    "srresnet": (["scale=2", "model.patch_size=24"], 20),
+    "espcn": (["scale=2"], 20),
+}
+
+
+@pytest.mark.parametrize("method", list(TRAINING))
+def test_training_lowers_the_loss_on_a_fixed_batch(compose_train, tiny_data, method) -> None:
+    overrides, steps = TRAINING[method]
+    cfg = compose_train(
+        f"model={method}",
+        *tiny_overrides(tiny_data),
+        *SMALL_NETS[method],
+        *overrides,
+        "+data.random_crops=false",
+        "data.augment={hflip: false, vflip: false, rot90: false}",
+    )
+    torch.manual_seed(0)
+    recorder = LossRecorder()
+    trainer = Trainer(
+        max_steps=steps,
+        overfit_batches=1,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[recorder],
+    )
+    trainer.fit(build_module(cfg.model), datamodule=build_datamodule(cfg.data))
+    losses = recorder.losses
+    assert len(losses) == steps and all(torch.isfinite(torch.tensor(losses)))
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert last < 0.5 * first, f"{method}: loss {first:.4g} -> {last:.4g}"
+
+
+def test_vdsr_multiscale_run_validates_checkpoints_and_reloads(compose_train, tiny_data) -> None:
+    """The whole app: multi-scale VDSR trains, validates at `scale`, and its checkpoint
+    (plain containers only) rebuilds the same module with its clipping settings."""
+    cfg = compose_train(
+        "experiment=vdsr",
+        *tiny_overrides(tiny_data),
+        *SMALL_NETS["vdsr"],
+        "model.patch_size=24",
+        "model.train_crop=21",
+        "data.batch_size=4",
+        "trainer.max_epochs=1",
+    )
+    metrics = train(cfg)
+    assert metrics["val/psnr"] > 0 and "val/psnr_bicubic" in metrics
+    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(last, weights_only=True, map_location="cpu")
+    assert ckpt["sr_lightning"]["method"] == "vdsr"
+    # one multi-scale model serves every training scale: evaluation tools read them here
+    assert ckpt["sr_lightning"]["scales"] == [2, 3, 4]
+    module = VDSRModule.load_from_checkpoint(last, map_location="cpu")
+    assert (module.clip_theta, module.train_crop, module.scale) == (
+        cfg.model.clip_theta,
+        21,
+        3,
+    )
