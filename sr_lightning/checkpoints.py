@@ -382,6 +382,11 @@ def module_from_checkpoint(
     ckpt = load_checkpoint(path)
     info = checkpoint_info(ckpt)
     source = f"checkpoint {path}"
+    asked_scale = (expect or {}).get("scale")
+    trained_scales = [int(x) for x in (ckpt.get("hyper_parameters") or {}).get("scales") or []]
+    if asked_scale is not None and int(asked_scale) in trained_scales:
+        # a multi-scale model (VDSR) evaluates at any scale it was trained for
+        info = {**info, "scale": int(asked_scale)}
     check_expected(info, expect, source)
     cls = _module_class(info["module"], source)
     hparams = offline_hparams(ckpt.get("hyper_parameters") or {})
@@ -389,6 +394,7 @@ def module_from_checkpoint(
     with _quiet_offline_vgg():
         module = cls(**hparams)
     _load_module_state(module, ckpt["state_dict"], source)
+    module.scale = info["scale"]
     return module.to(map_location).eval()
 
 

@@ -20,11 +20,14 @@ def register_resolvers() -> None:
     resolvers = {
         "sr.skimage_data": skimage_data_dir,
         "sr.pid": os.getpid,
+        "sr.cwd": os.getcwd,
         "sr.mul": lambda *xs: _product(xs),
     }
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):
-            OmegaConf.register_new_resolver(name, fn)
+            # sr.pid / sr.cwd are cached like ${now:}: the jobs of a submitit sweep (other
+            # processes) must resolve the sweep dir to the launcher's pid, not their own
+            OmegaConf.register_new_resolver(name, fn, use_cache=name in ("sr.pid", "sr.cwd"))
 
 
 def _product(values) -> int | float:

@@ -1,65 +1,189 @@
 """sr-train: the Hydra training app (``python -m sr_lightning.train``).
 
 Returns ``cfg.optimized_metric`` (``val/psnr_best``) so that Hydra sweepers can optimise it.
+Every run dir gets ``metrics.json``: the final metrics, the step reached, the best checkpoint
+and where training resumed from.
+
+Resuming: with ``resume: auto`` (the default) a job whose run dir already holds a checkpoint
+(``checkpoints/last.ckpt``, or Lightning's SLURM ``hpc_ckpt_*.ckpt``) continues from it. That
+is what a requeued SLURM job needs: same run dir, so same checkpoints and same W&B run.
+``train=false`` validates ``ckpt_path`` (or that checkpoint) instead of training.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
 from pathlib import Path
+from typing import Any
 
 import hydra
 import lightning as L
+import torch
+from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from sr_lightning.builders import build_callbacks, build_datamodule, build_loggers, build_module
 from sr_lightning.config import CONF_DIR, register_resolvers
+from sr_lightning.hydra_ddp import install_rank_command, job_process_group
+from sr_lightning.wandb_run import assign_run_id, finish_run, update_summary
 
 log = logging.getLogger("sr_lightning.train")
 
 register_resolvers()
 
+RESUME_MODES = ("auto", "never")
+SUMMARY_FILE = "metrics.json"
+
 
 def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> str | None:
-    """``ckpt_path=last`` means this run dir's ``checkpoints/last.ckpt`` when it exists."""
+    """``ckpt_path=last`` means this run dir's latest ``last.ckpt`` when there is one."""
     if ckpt_path in (None, "", "null"):
         return None
     if ckpt_path == "last":
-        last = output_dir / "checkpoints" / "last.ckpt"
-        return str(last) if last.is_file() else None
+        last = find_resume_checkpoint(output_dir)
+        return str(last) if last else None
     if not Path(ckpt_path).is_file():
         raise FileNotFoundError(f"ckpt_path={ckpt_path} does not exist")
     return ckpt_path
 
 
+def find_resume_checkpoint(output_dir: Path) -> Path | None:
+    """The newest of this run dir's ``checkpoints/last*.ckpt`` and Lightning's SLURM
+    ``hpc_ckpt_*.ckpt`` (several ``save_last`` callbacks make ``last-v1.ckpt``, ...)."""
+    candidates = [
+        *(output_dir / "checkpoints").glob("last*.ckpt"),
+        *output_dir.glob("hpc_ckpt_*.ckpt"),
+    ]
+    existing = [path for path in candidates if path.is_file()]
+    return max(existing, key=lambda path: path.stat().st_mtime) if existing else None
+
+
+def select_checkpoint(cfg: DictConfig, output_dir: Path) -> str | None:
+    """``ckpt_path`` when set; else, with ``resume=auto``, the run dir's own latest checkpoint."""
+    if cfg.get("ckpt_path") not in (None, "", "null"):
+        return resolve_ckpt_path(cfg.ckpt_path, output_dir)
+    mode = str(cfg.get("resume", "auto"))
+    if mode not in RESUME_MODES:
+        raise ValueError(
+            f"resume={mode}: use resume=auto (continue from this run dir's last.ckpt when it "
+            "exists) or resume=never (always start from scratch)"
+        )
+    found = find_resume_checkpoint(output_dir) if mode == "auto" else None
+    return str(found) if found else None
+
+
+def checkpoint_position(path: str) -> dict[str, int] | None:
+    """Epoch and global step saved in a Lightning checkpoint (memory-mapped, weights unread)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # an unreadable checkpoint fails properly in Lightning later
+        log.debug("could not read the position of %s: %s", path, err)
+        return None
+    return {"epoch": int(ckpt.get("epoch", -1)), "global_step": int(ckpt.get("global_step", -1))}
+
+
+@rank_zero_only
+def keep_previous_csv_logs(loggers: list[Logger]) -> None:
+    """Lightning's CSVLogger deletes an existing metrics.csv; a resumed run keeps it aside."""
+    for logger in loggers:
+        if not isinstance(logger, CSVLogger):
+            continue
+        metrics = Path(logger.log_dir) / "metrics.csv"
+        if metrics.is_file():
+            n = 1
+            while (kept := metrics.with_name(f"metrics.before-resume-{n}.csv")).exists():
+                n += 1
+            metrics.rename(kept)
+            log.info("kept the metrics logged before resuming in %s", kept)
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit (and optionally test) one configured experiment; returns the final metrics."""
+    """Fit (or, with ``train=false``, validate) one configured experiment; returns its metrics."""
+    install_rank_command()
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
+    fitting = bool(cfg.get("train", True))
+    ckpt_path = select_checkpoint(cfg, output_dir)
+    resumed = checkpoint_position(ckpt_path) if ckpt_path and fitting else None
+    if ckpt_path:
+        where = (
+            f" (epoch {resumed['epoch']}, global step {resumed['global_step']})" if resumed else ""
+        )
+        log.info("%s from %s%s", "resuming" if fitting else "weights", ckpt_path, where)
+    elif not fitting:
+        log.warning("train=false without ckpt_path: validating an untrained model")
+    wandb_id = assign_run_id(cfg, output_dir)
 
     datamodule = build_datamodule(cfg.data)
     model = build_module(cfg.model)
     callbacks = build_callbacks(cfg.get("callbacks"))
     loggers = build_loggers(cfg.get("logger"))
+    if resumed:
+        keep_previous_csv_logs(loggers)
     trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
-    if cfg.get("train", True):
-        trainer.fit(
-            model,
-            datamodule=datamodule,
-            ckpt_path=resolve_ckpt_path(cfg.get("ckpt_path"), output_dir),
-        )
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    if cfg.get("test"):
-        trainer.test(model, datamodule=datamodule)
-        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+    with job_process_group():
+        try:
+            metrics = run_stages(cfg, trainer, model, datamodule, ckpt_path)
+        except BaseException:
+            finish_run(exit_code=1)
+            raise
+        summary = {
+            "metrics": metrics,
+            "epochs": trainer.current_epoch,
+            "global_step": trainer.global_step,
+            "best_checkpoint": best_checkpoint(trainer),
+            "resumed_from": ckpt_path if resumed else None,
+            "resumed_at_step": resumed["global_step"] if resumed else None,
+            "wandb_id": wandb_id,
+        }
+        update_summary(loggers, {"best_checkpoint": summary["best_checkpoint"] or ""})
+        finish_run(exit_code=0)
+    write_summary(summary, output_dir)
     report(metrics, output_dir, trainer)
     return metrics
+
+
+def run_stages(
+    cfg: DictConfig,
+    trainer: L.Trainer,
+    model: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    ckpt_path: str | None,
+) -> dict[str, float]:
+    """fit or validate, then test when asked; the metrics Lightning reports at the end."""
+    fitting = bool(cfg.get("train", True))
+    if fitting:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    else:
+        trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    if cfg.get("test"):
+        trainer.test(model, datamodule=datamodule, ckpt_path=None if fitting else ckpt_path)
+        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+    return metrics
+
+
+def best_checkpoint(trainer: L.Trainer) -> str | None:
+    ckpt = getattr(trainer, "checkpoint_callback", None)
+    return (ckpt.best_model_path or None) if ckpt is not None else None
+
+
+@rank_zero_only
+def write_summary(summary: dict[str, Any], output_dir: Path) -> None:
+    """``metrics.json`` in the run dir, written whole or not at all (sweep summaries read it)."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / SUMMARY_FILE
+    tmp = path.with_name(f".{SUMMARY_FILE}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(summary, indent=2, allow_nan=True) + "\n")
+    os.replace(tmp, path)
 
 
 @rank_zero_only
@@ -74,9 +198,9 @@ def report(metrics: dict[str, float], output_dir: Path, trainer: L.Trainer) -> N
             line += f"; best {metrics['val/psnr_best']:.2f} dB"
         log.info(line)
         print(line)
-    ckpt = getattr(trainer, "checkpoint_callback", None)
-    if ckpt is not None and ckpt.best_model_path:
-        print(f"best checkpoint: {ckpt.best_model_path}")
+    best = best_checkpoint(trainer)
+    if best:
+        print(f"best checkpoint: {best}")
     print(f"run directory: {output_dir}")
 
 
@@ -84,9 +208,23 @@ def report(metrics: dict[str, float], output_dir: Path, trainer: L.Trainer) -> N
 def main(cfg: DictConfig) -> float | None:
     if cfg.get("extras", {}).get("print_config"):
         print_config(cfg)
-    metrics = train(cfg)
+    try:
+        metrics = train(cfg)
+    except Exception as err:
+        log_failure(err, cfg)
+        raise
     value = metrics.get(cfg.get("optimized_metric") or "")
     return None if value is None or math.isnan(value) else value
+
+
+def log_failure(err: Exception, cfg: DictConfig) -> None:
+    """Put a failed job's traceback in its own log: a sweep only reports the exception."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    in_sweep = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    # a single run's traceback is printed by Hydra right after this line
+    log.error("run failed: %s: %s", type(err).__name__, err, exc_info=in_sweep)
 
 
 @rank_zero_only
