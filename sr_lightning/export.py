@@ -43,7 +43,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from sr_lightning.config import CONF_DIR, register_resolvers
-from sr_lightning.inference import Generator, generator_net
+from sr_lightning.inference import Generator, generator_from_module, generator_net
 
 log = logging.getLogger("sr_lightning.export")
 
@@ -385,7 +385,7 @@ def load_generator(
         kind = path.suffix.lower().lstrip(".")
     if kind == "ckpt_path":
         module = checkpoints.module_from_checkpoint(path, expect=expect)
-        return _from_module(module)
+        return generator_from_module(module)
     if kind == "weights":
         _, meta = checkpoints.load_weights(path)
         has_net = isinstance(meta.get("net"), Mapping)
@@ -397,7 +397,7 @@ def load_generator(
                 "`model=<method> scale=<s> channels=<c>` (or export it with sr-export)"
             )
         module = checkpoints.module_from_weights(None if has_net else model_cfg, path)
-        return _from_module(module)
+        return generator_from_module(module)
     if kind == "onnx":
         net = OnnxNet(path, device)
         raw = net.metadata
@@ -411,17 +411,6 @@ def load_generator(
         channels=meta["channels"],
         upsampling=_upsampling_of(meta),
         method=str(meta.get("method", "unknown")),
-    )
-
-
-def _from_module(module: nn.Module) -> Generator:
-    net = generator_net(module)
-    return Generator(
-        net=net,
-        scale=int(module.scale),
-        channels=int(module.channels),
-        upsampling=getattr(net, "upsampling", "post"),
-        method=str(getattr(module, "method", "unknown")),
     )
 
 

@@ -22,7 +22,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,8 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
+
+from sr_lightning.filelock import exclusive_lock
 
 try:  # POSIX; elsewhere the tables are rebuilt without a lock
     import fcntl
@@ -135,7 +137,7 @@ def refresh(sweep_dir: Path, metrics: Sequence[str]) -> list[dict]:
     rows_dir = sweep_dir / ROWS_DIR
     if not rows_dir.is_dir():
         return []
-    with _locked(rows_dir / ".lock"):
+    with exclusive_lock(rows_dir / ".lock"):
         rows = [read_json(path) for path in sorted(rows_dir.glob("*.json"))]
         rows = sort_rows([row for row in rows if row], metrics[0])
         atomic_write(sweep_dir / "summary.md", render_markdown(rows, metrics, sweep_dir))
@@ -229,19 +231,6 @@ def atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
-
-
-@contextlib.contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    if fcntl is None:
-        yield
-        return
-    with open(lock_path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _finite(value: Any) -> float | None:

@@ -31,8 +31,7 @@ import tarfile
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from urllib.error import HTTPError, URLError
@@ -41,10 +40,7 @@ from urllib.request import Request, urlopen
 
 from tqdm import tqdm
 
-try:
-    import fcntl
-except ImportError:  # Windows
-    fcntl = None  # type: ignore[assignment]
+from sr_lightning.filelock import exclusive_lock
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +196,7 @@ def download_file(
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     show = progress and bool(getattr(sys.stderr, "isatty", lambda: False)())
-    with _exclusive(dest.with_name(dest.name + ".lock")):
+    with exclusive_lock(dest.with_name(dest.name + ".lock")):
         # Another process (e.g. another DDP rank) may have finished while we waited.
         if dest.is_file() and _is_good(dest, expected, size):
             return dest
@@ -226,24 +222,6 @@ def download_file(
         # failure it stays, so that waiting processes keep serialising on one lock.
         dest.with_name(dest.name + ".lock").unlink(missing_ok=True)
     return dest
-
-
-@contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    """Serialise downloads of one file across processes (one ``.part`` per file).
-
-    Uses ``flock`` where available (POSIX); elsewhere it is a no-op. The lock
-    file is removed by the caller after a success only (see there).
-    """
-    if fcntl is None:
-        yield
-        return
-    with open(lock_path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _is_good(path: Path, expected: str | None, size: int | None) -> bool:
