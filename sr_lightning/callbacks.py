@@ -107,7 +107,10 @@ class ImagePanels(Callback):
         else:
             sr = pl_module.sr_for_eval(batch["lr"])
         hr = batch["hr"]
-        bicubic = bicubic_upscale(batch["lr"], scale)
+        if isinstance(outputs, Mapping) and "bicubic" in outputs:
+            bicubic = outputs["bicubic"]
+        else:
+            bicubic = bicubic_upscale(batch["lr"], scale)
         set_names = pl_module.eval_set_names("val")
         set_name = set_names[dataloader_idx] if dataloader_idx < len(set_names) else "val"
         names = _as_list(batch.get("name"), len(hr))

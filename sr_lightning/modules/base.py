@@ -176,12 +176,14 @@ class SRModule(LightningModule):
         """The SR image that metrics see; SRGAN overrides this to use its EMA generator."""
         return self(lr)
 
-    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
         name = self.eval_set_names("val")[dataloader_idx]
         sr = self.sr_for_eval(batch["lr"])
         self._metric(self.val_metrics, name).update(sr, batch["hr"])
         bicubic = bicubic_upscale(batch["lr"], self.scale)
         self._metric(self.val_bicubic, name).update(bicubic, batch["hr"])
+        # callbacks (image panels) reuse these instead of running the net again
+        return {"sr": sr, "bicubic": bicubic}
 
     def on_validation_epoch_end(self) -> None:
         results = self.compute_metrics(self.val_metrics)
