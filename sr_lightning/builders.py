@@ -42,13 +42,29 @@ def build_datamodule(data_cfg: Mapping) -> LightningDataModule:
     return hydra.utils.instantiate(data_cfg, _convert_="all")
 
 
-def build_callbacks(callbacks_cfg: Mapping | None) -> list[Callback]:
-    """Every entry of ``cfg.callbacks`` with a ``_target_``; set an entry to null to drop it."""
-    return [
+def build_callbacks(
+    callbacks_cfg: Mapping | None, trainer_cfg: Mapping | None = None
+) -> list[Callback]:
+    """Every entry of ``cfg.callbacks`` with a ``_target_``; set an entry to null to drop it.
+
+    Given ``cfg.trainer`` with the progress bar on and no bar among the callbacks, a
+    ``TQDMProgressBar`` refreshed every ``log_every_n_steps`` steps (when the logged values
+    change) is added. Lightning's default ``RichProgressBar`` reads the logged values back
+    after every batch whatever its refresh rate: a GPU sync and ~1 ms of Python per step.
+    """
+    from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
+
+    callbacks = [
         hydra.utils.instantiate(cb, _convert_="all")
         for cb in (callbacks_cfg or {}).values()
         if isinstance(cb, Mapping) and "_target_" in cb
     ]
+    trainer_cfg = trainer_cfg or {}
+    wants_bar = trainer_cfg.get("enable_progress_bar", True) is not False
+    if trainer_cfg and wants_bar and not any(isinstance(c, ProgressBar) for c in callbacks):
+        refresh = int(trainer_cfg.get("log_every_n_steps") or 10)
+        callbacks.append(TQDMProgressBar(refresh_rate=refresh))
+    return callbacks
 
 
 def build_loggers(logger_cfg: Mapping | None) -> list[Logger]:

@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sr_lightning.builders import build_callbacks, build_datamodule, build_loggers, build_module
 from sr_lightning.config import CONF_DIR, register_resolvers
+from sr_lightning.data.cache import configure_compile_cache
 from sr_lightning.hydra_ddp import install_rank_command, job_process_group
 from sr_lightning.wandb_run import assign_run_id, finish_run, update_summary
 
@@ -120,8 +121,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     wandb_id = assign_run_id(cfg, output_dir)
 
     datamodule = build_datamodule(cfg.data)
+    configure_compile_cache(cfg.paths.cache_dir)  # before any torch.compile runs
     model = build_module(cfg.model)
-    callbacks = build_callbacks(cfg.get("callbacks"))
+    callbacks = build_callbacks(cfg.get("callbacks"), cfg.trainer)
     loggers = build_loggers(cfg.get("logger"))
     if resumed:
         keep_previous_csv_logs(loggers)

@@ -1,4 +1,4 @@
-"""The LightningDataModule: decoded images in RAM, uint8 batches out, degradation on device."""
+"""The LightningDataModule: decoded images cached once, uint8 batches out, degradation on device."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from sr_lightning.data.datasets import (
     PatchDataset,
     load_set,
     merge_sets,
+    prepare_cache,
     set_spec,
 )
 from sr_lightning.data.degradation import degrade_eval, degrade_train, random_dihedral, to_float
@@ -47,6 +48,10 @@ class SRDataModule(LightningDataModule):
     ``train_sets``, ``val_sets`` and ``test_sets`` are lists of set entries: a folder name under
     ``data_dir`` (``Set5``), a path, or a mapping ``{name, dir, include}``. Batch sizes are per
     device (under DDP the global batch is ``batch_size * world_size``).
+
+    ``cache`` says where decoded images live (``auto``, ``ram``, ``disk``, ``none``; see
+    :mod:`sr_lightning.data.datasets`); disk caches go under ``cache_dir`` and are built in
+    ``prepare_data`` (once per node) or, failing that, by whichever rank locks them first.
     """
 
     def __init__(
@@ -71,6 +76,8 @@ class SRDataModule(LightningDataModule):
         recursive: bool = False,
         random_crops: bool = True,
         name: str = "custom",
+        cache: str = "auto",
+        cache_dir: str | None = None,
     ) -> None:
         super().__init__()
         self.name = name
@@ -93,6 +100,8 @@ class SRDataModule(LightningDataModule):
         self.skip_bad = skip_bad
         self.small_images = small_images
         self.recursive = recursive
+        self.cache = cache
+        self.cache_dir = cache_dir
         self.check_patch_size()
         self.train_set: ImageSet | None = None
         self.val_sets: list[ImageSet] = []
@@ -108,11 +117,31 @@ class SRDataModule(LightningDataModule):
                 f"use a multiple of {lcm}, e.g. data.patch_size={lcm * max(1, round(self.patch_size / lcm))}."
             )
 
+    def _set_options(self) -> dict:
+        """How every set of this module is read and cached (arguments of ``load_set``)."""
+        return {
+            "data_dir": self.data_dir,
+            "channels": self.channels,
+            "skip_bad": self.skip_bad,
+            "recursive": self.recursive,
+            "cache": self.cache,
+            "cache_dir": self.cache_dir,
+        }
+
     def _load(self, specs: Sequence[str | Mapping]) -> list[ImageSet]:
-        return [
-            load_set(spec, self.data_dir, self.channels, self.skip_bad, self.recursive)
-            for spec in specs
-        ]
+        return [load_set(spec, **self._set_options()) for spec in specs]
+
+    def prepare_data(self) -> None:
+        """Build the disk caches once per node; Lightning runs this on local rank 0 only.
+
+        A set that is missing here is left to ``setup``, which reports it when (and only
+        when) the stage needs it: fitting must not fail on an absent test set.
+        """
+        for spec in [*self.train_specs, *self.val_specs, *self.test_specs]:
+            try:
+                prepare_cache(spec, **self._set_options())
+            except FileNotFoundError as err:
+                log.debug("not caching %s: %s", spec, err)
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit") and self.train_set is None:
@@ -129,8 +158,9 @@ class SRDataModule(LightningDataModule):
             self.train_set = train
             self.val_sets = self.val_sets + self._load(self.val_specs)
             log.info(
-                "train: %d images; val: %s",
+                "train: %d images (%s); val: %s",
                 len(train),
+                train.images.storage,
                 ", ".join(f"{s.name} ({len(s)})" for s in self.val_sets) or "none",
             )
         if stage in ("validate",) and not self.val_sets:
@@ -171,9 +201,16 @@ class SRDataModule(LightningDataModule):
             shuffle=True,
             drop_last=True,
             num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
+            pin_memory=self.pin_memory and self._on_cuda(),
             persistent_workers=self.persistent_workers,
         )
+
+    def _on_cuda(self) -> bool:
+        """Pinned host memory only helps (and only works) when batches go to a CUDA device."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None:
+            return trainer.strategy.root_device.type == "cuda"
+        return torch.cuda.is_available()
 
     def _eval_loaders(self, sets: Sequence[ImageSet]) -> list[DataLoader]:
         loaders = []

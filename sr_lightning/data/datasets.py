@@ -3,22 +3,41 @@
 Both hand out uint8 HR tensors only. Degradation (bicubic downscaling, augmentation,
 float conversion) happens batched on the device, in :mod:`sr_lightning.data.degradation`,
 so workers do nothing but slicing.
+
+Where the decoded pixels live is the set's cache mode (``data.cache``): ``ram`` (tensors in
+this process), ``disk`` (a memory-mapped uint8 cache, :mod:`sr_lightning.data.cache`),
+``none`` (decoded from the file on every access), or ``auto``: RAM unless the decoded set is
+larger than ``AUTO_RAM_LIMIT_BYTES`` and a cache folder is configured.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
-from sr_lightning.data.images import list_images, load_images
+from sr_lightning.data.cache import (
+    MappedImage,
+    build_or_open,
+    default_workers,
+    estimate_decoded_bytes,
+    ordered_map,
+)
+from sr_lightning.data.images import ImageLoadError, list_images, load_image
 from sr_lightning.metrics import to_luma_uint8
 
 log = logging.getLogger(__name__)
+
+CACHE_MODES = ("auto", "ram", "disk", "none")
+# `auto` keeps a set in RAM up to this many decoded bytes (T91, BSD200, benchmark sets are
+# tens of MB); bigger sets (DIV2K train: about 6 GB) go to the memory-mapped disk cache, which
+# every rank and worker on a node shares instead of holding its own copy.
+AUTO_RAM_LIMIT_BYTES = 1 << 30
 
 
 def convert_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
@@ -33,13 +52,82 @@ def convert_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
     raise ValueError(f"channels must be 1 (luma) or 3 (RGB), got {channels}")
 
 
+@dataclass(frozen=True)
+class FileImage:
+    """An image decoded from its file on every access (``data.cache=none``)."""
+
+    path: str
+    channels: int
+    shape: tuple[int, int, int]
+
+    def load(self) -> torch.Tensor:
+        return convert_channels(load_image(self.path), self.channels)
+
+
+class ImageList(Sequence[torch.Tensor]):
+    """uint8 images (C, H, W) wherever they live: tensors in RAM, memory-mapped, or files.
+
+    Indexing gives a tensor; slicing and ``+`` give ImageLists. Shapes are known without
+    touching pixels, and pickling sends references for mapped or file images, so a
+    DataLoader worker never receives a copy of a large set.
+    """
+
+    def __init__(self, items: Iterable[torch.Tensor | MappedImage | FileImage] = ()) -> None:
+        self._items = list(items._items if isinstance(items, ImageList) else items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return ImageList(self._items[index])
+        item = self._items[index]
+        return item if isinstance(item, torch.Tensor) else item.load()
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        for i in range(len(self._items)):
+            yield self[i]
+
+    def __add__(self, other: Iterable) -> ImageList:
+        return ImageList([*self._items, *ImageList(other)._items])
+
+    def __radd__(self, other: Iterable) -> ImageList:
+        return ImageList([*ImageList(other)._items, *self._items])
+
+    def shape(self, index: int) -> tuple[int, ...]:
+        return tuple(self._items[index].shape)
+
+    def select(self, indices: Iterable[int]) -> ImageList:
+        return ImageList([self._items[i] for i in indices])
+
+    @property
+    def storage(self) -> str:
+        """Where the pixels live: ram, disk, file, or a ``+``-joined mix."""
+        kinds = {
+            "ram"
+            if isinstance(i, torch.Tensor)
+            else "disk"
+            if isinstance(i, MappedImage)
+            else "file"
+            for i in self._items
+        }
+        return "+".join(sorted(kinds)) or "empty"
+
+    def __repr__(self) -> str:
+        return f"ImageList({len(self)} images, {self.storage})"
+
+
 @dataclass
 class ImageSet:
     """A named set of decoded uint8 images (C, H, W), all in one colour space."""
 
     name: str
     names: list[str] = field(default_factory=list)
-    images: list[torch.Tensor] = field(default_factory=list)
+    images: ImageList = field(default_factory=ImageList)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.images, ImageList):
+            self.images = ImageList(self.images)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -66,34 +154,139 @@ def set_spec(spec: str | Mapping, data_dir: str | Path) -> tuple[str, Path, list
     return str(spec.get("name") or folder.name), folder, include
 
 
+def image_decoder(channels: int, skip_bad: bool) -> Callable[[Path], torch.Tensor | None]:
+    """path -> uint8 (C, H, W) in the model's colour space; None for a bad file with skip_bad."""
+
+    def decode(path: Path) -> torch.Tensor | None:
+        try:
+            return convert_channels(load_image(path), channels)
+        except ImageLoadError as err:
+            if not skip_bad:
+                raise
+            log.warning("skipping %s", err)
+            return None
+
+    return decode
+
+
+def header_shape(path: Path, channels: int) -> tuple[int, int, int]:
+    """(C, H, W) that decoding will give, from the file header only (EXIF rotation included)."""
+    try:
+        with Image.open(path) as image:
+            w, h = image.size
+            if image.format == "PNG":  # Pillow's getexif() would decode a PNG to find eXIf
+                exif = Image.Exif()
+                if image.info.get("exif"):
+                    exif.load(image.info["exif"])
+            else:
+                exif = image.getexif()
+    except (Image.DecompressionBombError, OSError, SyntaxError, ValueError) as err:
+        raise ImageLoadError(
+            f"cannot read image header {path}: {err}. Replace or remove the file, "
+            "or set data.skip_bad=true to skip unreadable images with a warning."
+        ) from err
+    if exif.get(0x0112, 1) in (5, 6, 7, 8):  # orientations that transpose the image
+        w, h = h, w
+    return channels, h, w
+
+
+def _header_shapes(
+    files: Sequence[Path], channels: int, skip_bad: bool
+) -> tuple[list[Path], list[tuple[int, int, int]]]:
+    kept, shapes = [], []
+    for path in files:
+        try:
+            shapes.append(header_shape(path, channels))
+        except ImageLoadError as err:
+            if not skip_bad:
+                raise
+            log.warning("skipping %s", err)
+            continue
+        kept.append(path)
+    return kept, shapes
+
+
+def resolve_cache_mode(
+    mode: str, files: Sequence[Path], channels: int, cache_dir: str | Path | None
+) -> str:
+    """The concrete mode (ram, disk or none) for one set under ``data.cache=mode``."""
+    if mode not in CACHE_MODES:
+        raise ValueError(f"data.cache must be one of {', '.join(CACHE_MODES)}; got {mode!r}")
+    if mode == "disk" and not cache_dir:
+        raise ValueError(
+            "data.cache=disk needs data.cache_dir (default ${paths.cache_dir}, $SR_CACHE_DIR)."
+        )
+    if mode != "auto":
+        return mode
+    if not cache_dir:
+        return "ram"
+    # a header that does not parse counts as empty here; decoding reports it properly
+    _, shapes = _header_shapes(files, channels, skip_bad=True)
+    return "disk" if estimate_decoded_bytes(shapes) > AUTO_RAM_LIMIT_BYTES else "ram"
+
+
 def load_set(
     spec: str | Mapping,
     data_dir: str | Path,
     channels: int,
     skip_bad: bool = False,
     recursive: bool = False,
+    cache: str = "ram",
+    cache_dir: str | Path | None = None,
 ) -> ImageSet:
-    """Decode every image of one set once, converted to the model's colour space."""
+    """One set's images in the model's colour space, stored as ``cache`` says (module doc)."""
     name, folder, include = set_spec(spec, data_dir)
-    names, images = load_images(list_images(folder, include, recursive), skip_bad=skip_bad)
+    files = list_images(folder, include, recursive)
+    mode = resolve_cache_mode(cache, files, channels, cache_dir)
+    decode = image_decoder(channels, skip_bad)
+    if mode == "disk":
+        names, images = build_or_open(files, decode, cache_dir, name, channels, skip_bad)
+    elif mode == "none":
+        files, shapes = _header_shapes(files, channels, skip_bad)
+        names = [p.stem for p in files]
+        images = [FileImage(str(p), channels, s) for p, s in zip(files, shapes, strict=True)]
+    else:
+        decoded = list(ordered_map(decode, files, default_workers()))
+        names = [p.stem for p, img in zip(files, decoded, strict=True) if img is not None]
+        images = [img for img in decoded if img is not None]
     if not images:
         raise FileNotFoundError(f"every image in {folder} was unreadable (data.skip_bad=true).")
-    return ImageSet(name, names, [convert_channels(img, channels) for img in images])
+    log.debug("set %s: %d images (%s)", name, len(images), mode)
+    return ImageSet(name, names, ImageList(images))
+
+
+def prepare_cache(
+    spec: str | Mapping,
+    data_dir: str | Path,
+    channels: int,
+    skip_bad: bool = False,
+    recursive: bool = False,
+    cache: str = "ram",
+    cache_dir: str | Path | None = None,
+) -> bool:
+    """Build the set's disk cache if its mode is disk (nothing otherwise); True if it is."""
+    _, folder, include = set_spec(spec, data_dir)
+    files = list_images(folder, include, recursive)
+    if resolve_cache_mode(cache, files, channels, cache_dir) != "disk":
+        return False
+    load_set(spec, data_dir, channels, skip_bad, recursive, "disk", cache_dir)
+    return True
 
 
 def merge_sets(name: str, sets: Sequence[ImageSet]) -> ImageSet:
     merged = ImageSet(name)
     for image_set in sets:
         merged.names += [f"{image_set.name}/{n}" for n in image_set.names]
-        merged.images += image_set.images
+        merged.images = merged.images + image_set.images
     return merged
 
 
 class PatchDataset(Dataset):
     """Random HR crops: ``patches_per_image`` per image and epoch, so small sets give full epochs.
 
-    The crop position is drawn in ``__getitem__`` from torch's RNG, which Lightning seeds per
-    worker (``seed_everything(workers=True)``), so runs are reproducible with a seed.
+    Crop positions are drawn (a batch at a time, in ``__getitems__``) from torch's RNG, which
+    Lightning seeds per worker (``seed_everything(workers=True)``), so runs are reproducible
+    with a seed.
     """
 
     def __init__(
@@ -107,14 +300,12 @@ class PatchDataset(Dataset):
         if small not in ("skip", "error"):
             raise ValueError(f"data.small_images must be 'skip' or 'error', got {small!r}")
         keep = []
-        for name, image in zip(images.names, images.images, strict=True):
-            if min(image.shape[-2:]) >= patch_size:
-                keep.append(image)
+        for i, name in enumerate(images.names):
+            h, w = images.images.shape(i)[-2:]
+            if min(h, w) >= patch_size:
+                keep.append(i)
                 continue
-            msg = (
-                f"training image {name} ({image.shape[-1]}x{image.shape[-2]}) is smaller than "
-                f"data.patch_size={patch_size}"
-            )
+            msg = f"training image {name} ({w}x{h}) is smaller than data.patch_size={patch_size}"
             if small == "error":
                 raise ValueError(
                     f"{msg}. Remove it, lower the patch size, or set data.small_images=skip."
@@ -125,7 +316,7 @@ class PatchDataset(Dataset):
                 f"no training image of {images.name} is at least {patch_size}px on each side; "
                 "lower data.patch_size."
             )
-        self.images = keep
+        self.images = images.images.select(keep)
         self.patch_size = patch_size
         self.patches_per_image = patches_per_image
         self.random_crops = random_crops
@@ -134,13 +325,32 @@ class PatchDataset(Dataset):
         return len(self.images) * self.patches_per_image
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        image = self.images[index // self.patches_per_image]
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[torch.Tensor]:
+        """A batch of crops; the DataLoader calls this once per batch instead of per sample.
+
+        One RNG call draws every crop position of the batch (per-sample Python is what bounds
+        a loader that only slices). Fixed crops (a generator seeded by the index) let
+        `debug=overfit` see the same batch.
+        """
+        if self.random_crops:
+            positions = torch.rand(len(indices), 2, dtype=torch.float64).tolist()
+        else:
+            positions = [
+                torch.rand(
+                    2, dtype=torch.float64, generator=torch.Generator().manual_seed(i)
+                ).tolist()
+                for i in indices
+            ]
         p = self.patch_size
-        # fixed crops (a generator seeded by the index) let `debug=overfit` see the same batch
-        gen = None if self.random_crops else torch.Generator().manual_seed(index)
-        top = int(torch.randint(image.shape[-2] - p + 1, (), generator=gen))
-        left = int(torch.randint(image.shape[-1] - p + 1, (), generator=gen))
-        return image[:, top : top + p, left : left + p]
+        crops = []
+        for index, (fy, fx) in zip(indices, positions, strict=True):
+            image = self.images[index // self.patches_per_image]
+            top = int(fy * (image.shape[-2] - p + 1))  # uniform over the valid positions
+            left = int(fx * (image.shape[-1] - p + 1))
+            crops.append(image[:, top : top + p, left : left + p])
+        return crops
 
 
 class EvalDataset(Dataset):

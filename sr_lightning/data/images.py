@@ -93,7 +93,13 @@ def load_image(path: str | Path) -> torch.Tensor:
         with Image.open(path) as image:
             image.load()
             array = decode_pil(image)
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as err:
+    except (
+        UnidentifiedImageError,
+        Image.DecompressionBombError,
+        OSError,
+        SyntaxError,
+        ValueError,
+    ) as err:
         raise ImageLoadError(
             f"cannot decode image {path}: {err}. Replace or remove the file, "
             "or set data.skip_bad=true to skip unreadable images with a warning."

@@ -168,10 +168,12 @@ def imresize(
 
     # Same result either way; pick the order with fewer multiply-adds.
     rows_first = out_h * in_w * (in_h + out_w) <= in_h * out_w * (in_w + out_h)
-    if rows_first:
-        out = torch.matmul(torch.matmul(w_h, xc), w_w.T)
-    else:
-        out = torch.matmul(w_h, torch.matmul(xc, w_w.T))
+    # autocast (bf16-mixed validation) would run these products in bfloat16: off, as for TF32
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        if rows_first:
+            out = torch.matmul(torch.matmul(w_h, xc), w_w.T)
+        else:
+            out = torch.matmul(w_h, torch.matmul(xc, w_w.T))
     return out.to(x.dtype)
 
 

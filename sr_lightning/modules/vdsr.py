@@ -93,11 +93,7 @@ class VDSRModule(SRModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         sr, hr = self.training_pair(batch)
         loss, terms = self.compute_loss(sr, hr)
-        self.check_finite(loss, terms)
-        n = hr.shape[0]
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=n)
-        if len(terms) > 1:
-            self.log_dict({f"train/{k}": v for k, v in terms.items()}, on_step=True, batch_size=n)
+        self.log_train_loss(loss, terms, hr.shape[0])
         return loss
 
     def compute_loss(self, sr: torch.Tensor, hr: torch.Tensor) -> tuple[torch.Tensor, dict]:
