@@ -46,6 +46,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
 from sr_lightning.config import CONF_DIR, register_resolvers  # noqa: E402
+from sr_lightning.machine import cpu_model  # noqa: E402
 
 register_resolvers()
 
@@ -57,16 +58,6 @@ PERF_START, PERF_END = "<!-- perf:start -->", "<!-- perf:end -->"
 
 
 # -- machine and load ---------------------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def uptime() -> str:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import resource
 import statistics
@@ -47,6 +46,7 @@ from hydra.utils import instantiate  # noqa: E402
 
 from sr_lightning.config import CONF_DIR, register_resolvers  # noqa: E402
 from sr_lightning.inference import Generator, Upscaler  # noqa: E402
+from sr_lightning.machine import cpu_model  # noqa: E402
 
 METHODS = {"srcnn": 1, "espcn": 1, "vdsr": 1, "srresnet": 3}  # method -> paper channels
 VARIANTS = ("eager", "channels_last", "compile", "onnxruntime")
@@ -57,21 +57,11 @@ START, END = "<!-- inference:start -->", "<!-- inference:end -->"
 # -- environment ----------------------------------------------------------------------------
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
     threads = torch.get_num_threads()
-    return f"{cpu_name()}, {os.cpu_count()} cores, {threads} thread{'s' if threads > 1 else ''}"
+    return f"{cpu_model()}, {os.cpu_count()} cores, {threads} thread{'s' if threads > 1 else ''}"
 
 
 def load_average() -> str:
