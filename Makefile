@@ -33,6 +33,7 @@ test-full:
 
 bench:
 	$(BIN)/python scripts/bench.py --json benchmarks/results.json $(ARGS)
+	$(BIN)/python scripts/bench_inference.py
 
 bench-quick:
 	$(BIN)/python scripts/bench.py --quick --json benchmarks/results.json $(ARGS)
