@@ -105,3 +105,22 @@ def tiny_overrides(data_root: Path) -> list[str]:
         "trainer.enable_model_summary=false",
         "logger=csv",
     ]
+
+
+def make_datamodule(root: Path, **overrides):
+    """A set-up SRDataModule over the `tiny_data` folders (x2 RGB, 16 px patches, batch 4)."""
+    from sr_lightning.data.datamodule import SRDataModule
+
+    args = dict(
+        data_dir=str(root),
+        train_sets=["train"],
+        val_sets=["val"],
+        scale=2,
+        channels=3,
+        patch_size=16,
+        batch_size=4,
+        patches_per_image=2,
+    )
+    dm = SRDataModule(**{**args, **overrides})
+    dm.setup("fit")
+    return dm

@@ -7,27 +7,12 @@ import math
 import pytest
 import torch
 
-from sr_lightning.data.datamodule import SRDataModule, UnpaddedDistributedSampler
+from sr_lightning.data.datamodule import UnpaddedDistributedSampler
 from sr_lightning.data.datasets import EvalDataset, ImageSet, PatchDataset, convert_channels
 from sr_lightning.data.imresize import imresize
-from tests.conftest import write_images
+from tests.conftest import make_datamodule, write_images
 
-
-def make_dm(root, **kwargs) -> SRDataModule:
-    args = dict(
-        data_dir=str(root),
-        train_sets=["train"],
-        val_sets=["val"],
-        scale=2,
-        channels=3,
-        patch_size=16,
-        batch_size=4,
-        patches_per_image=2,
-    )
-    args.update(kwargs)
-    dm = SRDataModule(**args)
-    dm.setup("fit")
-    return dm
+make_dm = make_datamodule
 
 
 def test_train_batch_shapes_and_lr_is_rounded_bicubic(tiny_data):

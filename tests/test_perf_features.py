@@ -21,6 +21,7 @@ from sr_lightning.data.datamodule import SRDataModule
 from sr_lightning.data.datasets import ImageSet, PatchDataset
 from sr_lightning.data.imresize import imresize
 from sr_lightning.modules.espcn import ESPCNModule
+from tests.conftest import make_datamodule
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,20 +34,7 @@ ESPCN = {
 
 
 def make_dm(root, **kwargs) -> SRDataModule:
-    args = dict(
-        data_dir=str(root),
-        train_sets=["train"],
-        val_sets=["val"],
-        scale=2,
-        channels=1,
-        patch_size=16,
-        batch_size=4,
-        patches_per_image=2,
-    )
-    args.update(kwargs)
-    dm = SRDataModule(**args)
-    dm.setup("fit")
-    return dm
+    return make_datamodule(root, **{"channels": 1, **kwargs})
 
 
 @pytest.mark.parametrize("persistent", [True, False])
