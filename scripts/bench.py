@@ -969,7 +969,7 @@ def markdown_section(results: dict, figure_paths: Sequence[Path], md_path: Path)
             "### Time to bicubic + 1 dB",
             "",
             "ESPCN ×3 trained on T91 with the paper preset (`experiment=espcn_x3`: luma, 51 px "
-            "patches, batch 16, Adam 1e-2, last layer ×0.1) on this CPU (1 thread); Set5 ×3 "
+            "patches, batch 16, Adam 1e-3, last layer ×0.1) on this CPU (1 thread); Set5 ×3 "
             "Y-PSNR with a 3 px border, evaluated every few seconds of training. The target is "
             f"bicubic + 1 dB = {cv['bicubic_psnr']:.2f} + 1 = {cv['target_psnr']:.2f} dB "
             f"(published bicubic {cv['published_bicubic_psnr']}). The run {reached}; after "
