@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from sr_lightning.train import train
 from tests.conftest import tiny_overrides
@@ -93,6 +94,8 @@ def test_espcn_set5_psnr_on_two_processes_equals_one_process(
 def test_ddp_multirun_makes_exactly_one_dir_per_job(tiny_data, data_dir, tmp_path):
     """Lightning restarts the command line for rank 1; under -m that would rerun the sweep."""
     args = [a for a in ddp_overrides(tiny_data, data_dir) if not a.startswith("scale=")]
+    # crops cut from the device cache, positions sharded by Lightning's DistributedSampler
+    args.append("data.device_cache=true")
     code, out = run_cli(["-m", *args, "scale=2,3"], tmp_path)
     assert code == 0, out[-3000:]
     sweep = only_sweep_dir(tmp_path)
@@ -101,7 +104,9 @@ def test_ddp_multirun_makes_exactly_one_dir_per_job(tiny_data, data_dir, tmp_pat
     assert {p.name for p in sweep.iterdir() if p.is_dir()} == {"0", "1", ".summary"}
     for job in jobs:
         assert [p.name for p in job.glob("**/config.yaml")] == ["config.yaml"]
-        assert (job / "checkpoints" / "last.ckpt").is_file()
+        last = torch.load(job / "checkpoints" / "last.ckpt", weights_only=True)
+        # 4 patches per image (x2: 6 images; x3: the 4 of at least 51 px), batch 4 on 2 ranks
+        assert last["global_step"] == {"0": 6 * 4 // 8, "1": 4 * 4 // 8}[job.name]
         bicubic = run_metrics(job)["val/psnr_bicubic"]
         assert bicubic == pytest.approx({"0": 33.66, "1": 30.39}[job.name], abs=0.005)
     assert sorted(r["scale"] for r in read_summary(sweep)) == ["2", "3"]

@@ -59,7 +59,7 @@ def test_persistent_workers_need_workers(tiny_data):
 
 @pytest.mark.parametrize("device,pinned", [("cpu", False), ("cuda", True)])
 def test_pin_memory_only_when_batches_go_to_cuda(tiny_data, device, pinned):
-    dm = make_dm(tiny_data, pin_memory=True)
+    dm = make_dm(tiny_data, pin_memory=True, device_cache="false")  # host-fed batches
     dm.trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device(device)))
     assert dm.train_dataloader().pin_memory is pinned
     dm.pin_memory = False

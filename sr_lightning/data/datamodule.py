@@ -13,6 +13,7 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, DistributedSampler
 
 from sr_lightning.data.datasets import (
+    CropPositions,
     EvalDataset,
     ImageSet,
     PatchDataset,
@@ -22,6 +23,13 @@ from sr_lightning.data.datasets import (
     set_spec,
 )
 from sr_lightning.data.degradation import degrade_eval, degrade_train, random_dihedral, to_float
+from sr_lightning.data.device_cache import (
+    PackedImages,
+    free_device_bytes,
+    is_crop_positions,
+    packed_bytes,
+    use_device_cache,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +60,10 @@ class SRDataModule(LightningDataModule):
     ``cache`` says where decoded images live (``auto``, ``ram``, ``disk``, ``none``; see
     :mod:`sr_lightning.data.datasets`); disk caches go under ``cache_dir`` and are built in
     ``prepare_data`` (once per node) or, failing that, by whichever rank locks them first.
+
+    ``device_cache`` (``auto``, ``true``, ``false``) packs the training images onto the
+    accelerator and cuts the crops there, so the loader hands out only crop positions
+    (:mod:`sr_lightning.data.device_cache`); ``auto`` does so on a GPU with room to spare.
     """
 
     def __init__(
@@ -78,6 +90,7 @@ class SRDataModule(LightningDataModule):
         name: str = "custom",
         cache: str = "auto",
         cache_dir: str | None = None,
+        device_cache: str | bool = "auto",
     ) -> None:
         super().__init__()
         self.name = name
@@ -102,8 +115,12 @@ class SRDataModule(LightningDataModule):
         self.recursive = recursive
         self.cache = cache
         self.cache_dir = cache_dir
+        self.device_cache = device_cache
         self.check_patch_size()
         self.train_set: ImageSet | None = None
+        self.device_fed = False  # decided by train_dataloader
+        self._packed: PackedImages | None = None
+        self._packed_images = None
         self.val_sets: list[ImageSet] = []
         self.test_sets: list[ImageSet] = []
 
@@ -183,6 +200,41 @@ class SRDataModule(LightningDataModule):
     # -- loaders -------------------------------------------------------------------------
 
     def train_dataloader(self) -> DataLoader:
+        positions = CropPositions(
+            self.train_set,
+            self.patch_size,
+            self.patches_per_image,
+            self.small_images,
+            self.random_crops,
+        )
+        if len(positions) < self.batch_size:
+            raise ValueError(
+                f"{len(positions)} training patches per epoch is fewer than data.batch_size="
+                f"{self.batch_size}; raise data.patches_per_image."
+            )
+        device = self._train_device()
+        shapes = [positions.images.shape(i) for i in range(len(positions.images))]
+        nbytes = packed_bytes(shapes)
+        self.device_fed = use_device_cache(
+            self.device_cache, device, nbytes, free_device_bytes(device)
+        )
+        if self.device_fed:
+            log.info(
+                "device cache: %d training images (%.1f MB) packed on %s; crops cut there",
+                len(shapes),
+                nbytes / 1e6,
+                device,
+            )
+            self._packed = None  # packed on the first batch's device
+            self._packed_images = positions.images
+            # positions are a few bytes a patch: workers and pinned memory would only add latency
+            return DataLoader(
+                positions,
+                batch_size=self.batch_size,
+                shuffle=True,
+                drop_last=True,
+                collate_fn=_positions_as_is,
+            )
         dataset = PatchDataset(
             self.train_set,
             self.patch_size,
@@ -190,11 +242,6 @@ class SRDataModule(LightningDataModule):
             self.small_images,
             self.random_crops,
         )
-        if len(dataset) < self.batch_size:
-            raise ValueError(
-                f"{len(dataset)} training patches per epoch is fewer than data.batch_size="
-                f"{self.batch_size}; raise data.patches_per_image."
-            )
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
@@ -211,6 +258,19 @@ class SRDataModule(LightningDataModule):
         if trainer is not None:
             return trainer.strategy.root_device.type == "cuda"
         return torch.cuda.is_available()
+
+    def _train_device(self) -> torch.device:
+        trainer = getattr(self, "trainer", None)
+        return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+
+    def packed_on(self, device: torch.device) -> PackedImages:
+        """The device cache, packed on the first device-fed batch's device."""
+        if self._packed is None or self._packed.device != device:
+            images = self._packed_images
+            if images is None:
+                raise RuntimeError("crop positions arrived before train_dataloader() was built")
+            self._packed = PackedImages(list(images), device)
+        return self._packed
 
     def _eval_loaders(self, sets: Sequence[ImageSet]) -> list[DataLoader]:
         loaders = []
@@ -235,6 +295,8 @@ class SRDataModule(LightningDataModule):
     # -- device-side degradation ------------------------------------------------------------
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        if is_crop_positions(batch):
+            batch = self.packed_on(batch.device).crop(batch, self.patch_size)
         if isinstance(batch, torch.Tensor):
             return self.make_train_batch(batch)
         return self.make_eval_batch(batch)
@@ -253,6 +315,11 @@ class SRDataModule(LightningDataModule):
     def make_eval_batch(self, batch: dict) -> dict:
         hr = to_float(batch["hr"])
         return {**batch, "hr": hr, "lr": degrade_eval(hr, self.scale), "scale": self.scale}
+
+
+def _positions_as_is(positions: torch.Tensor) -> torch.Tensor:
+    """CropPositions hands out a whole batch of rows already (no per-sample collation)."""
+    return positions
 
 
 def _collate_one(items: list[dict]) -> dict:

@@ -281,12 +281,18 @@ def merge_sets(name: str, sets: Sequence[ImageSet]) -> ImageSet:
     return merged
 
 
-class PatchDataset(Dataset):
-    """Random HR crops: ``patches_per_image`` per image and epoch, so small sets give full epochs.
+class CropPositions(Dataset):
+    """Where the training patches are cut: ``(image, top, left)`` rows, a batch at a time.
 
-    Crop positions are drawn (a batch at a time, in ``__getitems__``) from torch's RNG, which
-    Lightning seeds per worker (``seed_everything(workers=True)``), so runs are reproducible
-    with a seed.
+    ``patches_per_image`` positions per image and epoch, so small sets still give full epochs.
+    Positions are drawn for the whole batch with one call to torch's RNG, which Lightning seeds
+    per worker (``seed_everything(workers=True)``), so runs are reproducible with a seed. Fixed
+    crops (``random_crops=False``, a generator seeded by the index) let ``debug=overfit`` see the
+    same batch every step.
+
+    With ``data.device_cache`` the loader hands out only these rows and the crops are cut on
+    the accelerator (:mod:`sr_lightning.data.device_cache`); :class:`PatchDataset` cuts the
+    same crops from host memory.
     """
 
     def __init__(
@@ -317,6 +323,9 @@ class PatchDataset(Dataset):
                 "lower data.patch_size."
             )
         self.images = images.images.select(keep)
+        # the number of valid top (left) positions of each image, for vectorised drawing
+        sizes = [self.images.shape(i)[-2:] for i in range(len(keep))]
+        self.positions = torch.tensor(sizes, dtype=torch.float64) - (patch_size - 1)
         self.patch_size = patch_size
         self.patches_per_image = patches_per_image
         self.random_crops = random_crops
@@ -324,32 +333,40 @@ class PatchDataset(Dataset):
     def __len__(self) -> int:
         return len(self.images) * self.patches_per_image
 
-    def __getitem__(self, index: int) -> torch.Tensor:
+    def __getitem__(self, index: int):
         return self.__getitems__([index])[0]
 
-    def __getitems__(self, indices: Sequence[int]) -> list[torch.Tensor]:
-        """A batch of crops; the DataLoader calls this once per batch instead of per sample.
+    def __getitems__(self, indices: Sequence[int]):
+        return self.crop_positions(indices)
 
-        One RNG call draws every crop position of the batch (per-sample Python is what bounds
-        a loader that only slices). Fixed crops (a generator seeded by the index) let
-        `debug=overfit` see the same batch.
-        """
+    def crop_positions(self, indices: Sequence[int]) -> torch.Tensor:
+        """int64 rows ``(image, top, left)``, uniform over each image's valid positions."""
+        image = torch.as_tensor(indices, dtype=torch.int64) // self.patches_per_image
         if self.random_crops:
-            positions = torch.rand(len(indices), 2, dtype=torch.float64).tolist()
+            fractions = torch.rand(len(indices), 2, dtype=torch.float64)
         else:
-            positions = [
-                torch.rand(
-                    2, dtype=torch.float64, generator=torch.Generator().manual_seed(i)
-                ).tolist()
-                for i in indices
-            ]
+            fractions = torch.stack(
+                [
+                    torch.rand(2, dtype=torch.float64, generator=torch.Generator().manual_seed(i))
+                    for i in indices
+                ]
+            )
+        top_left = (fractions * self.positions[image]).to(torch.int64)
+        return torch.cat([image.unsqueeze(1), top_left], dim=1)
+
+
+class PatchDataset(CropPositions):
+    """Random HR crops cut from host memory (RAM, the memory-mapped cache, or files).
+
+    The DataLoader calls ``__getitems__`` once per batch instead of once per sample, so the
+    per-sample Python is one slice.
+    """
+
+    def __getitems__(self, indices: Sequence[int]) -> list[torch.Tensor]:
         p = self.patch_size
         crops = []
-        for index, (fy, fx) in zip(indices, positions, strict=True):
-            image = self.images[index // self.patches_per_image]
-            top = int(fy * (image.shape[-2] - p + 1))  # uniform over the valid positions
-            left = int(fx * (image.shape[-1] - p + 1))
-            crops.append(image[:, top : top + p, left : left + p])
+        for index, top, left in self.crop_positions(indices).tolist():
+            crops.append(self.images[index][:, top : top + p, left : left + p])
         return crops
 
 
