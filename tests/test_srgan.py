@@ -269,6 +269,7 @@ def test_non_finite_loss_names_the_term_and_the_step(gan_cfg):
         (["model.grad_clip.algorithm=max"], r"grad_clip\.algorithm='max'"),
         (["model.d_steps_per_g=0"], r"d_steps_per_g=0 must be >= 1"),
         (["model.ema_decay=1.5"], r"ema_decay=1\.5 must be in \(0, 1\)"),
+        (["+model.loss_reduction=sum"], r"model\.loss_reduction='sum': SRGAN weighs"),
     ],
 )
 def test_bad_srgan_settings_fail_naming_the_key(gan_cfg, overrides, message):

@@ -10,6 +10,24 @@ from torch import Tensor, nn
 
 PixelKind = Literal["mse", "l1", "charbonnier"]
 
+# How a per-pixel mean loss is rescaled: SRCNN's loss is the per-patch sum of squared errors
+# and VDSR's half of it, the scales their learning rates, weight decay and θ were chosen for.
+LOSS_REDUCTIONS = {"mean": None, "sum": 1.0, "half_sum": 0.5}
+
+
+def check_loss_reduction(value: str) -> str:
+    if value not in LOSS_REDUCTIONS:
+        raise ValueError(
+            f"model.loss_reduction must be one of {sorted(LOSS_REDUCTIONS)}, got {value!r}"
+        )
+    return value
+
+
+def per_patch_scale(reduction: str, target: Tensor) -> float:
+    """Factor turning a per-pixel mean loss into a per-patch (half) sum, averaged over the batch."""
+    factor = LOSS_REDUCTIONS[reduction]
+    return 1.0 if factor is None else factor * target[0].numel()
+
 
 class PixelLoss(nn.Module):
     """Mean pixel loss between ``sr`` and ``hr``.

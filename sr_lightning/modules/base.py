@@ -18,7 +18,7 @@ from torch import nn
 from torchmetrics import MaxMetric
 
 from sr_lightning.data.degradation import bicubic_upscale
-from sr_lightning.losses.pixel import PixelLoss
+from sr_lightning.losses.pixel import PixelLoss, check_loss_reduction, per_patch_scale
 from sr_lightning.metrics import SRMetrics
 
 CHECKPOINT_KEY = "sr_lightning"
@@ -37,6 +37,7 @@ class SRModule(LightningModule):
         scheduler_interval: str = "epoch",
         scheduler_monitor: str | None = None,
         loss: Mapping | None = None,
+        loss_reduction: str = "mean",
         scale: int = 3,
         channels: int = 1,
         last_layer_lr_mult: float = 1.0,
@@ -53,6 +54,7 @@ class SRModule(LightningModule):
         self.pixel_loss = PixelLoss(pixel.get("kind", "mse"))
         self.pixel_weight = float(pixel.get("weight", 1.0))
         self.content_loss, self.content_weight = self.build_content_loss(loss.get("content"))
+        self.loss_reduction = check_loss_reduction(loss_reduction)
         self.val_metrics = nn.ModuleDict()
         self.val_bicubic = nn.ModuleDict()
         self.test_metrics = nn.ModuleDict()
@@ -100,8 +102,18 @@ class SRModule(LightningModule):
 
     # -- training ---------------------------------------------------------------------------
 
+    def training_pair(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """(SR, target) of a training batch; methods that train on other inputs override it."""
+        return self(batch["lr"], batch["scale"]), batch["hr"]
+
+    def loss_region(self, sr: torch.Tensor, hr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pixels the loss sees: all of them, unless a method says otherwise."""
+        return sr, hr
+
     def compute_loss(self, sr: torch.Tensor, hr: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        """Weighted pixel (+ optional VGG content) loss, with its terms for logging."""
+        """Weighted pixel (+ optional VGG content) loss over ``loss_region``, scaled by
+        ``loss_reduction``, with its terms for logging."""
+        sr, hr = self.loss_region(sr, hr)
         terms = {}
         total = sr.new_zeros(())
         if self.pixel_weight:
@@ -110,12 +122,15 @@ class SRModule(LightningModule):
         if self.content_loss is not None:
             terms["content"] = self.content_loss(sr, hr)
             total = total + self.content_weight * terms["content"]
+        k = per_patch_scale(self.loss_reduction, hr)
+        if k != 1.0:
+            total, terms = total * k, {name: value * k for name, value in terms.items()}
         return total, terms
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        sr = self(batch["lr"], batch["scale"])
-        loss, terms = self.compute_loss(sr, batch["hr"])
-        self.log_train_loss(loss, terms, batch["hr"].shape[0])
+        sr, hr = self.training_pair(batch)
+        loss, terms = self.compute_loss(sr, hr)
+        self.log_train_loss(loss, terms, hr.shape[0])
         return loss
 
     def log_train_loss(

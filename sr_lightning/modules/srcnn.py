@@ -17,22 +17,6 @@ from torch import nn
 
 from sr_lightning.modules.base import SRModule
 
-LOSS_REDUCTIONS = {"mean": None, "sum": 1.0, "half_sum": 0.5}
-
-
-def check_loss_reduction(value: str) -> str:
-    if value not in LOSS_REDUCTIONS:
-        raise ValueError(
-            f"model.loss_reduction must be one of {sorted(LOSS_REDUCTIONS)}, got {value!r}"
-        )
-    return value
-
-
-def per_patch_scale(reduction: str, target: torch.Tensor) -> float:
-    """Factor turning a per-pixel mean loss into a per-patch (half) sum, averaged over the batch."""
-    factor = LOSS_REDUCTIONS[reduction]
-    return 1.0 if factor is None else factor * target[0].numel()
-
 
 def valid_border(net: nn.Module) -> int:
     """Pixels per side whose outputs depend on padding: Σ (k − 1)·dilation / 2 over the convs."""
@@ -51,11 +35,11 @@ class SRCNNModule(SRModule):
     method = "srcnn"
 
     def __init__(self, *, valid_loss: bool = True, loss_reduction: str = "sum", **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.loss_reduction = check_loss_reduction(loss_reduction)
+        super().__init__(loss_reduction=loss_reduction, **kwargs)
         self.border = valid_border(self.net) if valid_loss else 0
 
-    def compute_loss(self, sr: torch.Tensor, hr: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    def loss_region(self, sr: torch.Tensor, hr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The centre whose outputs never saw padding (the papers' valid-convolution labels)."""
         b = self.border
         if b:
             if min(hr.shape[-2:]) <= 2 * b:
@@ -65,6 +49,4 @@ class SRCNNModule(SRModule):
                     "or set model.valid_loss=false."
                 )
             sr, hr = sr[..., b:-b, b:-b], hr[..., b:-b, b:-b]
-        total, terms = super().compute_loss(sr, hr)
-        k = per_patch_scale(self.loss_reduction, hr)
-        return total * k, {name: value * k for name, value in terms.items()}
+        return sr, hr

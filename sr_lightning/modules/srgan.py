@@ -65,6 +65,7 @@ class SRGANModule(SRModule):
         d_scheduler: Mapping | None = None,
         scheduler_interval: str = "step",
         loss: Mapping | None = None,
+        loss_reduction: str = "mean",
         scale: int = 4,
         channels: int = 3,
         d_steps_per_g: int = 1,
@@ -95,6 +96,11 @@ class SRGANModule(SRModule):
                 "(the paper starts from an MSE-trained SRResNet, e.g. `sr-train "
                 "experiment=srresnet_x4`), or model.init_from=null to train G from scratch"
             )
+        if loss_reduction != "mean":
+            raise ValueError(
+                f"model.loss_reduction={loss_reduction!r}: SRGAN weighs its mean pixel, content "
+                "and adversarial terms with loss.*.weight; leave loss_reduction at 'mean'"
+            )
         if int(d_steps_per_g) < 1 or int(d_warmup_steps) < 0:
             raise ValueError(
                 f"model.d_steps_per_g={d_steps_per_g} must be >= 1 and "
@@ -107,6 +113,7 @@ class SRGANModule(SRModule):
             scheduler_interval=scheduler_interval,
             scheduler_monitor=None,
             loss=loss,
+            loss_reduction=loss_reduction,
             scale=scale,
             channels=channels,
             last_layer_lr_mult=last_layer_lr_mult,

@@ -26,7 +26,6 @@ from torch.optim import Optimizer
 
 from sr_lightning.data.degradation import bicubic_upscale
 from sr_lightning.modules.base import CHECKPOINT_KEY, SRModule
-from sr_lightning.modules.srcnn import check_loss_reduction, per_patch_scale
 
 
 def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -61,14 +60,13 @@ class VDSRModule(SRModule):
         scales: Sequence[int] | None = None,
         **kwargs,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(loss_reduction=loss_reduction, **kwargs)
         if clip_theta is not None and clip_theta <= 0:
             raise ValueError(f"model.clip_theta must be > 0 or null, got {clip_theta}")
         if train_crop is not None and train_crop < 1:
             raise ValueError(f"model.train_crop must be >= 1 or null, got {train_crop}")
         self.clip_theta = clip_theta
         self.train_crop = train_crop
-        self.loss_reduction = check_loss_reduction(loss_reduction)
         # the scales this model was trained for (multi-scale: data.scales), for evaluation tools
         self.scales = sorted({int(s) for s in scales}) if scales else [self.scale]
 
@@ -89,17 +87,6 @@ class VDSRModule(SRModule):
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.run_net(x), center_crop(hr, self.train_crop)
-
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        sr, hr = self.training_pair(batch)
-        loss, terms = self.compute_loss(sr, hr)
-        self.log_train_loss(loss, terms, hr.shape[0])
-        return loss
-
-    def compute_loss(self, sr: torch.Tensor, hr: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        total, terms = super().compute_loss(sr, hr)
-        k = per_patch_scale(self.loss_reduction, hr)
-        return total * k, {name: value * k for name, value in terms.items()}
 
     def configure_gradient_clipping(
         self,
