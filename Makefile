@@ -36,7 +36,7 @@ bench:
 	$(BIN)/python scripts/bench_inference.py
 
 bench-quick:
-	$(BIN)/python scripts/bench.py --quick --json benchmarks/results.json $(ARGS)
+	$(BIN)/python scripts/bench.py --quick --json benchmarks/results-quick.json $(ARGS)
 
 sweep:
 	$(BIN)/sr-train -m model=espcn scale=2,3 trainer.max_epochs=2 $(ARGS)

@@ -45,10 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-from sr_lightning.config import CONF_DIR, register_resolvers  # noqa: E402
 from sr_lightning.machine import cpu_model  # noqa: E402
-
-register_resolvers()
 
 # NVIDIA H100 SXM5 datasheet: 989.4 dense BF16 tensor TFLOPS (1979 with 2:4 sparsity).
 H100_BF16_DENSE_FLOPS = 989.4e12
@@ -111,6 +108,9 @@ def compose_config(overrides: Sequence[str], workdir: Path) -> Any:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
+    from sr_lightning.config import CONF_DIR, register_resolvers
+
+    register_resolvers()  # here, not at import: bench_gpu.py imports this file without Hydra
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose(
@@ -957,8 +957,8 @@ def markdown_section(results: dict, figure_paths: Sequence[Path], md_path: Path)
         + f", in {meta['duration_s'] / 60:.1f} min.",
         f"Machine: {m['cpu']}, {m['usable_cores']} cores, no GPU; torch {m['torch']}, Lightning "
         f"{m['lightning']}, Python {m['python']}; torch on {m['torch_threads']} thread. "
-        "The machine was shared with other engineers' test runs: the 1-minute load average "
-        "before → after each benchmark is given, and `uptime` said "
+        "The 1-minute load average before → after each benchmark is given (above ~1 the "
+        "2 cores were shared with other work), and `uptime` said "
         f"`{meta['uptime_before']}` at the start and `{meta['uptime_after']}` at the end. Every "
         "figure is the median of repeated runs in one process; `benchmarks/results.json` has "
         "every run.",
@@ -1052,7 +1052,8 @@ def markdown_section(results: dict, figure_paths: Sequence[Path], md_path: Path)
                 f"and counts {dc['prep_flops_per_patch'] / 1e6:.1f} MFLOPs against "
                 f"{h['gflops_per_patch']} GFLOPs "
                 f"(**{100 * h['device_cache_prep_flops_fraction']:.3f}%**). The GPU rate itself "
-                "is unmeasured until a GPU is lent (`docs/performance.md` has the check).",
+                "is unmeasured until a GPU is lent: `scripts/bench_gpu.py` measures it there "
+                "(the GPU section below).",
                 "",
             ]
     ir = results.get("imresize_ms")
@@ -1109,13 +1110,15 @@ def markdown_section(results: dict, figure_paths: Sequence[Path], md_path: Path)
     return "\n".join(lines)
 
 
-def write_markdown(md_path: Path, section: str) -> None:
-    """Replace only the perf section; other engineers' sections are left as they are."""
+def write_markdown(
+    md_path: Path, section: str, start: str = PERF_START, end: str = PERF_END
+) -> None:
+    """Replace only the section between ``start`` and ``end``; other sections stay as they are."""
     text = md_path.read_text() if md_path.exists() else "# Benchmarks\n"
-    block = f"{PERF_START}\n{section}\n{PERF_END}"
-    if PERF_START in text and PERF_END in text:
-        head, rest = text.split(PERF_START, 1)
-        _, tail = rest.split(PERF_END, 1)
+    block = f"{start}\n{section}\n{end}"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
         text = head + block + tail
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
@@ -1159,7 +1162,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if unknown:
         parser.error(f"--only: unknown {unknown}; choose from {', '.join(BENCHMARKS)}")
     needs_data = {"data", "convergence"} & set(chosen)
-    if needs_data and (args.data_dir is None or not (Path(args.data_dir) / "T91").is_dir()):
+    missing = args.data_dir is None or not (Path(args.data_dir) / "T91").is_dir()
+    if needs_data and missing and not args.profile:
         parser.error(
             "the data and convergence benchmarks need T91, BSD200 and Set5: set SR_DATA_DIR "
             "or --data-dir to the folder that holds them"

@@ -3,6 +3,7 @@ bf16-mixed, torch.compile, and the fairness of the benchmark's two training loop
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -237,3 +238,23 @@ def test_benchmark_docs_keep_other_sections(tmp_path):
     fresh = tmp_path / "fresh.md"
     bench.write_markdown(fresh, "first")
     assert fresh.read_text().startswith("# Benchmarks") and "first" in fresh.read_text()
+
+
+def test_gpu_bench_smoke_runs_on_the_cpu(tmp_path):
+    """The prepared GPU check (scripts/bench_gpu.py) runs end to end, on the CPU here."""
+    from scripts import bench_gpu
+
+    md = tmp_path / "benchmarks.md"
+    md.write_text("# Benchmarks\n\nother sections stay\n")
+    out = tmp_path / "gpu.json"
+    results = bench_gpu.main(["--device", "cpu", "--quick", "--json", str(out), "--md", str(md)])
+    assert json.loads(out.read_text())["feed"] == results["feed"]
+    assert results["feed"]["device_cache"]["crops_equal_host_slices"] is True
+    consumed = results["consumed"]
+    assert consumed["fp32+channels_last"]["max_abs_diff_vs_fp32"] < 1e-4
+    assert 0 < consumed["bf16-mixed"]["max_abs_diff_vs_fp32"] < 0.1  # bf16 really ran
+    assert results["imresize"]["max_abs_diff_vs_cpu_float64"] < 1e-5
+    assert results["nccl_ddp"] == {"ran": False, "why": "NCCL needs a CUDA device (this run: cpu)"}
+    text = md.read_text()
+    assert "other sections stay" in text and "## GPU (`scripts/bench_gpu.py`)" in text
+    assert text.count(bench_gpu.GPU_START) == text.count(bench_gpu.GPU_END) == 1

@@ -200,48 +200,43 @@ class SRDataModule(LightningDataModule):
     # -- loaders -------------------------------------------------------------------------
 
     def train_dataloader(self) -> DataLoader:
-        positions = CropPositions(
+        device = self._train_device()
+        # the whole set's size decides (images too small for a patch are dropped below)
+        images = self.train_set.images
+        nbytes = packed_bytes([images.shape(i) for i in range(len(images))])
+        self.device_fed = use_device_cache(
+            self.device_cache, device, nbytes, free_device_bytes(device)
+        )
+        # device-fed, the loader hands out crop positions; host-fed, the crops themselves
+        dataset = (CropPositions if self.device_fed else PatchDataset)(
             self.train_set,
             self.patch_size,
             self.patches_per_image,
             self.small_images,
             self.random_crops,
         )
-        if len(positions) < self.batch_size:
+        if len(dataset) < self.batch_size:
             raise ValueError(
-                f"{len(positions)} training patches per epoch is fewer than data.batch_size="
+                f"{len(dataset)} training patches per epoch is fewer than data.batch_size="
                 f"{self.batch_size}; raise data.patches_per_image."
             )
-        device = self._train_device()
-        shapes = [positions.images.shape(i) for i in range(len(positions.images))]
-        nbytes = packed_bytes(shapes)
-        self.device_fed = use_device_cache(
-            self.device_cache, device, nbytes, free_device_bytes(device)
-        )
         if self.device_fed:
             log.info(
                 "device cache: %d training images (%.1f MB) packed on %s; crops cut there",
-                len(shapes),
+                len(dataset.images),
                 nbytes / 1e6,
                 device,
             )
             self._packed = None  # packed on the first batch's device
-            self._packed_images = positions.images
+            self._packed_images = dataset.images
             # positions are a few bytes a patch: workers and pinned memory would only add latency
             return DataLoader(
-                positions,
+                dataset,
                 batch_size=self.batch_size,
                 shuffle=True,
                 drop_last=True,
                 collate_fn=_positions_as_is,
             )
-        dataset = PatchDataset(
-            self.train_set,
-            self.patch_size,
-            self.patches_per_image,
-            self.small_images,
-            self.random_crops,
-        )
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
