@@ -1,8 +1,9 @@
 """Datasets over decoded HR images: random training patches and whole evaluation images.
 
-Both hand out uint8 HR tensors only. Degradation (bicubic downscaling, augmentation,
-float conversion) happens batched on the device, in :mod:`sr_lightning.data.degradation`,
-so workers do nothing but slicing.
+They hand out uint8 HR tensors, or only the crop positions when the training set lives on
+the device (:mod:`sr_lightning.data.device_cache`). Degradation (bicubic downscaling,
+augmentation, float conversion) happens batched on the device, in
+:mod:`sr_lightning.data.degradation`, so workers do nothing but slicing.
 
 Where the decoded pixels live is the set's cache mode (``data.cache``): ``ram`` (tensors in
 this process), ``disk`` (a memory-mapped uint8 cache, :mod:`sr_lightning.data.cache`),
