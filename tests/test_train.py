@@ -13,6 +13,7 @@ import torch
 from hydra.errors import ConfigCompositionException, HydraException
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
+from sr_lightning.output_dir import check_output_dir, unwritable_reason
 from sr_lightning.train import train
 from tests.conftest import tiny_overrides
 
@@ -134,3 +135,30 @@ def test_overfit_preset_drives_the_loss_down(tiny_data, compose_train, tmp_path)
         if r.get("train/loss_epoch")
     ]
     assert losses[-1] < 0.2 * losses[0]
+
+
+@pytest.mark.parametrize(
+    "flags,key", [([], "hydra.run.dir"), (["-m", "scale=2,3"], "hydra.sweep.dir")]
+)
+def test_an_output_dir_that_cannot_be_made_fails_in_one_line(tiny_data, tmp_path, flags, key):
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a user's file")
+    out = run_cli(
+        [*flags, *tiny_overrides(tiny_data), "debug=fdr", f"{key}={blocker}/run"], tmp_path
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip() == (
+        f"error: cannot create {key}={blocker}/run: {blocker} is a file, not a folder. "
+        f"Pass {key}=<a writable folder>, or move every run with paths.log_dir=<folder>."
+    )
+    assert blocker.read_text() == "a user's file"
+
+
+def test_output_dir_check_creates_what_hydra_would(tmp_path):
+    target = tmp_path / "a" / "b"
+    check_output_dir(target, "hydra.run.dir")
+    assert target.is_dir()
+    assert unwritable_reason(tmp_path / "x") is None
+    with pytest.raises(SystemExit) as exit_info:
+        check_output_dir("/proc/sr_lightning_test/run", "hydra.run.dir")  # mkdir fails even as root
+    assert exit_info.value.code == 2
