@@ -1,8 +1,12 @@
-"""Inference throughput of every method: output megapixels/s at x2, x3, x4 on a 640x360 input.
+"""Inference throughput of every method: output megapixels/s at x2, x3, x4.
 
     python scripts/bench_inference.py                      # every method, scale and variant
     python scripts/bench_inference.py --device cuda        # on a GPU (adds nothing else)
-    python scripts/bench_inference.py --size 160x90 --compile-scales 4   # a short CPU run
+    python scripts/bench_inference.py --size 640x360 --compile-scales 2 3 4   # a long CPU run
+
+The defaults fit the device: on a GPU a 640x360 input with every variant at every scale; on
+a CPU a 96x54 input with ``compile`` at x4 only (a few minutes; the full CPU run takes an
+hour on a 2-core machine).
     python scripts/bench_inference.py --memory             # 4000x3000 x4 SRResNet: peak RSS
 
 Each method runs its paper configuration (conf/model/<method>.yaml; SRCNN, ESPCN and VDSR on
@@ -357,12 +361,14 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--size", type=parse_size, default=(640, 360), help="LR input WxH")
+    parser.add_argument(
+        "--size", type=parse_size, default=None, help="LR input WxH (GPU 640x360, CPU 96x54)"
+    )
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--scales", nargs="+", type=int, default=[2, 3, 4])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--compile-scales", nargs="+", type=int, default=None,
-                        help="scales at which to run `compile` (default: all)")  # fmt: skip
+                        help="scales at which to run `compile` (GPU: all, CPU: the largest)")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--note", default="", help="a sentence added to the report")
     parser.add_argument("--save-json", type=Path, help="also write the measurements here")
@@ -375,7 +381,9 @@ def main() -> None:
     )
     parser.add_argument("--memory-tiles", type=int, default=0, help="run only the first N tiles")
     args = parser.parse_args()
-    args.compile_scales = args.compile_scales or args.scales
+    on_gpu = torch.device(args.device).type == "cuda"
+    args.size = args.size or ((640, 360) if on_gpu else (96, 54))
+    args.compile_scales = args.compile_scales or (args.scales if on_gpu else [max(args.scales)])
     if args.memory:
         memory(args)
         return
