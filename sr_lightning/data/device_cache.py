@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 DEVICE_CACHE_MODES = ("auto", "true", "false")
 # `auto` packs the set when it takes at most this share of the device's free memory, so the
-# model, activations and optimizer keep the rest (DIV2K train, 6.6 GB RGB, fits an 80 GB GPU).
+# model, activations and optimizer keep the rest (DIV2K train, about 6 GB RGB, fits an 80 GB GPU).
 AUTO_DEVICE_FRACTION = 0.25
 
 
