@@ -11,12 +11,10 @@ training loop.
 
 from __future__ import annotations
 
-import logging
+import math
 from collections.abc import Sequence
 
 import torch
-
-log = logging.getLogger(__name__)
 
 DEVICE_CACHE_MODES = ("auto", "true", "false")
 # `auto` packs the set when it takes at most this share of the device's free memory, so the
@@ -26,13 +24,7 @@ AUTO_DEVICE_FRACTION = 0.25
 
 def packed_bytes(shapes: Sequence[Sequence[int]]) -> int:
     """Bytes of the packed uint8 buffer for images of these (C, H, W) shapes."""
-    total = 0
-    for shape in shapes:
-        n = 1
-        for d in shape:
-            n *= int(d)
-        total += n
-    return total
+    return sum(math.prod(int(d) for d in shape) for shape in shapes)
 
 
 def free_device_bytes(device: torch.device) -> int | None:
@@ -88,7 +80,7 @@ class PackedImages:
         offset = 0
         for image, size in zip(images, sizes, strict=True):
             # image by image, so a memory-mapped set never needs a second host copy
-            self.flat[offset : offset + size].copy_(image.reshape(-1), non_blocking=False)
+            self.flat[offset : offset + size].copy_(image.reshape(-1))
             offset += size
         starts = torch.tensor([0, *sizes[:-1]], dtype=torch.int64).cumsum(0)
         hw = torch.tensor([tuple(image.shape[-2:]) for image in images], dtype=torch.int64)
