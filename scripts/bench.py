@@ -404,9 +404,27 @@ def flops_per_patch_srresnet_x4(patch: int = 96) -> float:
     return counter.get_total_flops() / 2
 
 
-def bench_data(workdir: Path, data_dir: Path, quick: bool) -> tuple[dict, dict]:
+def bench_datamodule(workdir: Path, folder: Path, cache_dir: Path, **options: Any) -> Any:
+    """The SRResNet x4 setting's datamodule over the bench folder, disk-cached."""
     from sr_lightning.data.datamodule import SRDataModule
 
+    s = DATA_SETTING
+    return SRDataModule(
+        data_dir=str(workdir),
+        train_sets=[str(folder)],
+        scale=s["scale"],
+        channels=s["channels"],
+        patch_size=s["patch_size"],
+        batch_size=s["batch_size"],
+        patches_per_image=64,
+        pin_memory=False,
+        cache="disk",
+        cache_dir=str(cache_dir),
+        **options,
+    )
+
+
+def bench_data(workdir: Path, data_dir: Path, quick: bool) -> tuple[dict, dict]:
     n_2k = 8 if quick else 24
     runs, batches, naive_batches = (2, 40, 6) if quick else (5, 150, 20)
     folder = workdir / "bench_hr"
@@ -422,19 +440,8 @@ def bench_data(workdir: Path, data_dir: Path, quick: bool) -> tuple[dict, dict]:
     with load_window(rates):
         cache_dir = workdir / "cache"
         for workers in (0, 2):
-            dm = SRDataModule(
-                data_dir=str(workdir),
-                train_sets=[str(folder)],
-                scale=s["scale"],
-                channels=s["channels"],
-                patch_size=s["patch_size"],
-                batch_size=s["batch_size"],
-                patches_per_image=64,
-                num_workers=workers,
-                pin_memory=False,
-                persistent_workers=True,
-                cache="disk",
-                cache_dir=str(cache_dir),
+            dm = bench_datamodule(
+                workdir, folder, cache_dir, num_workers=workers, persistent_workers=True
             )
             t0 = time.perf_counter()
             dm.prepare_data()
@@ -520,22 +527,10 @@ def bench_device_cache(
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    from sr_lightning.data.datamodule import SRDataModule
-    from sr_lightning.modules.srresnet import SRResNetModule
+    from sr_lightning.nets.srresnet import SRResNet
 
     s = DATA_SETTING
-    dm = SRDataModule(
-        data_dir=str(workdir),
-        train_sets=[str(folder)],
-        scale=s["scale"],
-        channels=s["channels"],
-        patch_size=s["patch_size"],
-        batch_size=s["batch_size"],
-        patches_per_image=64,
-        cache="disk",
-        cache_dir=str(cache_dir),
-        device_cache="true",
-    )
+    dm = bench_datamodule(workdir, folder, cache_dir, device_cache="true")
     dm.setup("fit")
     loader = dm.train_dataloader()
     t0 = time.perf_counter()
@@ -561,18 +556,13 @@ def bench_device_cache(
     prep_flops = counter.get_total_flops() / rows.shape[0]
 
     # an SRResNet x4 training step on this CPU, per patch (batch 4, Adam)
-    module = SRResNetModule(
-        net={"_target_": "sr_lightning.nets.srresnet.SRResNet", "scale": 4, "channels": 3},
-        optimizer={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-4},
-        scale=4,
-        channels=3,
-    )
-    optimizer = torch.optim.Adam(module.net.parameters(), lr=1e-4)
+    net = SRResNet(scale=4, channels=3)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
     batch = dm.make_train_batch(packed.crop(rows[:4], s["patch_size"]))
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        torch.nn.functional.mse_loss(module.net(batch["lr"]), batch["hr"]).backward()
+        torch.nn.functional.mse_loss(net(batch["lr"]), batch["hr"]).backward()
         optimizer.step()
 
     step_ms = 1000.0 * time_call(step, 3 if batches < 100 else 5) / 4
