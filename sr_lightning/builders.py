@@ -55,7 +55,7 @@ def build_callbacks(
     from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
 
     callbacks = [
-        hydra.utils.instantiate(cb, _convert_="all")
+        _instantiate_user_facing(cb)
         for cb in (callbacks_cfg or {}).values()
         if isinstance(cb, Mapping) and "_target_" in cb
     ]
@@ -65,6 +65,21 @@ def build_callbacks(
         refresh = int(trainer_cfg.get("log_every_n_steps") or 10)
         callbacks.append(TQDMProgressBar(refresh_rate=refresh))
     return callbacks
+
+
+def _instantiate_user_facing(cfg: Mapping) -> Any:
+    """``instantiate``, but a missing file (e.g. LPIPS backbone weights) surfaces as its own
+    one-line error rather than wrapped in Hydra's multi-line InstantiationException."""
+    from hydra.errors import InstantiationException
+
+    from sr_lightning.pretrained import WeightsUnavailableError
+
+    try:
+        return hydra.utils.instantiate(cfg, _convert_="all")
+    except InstantiationException as err:
+        if isinstance(err.__cause__, WeightsUnavailableError | FileNotFoundError):
+            raise err.__cause__ from None
+        raise
 
 
 def build_loggers(logger_cfg: Mapping | None) -> list[Logger]:

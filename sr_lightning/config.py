@@ -16,18 +16,35 @@ def skimage_data_dir() -> str:
 
 
 def register_resolvers() -> None:
-    """Resolvers used by conf/: ``${sr.skimage_data:}``, ``${sr.pid:}``, ``${sr.mul:17,${scale}}``."""
+    """Resolvers used by conf/: ``${sr.skimage_data:}``, ``${sr.pid:}``, ``${sr.mul:17,${scale}}``,
+    ``${sr.if:${flag},a,b}`` and ``${sr.direction:${optimized_metric}}``."""
     resolvers = {
         "sr.skimage_data": skimage_data_dir,
         "sr.pid": os.getpid,
         "sr.cwd": os.getcwd,
         "sr.mul": lambda *xs: _product(xs),
+        "sr.if": lambda cond, yes, no: yes if cond else no,
+        "sr.direction": metric_direction,
     }
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):
             # sr.pid / sr.cwd are cached like ${now:}: the jobs of a submitit sweep (other
             # processes) must resolve the sweep dir to the launcher's pid, not their own
             OmegaConf.register_new_resolver(name, fn, use_cache=name in ("sr.pid", "sr.cwd"))
+
+
+# metrics where lower is better (a name's last part, less a ``_best`` suffix)
+LOWER_IS_BETTER = frozenset({"lpips", "dists", "loss", "loss_epoch", "loss_step"})
+
+
+def lower_is_better(metric: str) -> bool:
+    """``val/lpips_best`` and ``train/loss_epoch``: yes; ``val/psnr_best``: no."""
+    return str(metric).rsplit("/", 1)[-1].removesuffix("_best") in LOWER_IS_BETTER
+
+
+def metric_direction(metric: str) -> str:
+    """Optuna's direction for a metric: ``${sr.direction:${optimized_metric}}``."""
+    return "minimize" if lower_is_better(metric) else "maximize"
 
 
 def _product(values) -> int | float:

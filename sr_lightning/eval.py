@@ -49,6 +49,8 @@ from sr_lightning.data.images import ImageLoadError, list_images, load_image
 from sr_lightning.metrics import psnr_y, quantize, ssim_y
 from sr_lightning.modules.base import SRModule
 from sr_lightning.nets import count_parameters
+from sr_lightning.perceptual import PerceptualScorer, build_scorer
+from sr_lightning.wandb_run import wandb_logger_configs
 
 log = logging.getLogger("sr_lightning.eval")
 
@@ -307,6 +309,9 @@ class ImageResult:
     bicubic_psnr_y: float
     bicubic_ssim_y: float
     seconds: float
+    # LPIPS / DISTS when enabled (sr_lightning.perceptual), of the model and of bicubic
+    perceptual: dict[str, float] = field(default_factory=dict)
+    bicubic_perceptual: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -316,6 +321,11 @@ class SetResult:
 
     def mean(self, key: str) -> float:
         return math.fsum(getattr(r, key) for r in self.images) / len(self.images)
+
+    def perceptual_means(self, bicubic: bool = False) -> dict[str, float]:
+        """Mean LPIPS / DISTS over the images (empty when they were not computed)."""
+        rows = [r.bicubic_perceptual if bicubic else r.perceptual for r in self.images]
+        return {k: math.fsum(row[k] for row in rows) / len(rows) for k in (rows[0] if rows else {})}
 
     @property
     def ms_per_image(self) -> float:
@@ -335,8 +345,10 @@ def evaluate_set(
     num_workers: int = 0,
     skip_bad: bool = False,
     image_dir: Path | None = None,
+    scorer: PerceptualScorer | None = None,
 ) -> SetResult:
-    """Per-image Y PSNR / SSIM of the model and of bicubic, and the model's forward time."""
+    """Per-image Y PSNR / SSIM (and with ``scorer`` LPIPS / DISTS) of the model and of
+    bicubic, and the model's forward time."""
     scale, result = model.scale, SetResult(test_set.name)
     loader = DataLoader(BenchmarkImages(test_set, scale), batch_size=None, num_workers=num_workers)
     for item in loader:
@@ -369,10 +381,28 @@ def evaluate_set(
                 bicubic = bicubic_upscale(lr, scale)
                 bic_psnr = psnr_y(bicubic, hr, scale).item()
                 bic_ssim = ssim_y(bicubic, hr, scale).item()
+            perceptual, bic_perceptual = {}, {}
+            if scorer is not None:
+                perceptual = {k: v.item() for k, v in scorer(sr, hr, scale).items()}
+                bic_perceptual = (
+                    perceptual
+                    if model.is_bicubic
+                    else {k: v.item() for k, v in scorer(bicubic, hr, scale).items()}
+                )
         except ValueError as err:
             raise ValueError(f"{where} ({item['path']}): {err}") from err
         result.images.append(
-            ImageResult(test_set.name, item["name"], psnr, ssim, bic_psnr, bic_ssim, seconds)
+            ImageResult(
+                test_set.name,
+                item["name"],
+                psnr,
+                ssim,
+                bic_psnr,
+                bic_ssim,
+                seconds,
+                perceptual,
+                bic_perceptual,
+            )
         )
         if image_dir is not None:
             save_png(sr_image(sr, raw, model.channels, scale), image_dir / f"{item['name']}.png")
@@ -425,20 +455,37 @@ def save_png(image: torch.Tensor, path: Path) -> None:
 
 
 def results_json(sets: Sequence[SetResult]) -> dict[str, dict[str, float | int]]:
-    """``{"Set5": {"psnr_y": …, "ssim_y": …, "images": 5}, …}``: the shape tools read."""
+    """``{"Set5": {"psnr_y": …, "ssim_y": …, "images": 5}, …}``: the shape tools read
+    (with ``"lpips"`` / ``"dists"`` beside them when they were computed)."""
     return {
-        s.name: {"psnr_y": s.mean("psnr_y"), "ssim_y": s.mean("ssim_y"), "images": len(s.images)}
+        s.name: {
+            "psnr_y": s.mean("psnr_y"),
+            "ssim_y": s.mean("ssim_y"),
+            **s.perceptual_means(),
+            "images": len(s.images),
+        }
         for s in sets
     }
+
+
+def per_image_rows(sets: Sequence[SetResult]) -> tuple[list[str], list[list[Any]]]:
+    """The header and one row per image: set, image, psnr_y, ssim_y (, lpips, dists)."""
+    extra = list(sets[0].images[0].perceptual) if sets and sets[0].images else []
+    rows = [
+        [r.set, r.image, r.psnr_y, r.ssim_y, *(r.perceptual[k] for k in extra)]
+        for s in sets
+        for r in s.images
+    ]
+    return ["set", "image", "psnr_y", "ssim_y", *extra], rows
 
 
 def per_image_csv(sets: Sequence[SetResult]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["set", "image", "psnr_y", "ssim_y"])
-    for s in sets:
-        for r in s.images:
-            writer.writerow([r.set, r.image, repr(r.psnr_y), repr(r.ssim_y)])
+    header, rows = per_image_rows(sets)
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([*row[:2], *(repr(v) for v in row[2:])])
     return out.getvalue()
 
 
@@ -450,10 +497,15 @@ def device_name(device: torch.device) -> str:
 
 
 def run_info(
-    model: EvalModel, sets: Sequence[SetResult], device: torch.device, tta: bool
+    model: EvalModel,
+    sets: Sequence[SetResult],
+    device: torch.device,
+    tta: bool,
+    lpips_net: str | None = None,
 ) -> dict[str, Any]:
     """What ``sr-report`` needs beside results.json: the model, its size, and timings."""
     return {
+        "lpips_net": lpips_net,
         "method": model.method,
         "scale": model.scale,
         "channels": model.channels,
@@ -464,7 +516,11 @@ def run_info(
         "device": device_name(device),
         "ms_per_image": {s.name: s.ms_per_image for s in sets},
         "bicubic": {
-            s.name: {"psnr_y": s.mean("bicubic_psnr_y"), "ssim_y": s.mean("bicubic_ssim_y")}
+            s.name: {
+                "psnr_y": s.mean("bicubic_psnr_y"),
+                "ssim_y": s.mean("bicubic_ssim_y"),
+                **s.perceptual_means(bicubic=True),
+            }
             for s in sets
         },
     }
@@ -474,17 +530,22 @@ def format_table(model: EvalModel, sets: Sequence[SetResult], tta: bool) -> str:
     """The console table: set × PSNR / SSIM, with the gain over bicubic of the same LR."""
     title = f"{describe(asdict_model(model))}{' +TTA' if tta else ''} ({model.source}"
     title += f": {model.path})" if model.path else ")"
-    header = f"{'set':<12}{'images':>7}{'PSNR':>9}{'SSIM':>9}{'ΔPSNR':>9}{'ΔSSIM':>9}{'ms/img':>9}"
+    extra = list(sets[0].perceptual_means()) if sets else []
+    header = f"{'set':<12}{'images':>7}{'PSNR':>9}{'SSIM':>9}"
+    header += "".join(f"{k.upper():>9}" for k in extra)
+    header += f"{'ΔPSNR':>9}{'ΔSSIM':>9}{'ms/img':>9}"
     lines = [title, header, "-" * len(header)]
     for s in sets:
         psnr, ssim = s.mean("psnr_y"), s.mean("ssim_y")
+        scores = "".join(f"{v:>9.4f}" for v in s.perceptual_means().values())
         if model.is_bicubic:
             delta = f"{'—':>9}{'—':>9}"
         else:
             dp, ds = psnr - s.mean("bicubic_psnr_y"), ssim - s.mean("bicubic_ssim_y")
             delta = f"{dp:>+9.2f}{ds:>+9.4f}"
         lines.append(
-            f"{s.name:<12}{len(s.images):>7}{psnr:>9.2f}{ssim:>9.4f}{delta}{s.ms_per_image:>9.1f}"
+            f"{s.name:<12}{len(s.images):>7}{psnr:>9.2f}{ssim:>9.4f}{scores}{delta}"
+            f"{s.ms_per_image:>9.1f}"
         )
     return "\n".join(lines)
 
@@ -494,11 +555,16 @@ def asdict_model(model: EvalModel) -> dict:
 
 
 def write_outputs(
-    output_dir: Path, model: EvalModel, sets: Sequence[SetResult], device: torch.device, tta: bool
+    output_dir: Path,
+    model: EvalModel,
+    sets: Sequence[SetResult],
+    device: torch.device,
+    tta: bool,
+    lpips_net: str | None = None,
 ) -> None:
     write_atomic(output_dir / "results.json", json.dumps(results_json(sets), indent=2).encode())
     write_atomic(output_dir / "per_image.csv", per_image_csv(sets).encode())
-    info = run_info(model, sets, device, tta)
+    info = run_info(model, sets, device, tta, lpips_net)
     write_atomic(output_dir / "run_info.json", json.dumps(info, indent=2).encode())
 
 
@@ -512,6 +578,10 @@ def evaluate(cfg: DictConfig) -> dict[str, dict[str, float | int]]:
     device = eval_device(cfg.get("trainer"))
     model.module.to(device).eval()
     predict = make_predictor(model.module, cfg, device)
+    # built before the first image, so that missing backbone weights fail at start-up
+    scorer = build_scorer(to_plain(cfg.get("perceptual")), "perceptual", model.method)
+    if scorer is not None:
+        scorer.to(device)
     data = cfg.data
     test_sets = find_test_sets(data.get("test_sets"), data.data_dir, bool(data.get("recursive")))
     log.info(
@@ -535,9 +605,15 @@ def evaluate(cfg: DictConfig) -> dict[str, dict[str, float | int]]:
                     num_workers=int(data.get("num_workers") or 0),
                     skip_bad=bool(data.get("skip_bad")),
                     image_dir=image_dir,
+                    scorer=scorer,
                 )
             )
-    write_outputs(output_dir, model, results, device, bool(cfg.get("tta")))
+    lpips_net = scorer.lpips_net if scorer is not None else None
+    write_outputs(output_dir, model, results, device, bool(cfg.get("tta")), lpips_net)
+    if wandb_logger_configs(cfg):
+        from sr_lightning.eval_wandb import log_eval_results
+
+        log_eval_results(cfg, model, results_json(results), *per_image_rows(results))
     log.info("results\n%s", format_table(model, results, bool(cfg.get("tta"))))
     log.info("outputs in %s", output_dir)
     return results_json(results)
@@ -556,6 +632,7 @@ def eval_settings(cfg: DictConfig) -> dict[str, Any]:
         "tta": cfg.get("tta"),
         "save_images": cfg.get("save_images"),
         "tile": cfg.get("tile"),
+        "perceptual": to_plain(cfg.get("perceptual")),
         "data_dir": data.get("data_dir"),
         "test_sets": to_plain(data.get("test_sets")),
         "accelerator": (cfg.get("trainer") or {}).get("accelerator"),

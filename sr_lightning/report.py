@@ -9,7 +9,10 @@ parameters, time per image; written by ``sr-eval``) or, failing that, its
   (:mod:`sr_lightning.published`) beside ours;
 * ``psnr_vs_params_x<s>.png`` and ``psnr_vs_time_x<s>.png``: PSNR against parameter count
   and against inference time, one panel per set, our runs filled, the papers' hollow, and
-  bicubic as a dashed line.
+  bicubic as a dashed line;
+* with LPIPS in the runs (``sr-eval perceptual.lpips.enabled``): a table of LPIPS / DISTS and
+  ``perception_distortion_x<s>.png``, the perception–distortion plane (Blau & Michaeli,
+  CVPR'18) of :mod:`sr_lightning.report_perceptual`.
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ class Run:
     device: str | None = None
     ms_per_image: dict[str, float] = field(default_factory=dict)
     bicubic: dict[str, dict[str, float]] = field(default_factory=dict)
+    lpips_net: str | None = None  # the LPIPS backbone sr-eval used (alex | vgg)
 
     @property
     def name(self) -> str:
@@ -150,6 +154,7 @@ def read_run(results_path: Path, root: Path) -> Run | None:
         device=info.get("device"),
         ms_per_image=dict(info.get("ms_per_image") or {}),
         bicubic=dict(info.get("bicubic") or {}),
+        lpips_net=info.get("lpips_net"),
     )
 
 
@@ -240,6 +245,9 @@ def markdown_table(runs: Sequence[Run], published: Sequence[PublishedResult]) ->
     devices = sorted({r.device for r in runs if r.device})
     if devices:
         lines += ["", f"Times: forward pass per image on {'; '.join(devices)}."]
+    from sr_lightning.report_perceptual import perceptual_table
+
+    lines += perceptual_table(runs)
     return "\n".join(lines) + "\n"
 
 
@@ -486,6 +494,8 @@ def write_report(
     published: Sequence[PublishedResult] | None = None,
 ) -> list[Path]:
     """Find the runs under ``dirs`` and write report.md and the figures; returns the files."""
+    from sr_lightning.report_perceptual import has_lpips, plot_perception_distortion
+
     runs = find_runs(dirs)
     published = load_published() if published is None else list(published)
     out = Path(out) if out is not None else Path(dirs[0]) / "report"
@@ -501,6 +511,9 @@ def write_report(
                 figures.append(
                     plot_scale(runs, published, scale, x, out / f"psnr_vs_{x}_x{scale}.png")
                 )
+        if any(has_lpips(r) for r in runs if r.scale == scale):
+            path = out / f"perception_distortion_x{scale}.png"
+            figures.append(plot_perception_distortion(runs, published, scale, path))
     table = markdown_table(runs, published)
     table += "\n" + "\n".join(f"![{f.stem}]({f.name})" for f in figures) + "\n"
     md = out / "report.md"

@@ -33,6 +33,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from sr_lightning.config import lower_is_better
 from sr_lightning.filelock import exclusive_lock
 
 try:  # POSIX; elsewhere the tables are rebuilt without a lock
@@ -52,7 +53,7 @@ class SweepSummary(Callback):
     def __init__(self, metrics: Sequence[str] = ("val/psnr_best", "val/psnr", "val/ssim")) -> None:
         if isinstance(metrics, str):
             metrics = [metrics]
-        self.metrics = list(metrics)
+        self.metrics = list(dict.fromkeys(metrics))  # `${optimized_metric}` may repeat one
         if not self.metrics:
             raise ValueError("hydra.callbacks.sweep_summary.metrics is empty: name one metric")
 
@@ -146,12 +147,14 @@ def refresh(sweep_dir: Path, metrics: Sequence[str]) -> list[dict]:
 
 
 def sort_rows(rows: list[dict], metric: str) -> list[dict]:
-    """Completed jobs by ``metric`` (highest first), then jobs without it, then failures."""
+    """Completed jobs by ``metric`` (best first: highest, or lowest for LPIPS, DISTS and
+    losses), then jobs without it, then failures."""
+    sign = 1.0 if lower_is_better(metric) else -1.0
 
     def key(row: dict) -> tuple:
         value = row.get(metric)
         rank = 0 if value is not None else (1 if row.get("status") == "completed" else 2)
-        return rank, -(value if value is not None else 0.0), row.get("job", 0)
+        return rank, sign * (value if value is not None else 0.0), row.get("job", 0)
 
     return sorted(rows, key=key)
 

@@ -116,6 +116,7 @@ TINY_SRGAN = [
     "model=srgan",
     "loss=gan",
     "loss.content.pretrained=false",
+    "callbacks.perceptual.lpips.enabled=false",  # no AlexNet offline
     "channels=3",
     "model.patch_size=24",
     "model.net.num_blocks=1",

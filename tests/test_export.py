@@ -47,6 +47,7 @@ TINY = {
         "model.discriminator.base_width=8",
         "model.discriminator.dense_width=32",
         "loss.content.pretrained=false",
+        "callbacks.perceptual.lpips.enabled=false",  # no AlexNet offline
         "model.init_from=null",
     ],
 }

@@ -11,10 +11,10 @@ import torch
 from torch import nn
 from torchvision.models import vgg as tv_vgg
 
+from sr_lightning import pretrained as pretrained_mod
 from sr_lightning.data import download as dl
 from sr_lightning.data.download import RemoteFile
 from sr_lightning.losses import AdversarialLoss, PixelLoss, VGGContentLoss
-from sr_lightning.losses import content as content_mod
 from sr_lightning.losses.content import (
     VGG19_LAYERS,
     VGGWeightsUnavailableError,
@@ -210,7 +210,7 @@ def test_cached_weights_are_used_without_network(
     fake = RemoteFile(
         url="https://example.invalid/vgg19-test.pth", filename=cached.name, sha256=prefix
     )
-    monkeypatch.setattr(content_mod, "_VGG19_FILE", fake)
+    monkeypatch.setitem(pretrained_mod.BACKBONES, "vgg19", fake)
 
     loss_fn = VGGContentLoss(layer="relu1_2", pretrained=True)
     assert calls == []

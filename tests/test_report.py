@@ -118,3 +118,46 @@ def test_published_csv_of_the_user(tmp_path):
     path.write_text("method,set,psnr\nX,Set5,1\n")
     with pytest.raises(ValueError, match="missing column"):
         load_published(path)
+
+
+def test_perceptual_columns_and_the_perception_distortion_figure(tmp_path, capsys):
+    root = tmp_path / "runs"
+    scores = {"Set5": (28.42, 0.34, 0.22), "Set14": (26.0, 0.44, 0.24)}
+    bicubic = {
+        s: {"psnr_y": p, "ssim_y": 0.8, "lpips": lp, "dists": d} for s, (p, lp, d) in scores.items()
+    }
+    info = {"method": "srgan", "scale": 4, "channels": 3, "params": 1547000, "lpips_net": "alex"}
+    fake_run(
+        root,
+        "srgan",
+        {
+            "Set5": {"psnr_y": 29.6, "ssim_y": 0.85, "lpips": 0.0812, "dists": 0.1034, "images": 5},
+            "Set14": {"psnr_y": 26.3, "ssim_y": 0.71, "lpips": 0.15, "dists": 0.11, "images": 14},
+        },
+        {**info, "bicubic": bicubic},
+    )
+    fake_run(
+        root,
+        "srresnet",
+        {"Set5": {"psnr_y": 31.9, "ssim_y": 0.89, "lpips": 0.17, "dists": 0.14, "images": 5}},
+        {**info, "method": "srresnet"},
+    )
+    out = tmp_path / "report"
+    assert main([str(root), "--out", str(out)]) == 0
+    lines = (out / "report.md").read_text().splitlines()
+    assert "### ×4: LPIPS / DISTS (lower is better)" in lines
+    assert "| SRGAN | 0.0812 / 0.1034 | 0.1500 / 0.1100 | srgan |" in lines
+    assert "| SRResNet | 0.1700 / 0.1400 | – | srresnet |" in lines
+    # no bicubic run: the bicubic of the same LR images, from the SRGAN run
+    assert "| Bicubic | 0.3400 / 0.2200 | 0.4400 / 0.2400 | srgan (bicubic) |" in lines
+    figure = out / "perception_distortion_x4.png"
+    with Image.open(figure) as im:
+        assert im.format == "PNG" and im.width > 1000 and im.height > 400  # two panels
+    assert f"]({figure.name})" in "\n".join(lines)
+
+
+def test_no_perception_figure_without_lpips(sweep, tmp_path):
+    out = tmp_path / "report"
+    assert main([str(sweep), "--out", str(out)]) == 0
+    assert not list(out.glob("perception_distortion_*.png"))
+    assert "LPIPS" not in (out / "report.md").read_text()

@@ -129,6 +129,43 @@ def test_summary_is_refreshed_as_jobs_end_best_first_with_failures_last(tmp_path
     assert not list(sweep.glob(".*.tmp"))
 
 
+def test_lpips_ranks_lowest_first_and_optuna_minimises_it(tmp_path):
+    from sr_lightning.config import metric_direction
+
+    sweep = tmp_path / "sweep"
+    summary = SweepSummary(["val/lpips_best", "val/lpips_best", "val/psnr"])
+    assert summary.metrics == ["val/lpips_best", "val/psnr"]  # `${optimized_metric}` repeated
+    for num, lpips in enumerate([0.21, 0.12, 0.30]):
+        config, result = fake_job(sweep, num, [f"model.optimizer.lr={num}"], 30.0)
+        run = {"metrics": {"val/lpips_best": lpips, "val/psnr": 30.0 - num}}
+        (sweep / str(num) / "metrics.json").write_text(json.dumps(run))
+        summary.on_job_end(config, result)
+    assert [r["val/lpips_best"] for r in read_summary(sweep)] == ["0.12", "0.21", "0.3"]
+    assert [metric_direction(m) for m in ("val/lpips_best", "val/dists", "val/psnr_best")] == [
+        "minimize",
+        "minimize",
+        "maximize",
+    ]
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from sr_lightning.config import CONF_DIR
+
+    for overrides, metric, direction in (
+        (["experiment=srgan_x4"], "val/lpips_best", "minimize"),
+        (["experiment=espcn_x3"], "val/psnr_best", "maximize"),
+    ):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+            cfg = compose(
+                "train", overrides=["hparams_search=optuna", *overrides], return_hydra_config=True
+            )
+        assert cfg.optimized_metric == metric
+        assert cfg.hydra.sweeper.direction == direction
+        assert cfg.hydra.callbacks.sweep_summary.metrics[0] == metric
+    GlobalHydra.instance().clear()
+
+
 def test_single_runs_and_extra_ranks_write_no_summary(tmp_path, monkeypatch):
     config, result = fake_job(tmp_path / "sweep", 0, ["scale=2"], 30.0)
     monkeypatch.setenv("SLURM_PROCID", "1")  # rank 1 of a multi-task SLURM job

@@ -207,3 +207,49 @@ def test_resumed_job_continues_its_checkpoint_step_and_its_wandb_run(
     )
     train(cfg)
     assert json.loads((run_dir / "metrics.json").read_text())["resumed_from"] is None
+
+
+def _summary(records: list) -> dict:
+    out: dict = {}
+    for r in records:
+        if r.WhichOneof("record_type") == "summary":
+            out.update(as_dict(r.summary.update))
+    return out
+
+
+def test_sr_eval_results_go_to_the_checkpoints_training_run_else_an_eval_run(
+    tiny_data, compose_train, tmp_path, monkeypatch
+):
+    from sr_lightning.eval import evaluate
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    run_dir = tmp_path / "run"
+    train(compose_train(*tiny_overrides(tiny_data), *wandb_overrides("trainer.max_epochs=1")))
+    train_id, _, _ = offline_run(run_dir)
+    time.sleep(1.1)  # W&B names offline run folders by the second
+
+    data = [f"paths.data_dir={tiny_data}", "data.test_sets=[val]", "trainer=cpu"]
+    wandb = ["logger=wandb", "logger.wandb.offline=true"]
+    ckpt = f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}"
+    for name, overrides in (("ckpt", [ckpt]), ("bicubic", ["model=bicubic", "scale=2"])):
+        cfg = compose_train(*data, *wandb, *overrides, config_name="eval")
+        cfg.paths.output_dir = str(tmp_path / f"eval_{name}")
+        results = evaluate(cfg)["val"]
+        folders = sorted((tmp_path / f"eval_{name}" / "wandb").glob("offline-run-*"))
+        assert len(folders) == 1
+        run_id = folders[0].name.rsplit("-", 1)[-1]
+        records = finished_records(folders[0] / f"run-{run_id}.wandb")
+        run = run_record(records)
+        if name == "ckpt":  # into the training run: W&B compares runs by benchmark numbers
+            assert run_id == train_id == run.run_id
+        else:  # no training run: an eval run of its own
+            assert run_id != train_id and run.job_type == "eval"
+        summary = _summary(records)
+        assert summary["eval/val/psnr_y"] == pytest.approx(results["psnr_y"], abs=1e-12)
+        assert summary["eval/val/images"] == 2
+        (row,) = [r for r in history(records) if "eval/results" in r]
+        table = json.loads((folders[0] / "files" / row["eval/results"]["path"]).read_text())
+        assert table["columns"] == ["set", "images", "psnr_y", "ssim_y"]
+        assert table["data"] == [["val", 2, results["psnr_y"], results["ssim_y"]]]
+        per_image = json.loads((folders[0] / "files" / row["eval/per_image"]["path"]).read_text())
+        assert [r[1] for r in per_image["data"]] == ["img_000", "img_001"]

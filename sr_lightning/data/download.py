@@ -104,6 +104,17 @@ KNOWN_FILES: dict[str, RemoteFile] = {
         filename="vgg19-dcbb9e9d.pth",
         sha256="dcbb9e9d",
     ),
+    # LPIPS (AlexNet, VGG16) and DISTS (VGG16) backbones, named and hashed the same way
+    "vgg16_imagenet1k_v1": RemoteFile(
+        url="https://download.pytorch.org/models/vgg16-397923af.pth",
+        filename="vgg16-397923af.pth",
+        sha256="397923af",
+    ),
+    "alexnet_imagenet1k_v1": RemoteFile(
+        url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+        filename="alexnet-owt-7be5be79.pth",
+        sha256="7be5be79",
+    ),
 }
 
 

@@ -20,12 +20,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models import vgg as tv_vgg
 
-from sr_lightning.data.download import KNOWN_FILES, DownloadError, download_file
+from sr_lightning.pretrained import (
+    WeightsUnavailableError,
+    hub_cache_path,
+    load_backbone_state_dict,
+    load_features,
+)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 _BLOCK_CONVS = (2, 2, 4, 4, 4)  # VGG19 = torchvision config "E"
-_VGG19_FILE = KNOWN_FILES["vgg19_imagenet1k_v1"]
 
 
 def _layer_indices() -> dict[str, int]:
@@ -43,50 +47,30 @@ def _layer_indices() -> dict[str, int]:
 VGG19_LAYERS: dict[str, int] = _layer_indices()
 
 
-class VGGWeightsUnavailableError(RuntimeError):
-    """The pretrained VGG19 weights are neither cached nor downloadable."""
+# the content loss and the perceptual metrics share one weights loader (sr_lightning.pretrained)
+VGGWeightsUnavailableError = WeightsUnavailableError
 
 
 def vgg19_cache_path() -> Path:
     """Where torch.hub keeps the weights: ``$TORCH_HOME/hub/checkpoints/vgg19-dcbb9e9d.pth``."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / _VGG19_FILE.filename
-
-
-def _unavailable_message(path: Path, err: BaseException) -> str:
-    return (
-        f"the pretrained VGG19 weights for the content loss are not available: {path} "
-        f"does not exist (or is corrupt) and downloading it failed ({err}).\n"
-        f"Download {_VGG19_FILE.url} on a machine with internet access and place it at "
-        f"{path} (that is $TORCH_HOME/hub/checkpoints/{_VGG19_FILE.filename}; TORCH_HOME "
-        "defaults to ~/.cache/torch), or pass loss.content.weights_path=/path/to/"
-        f"{_VGG19_FILE.filename}. For offline smoke runs, loss.content.pretrained=false "
-        "uses random weights."
-    )
+    return hub_cache_path("vgg19")
 
 
 def load_vgg19_state_dict(weights_path: str | Path | None = None) -> dict[str, Tensor]:
     """torchvision VGG19 IMAGENET1K_V1 weights, from ``weights_path`` or the torch.hub cache.
 
-    The cache is looked at first and verified against the sha256 prefix that
-    torchvision embeds in the file name; only when it is missing (or corrupt) is
-    the download tried, and any network failure becomes one
-    :class:`VGGWeightsUnavailableError` saying which file to put where.
+    See :func:`sr_lightning.pretrained.load_backbone_state_dict`: the cache is verified
+    against torchvision's hash, downloaded only when missing, and a failure says which
+    file to put where.
     """
-    if weights_path is not None:
-        path = Path(weights_path).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"VGG19 weights_path {path} does not exist: point loss.content.weights_path at "
-                f"a torchvision vgg19 state dict such as {_VGG19_FILE.filename} "
-                f"(from {_VGG19_FILE.url})"
-            )
-    else:
-        path = vgg19_cache_path()
-        try:
-            download_file(_VGG19_FILE.url, path, _VGG19_FILE.sha256, _VGG19_FILE.size)
-        except (DownloadError, OSError) as err:
-            raise VGGWeightsUnavailableError(_unavailable_message(path, err)) from err
-    return torch.load(path, map_location="cpu", weights_only=True)
+    state, _ = load_backbone_state_dict(
+        "vgg19",
+        weights_path,
+        user="the content loss",
+        key="loss.content.weights_path",
+        off="for offline smoke runs, loss.content.pretrained=false uses random weights",
+    )
+    return state
 
 
 def build_vgg19_features(layer: str) -> nn.Sequential:
@@ -113,17 +97,7 @@ def build_vgg19_features(layer: str) -> nn.Sequential:
 
 
 def _load_features(features: nn.Sequential, state: dict[str, Tensor], source: Path | str) -> None:
-    wanted = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
-    missing = [f"features.{k}" for k in features.state_dict() if k not in wanted]
-    if missing:
-        raise ValueError(
-            f"{source} is not a torchvision vgg19 state dict: it lacks {', '.join(missing[:4])}"
-            + (" …" if len(missing) > 4 else "")
-        )
-    try:
-        features.load_state_dict({k: wanted[k] for k in features.state_dict()})
-    except RuntimeError as err:
-        raise ValueError(f"{source} does not fit torchvision's vgg19: {err}") from err
+    load_features(features, state, source, "vgg19")
 
 
 class VGGContentLoss(nn.Module):
