@@ -505,7 +505,6 @@ def run_info(
 ) -> dict[str, Any]:
     """What ``sr-report`` needs beside results.json: the model, its size, and timings."""
     return {
-        "lpips_net": lpips_net,
         "method": model.method,
         "scale": model.scale,
         "channels": model.channels,
@@ -523,6 +522,7 @@ def run_info(
             }
             for s in sets
         },
+        "lpips_net": lpips_net,  # the LPIPS backbone (alex | vgg), null without LPIPS
     }
 
 

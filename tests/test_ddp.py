@@ -132,9 +132,20 @@ def test_srgan_with_batch_norm_and_ema_matches_one_process_on_set5(
     tiny_data, data_dir, compose_train, tmp_path
 ):
     """Two networks, manual optimization, BN buffers and an EMA generator: rank 1 must evaluate
-    its Set5 images with exactly rank 0's weights."""
+    its Set5 images with exactly rank 0's weights. LPIPS (a seeded random AlexNet) is synced
+    like PSNR: the mean over the 5 images, whatever rank scored them."""
+    from torchvision.models import alexnet
+
+    torch.manual_seed(0)
+    backbone = tmp_path / "alexnet-random.pth"
+    torch.save({f"features.{k}": v for k, v in alexnet().features.state_dict().items()}, backbone)
+    lpips = [
+        "callbacks.perceptual.lpips.enabled=true",
+        f"callbacks.perceptual.lpips.weights_path={backbone}",
+    ]
+    gan = [a for a in TINY_SRGAN if not a.startswith("callbacks.perceptual")] + lpips
     args = [a for a in ddp_overrides(tiny_data, data_dir) if not a.startswith("data.batch_size")]
-    code, out = run_cli([*args, *TINY_SRGAN], tmp_path)
+    code, out = run_cli([*args, *gan], tmp_path)
     assert code == 0, out[-3000:]
     run_dir = only_run_dir(tmp_path)
     assert [p.name for p in run_dir.glob("**/config.yaml")] == ["config.yaml"]
@@ -144,7 +155,7 @@ def test_srgan_with_batch_norm_and_ema_matches_one_process_on_set5(
         tiny_data,
         data_dir,
         run_dir / "checkpoints" / "last.ckpt",
-        *[a for a in TINY_SRGAN if not a.startswith(("trainer.", "data."))],
+        *[a for a in gan if not a.startswith(("trainer.", "data."))],
     )
-    for key in ("val/psnr", "val/ssim", "val/psnr_bicubic"):
+    for key in ("val/psnr", "val/ssim", "val/psnr_bicubic", "val/lpips"):
         assert ddp_fit[key] == pytest.approx(single[key], abs=1e-6), key

@@ -460,6 +460,10 @@ def test_srgan_x4_preset_has_the_papers_settings(compose_train):
     assert cfg.loss.content.layer == "relu5_4"
     assert cfg.loss.content.rescale == pytest.approx(1 / 12.75)
     assert cfg.loss.adversarial.weight == 1e-3 and cfg.loss.adversarial.kind == "vanilla"
+    # SRGAN gives up PSNR for perceptual quality: its best checkpoint is the lowest LPIPS
+    ckpt = cfg.callbacks.model_checkpoint
+    assert (ckpt.monitor, ckpt.mode) == ("val/lpips", "min") and "lpips" in ckpt.filename
+    assert cfg.callbacks.perceptual.lpips.enabled and cfg.optimized_metric == "val/lpips_best"
 
 
 # -- DDP ---------------------------------------------------------------------------------------
