@@ -206,6 +206,30 @@ def test_a_missing_weights_path_names_the_key(tmp_path):
         build_scorer({"lpips": {"enabled": True, "weight_path": "x"}}, "perceptual")
 
 
+def test_sr_eval_auto_is_on_for_srgan_only_with_weights_on_disk_and_true_fails_clearly(
+    backbones, tmp_path, monkeypatch
+):
+    from sr_lightning.perceptual import enabled_metrics
+
+    calls = _offline(monkeypatch, tmp_path)
+    auto = {"lpips": {"enabled": "auto", "net": "alex", "weights_path": None}}
+    assert enabled_metrics(auto, "perceptual", "srgan") == []  # nothing on disk: skipped
+    given = {"lpips": {**auto["lpips"], "weights_path": str(backbones["alexnet"])}}
+    assert enabled_metrics(given, "perceptual", "srgan") == ["lpips"]
+    assert enabled_metrics(given, "perceptual", "espcn") == []
+    cached = tmp_path / "torch" / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"")  # present (the hash is checked when it is loaded)
+    assert enabled_metrics(auto, "perceptual", "srgan") == ["lpips"]
+    assert calls == []  # auto never touches the network
+    cached.unlink()
+    with pytest.raises(WeightsUnavailableError) as info:
+        build_scorer({"lpips": {"enabled": True}}, "perceptual")
+    message = str(info.value)
+    assert "perceptual.lpips.weights_path=" in message and str(cached) in message
+    assert "perceptual.lpips.enabled=false turns LPIPS off" in message
+
+
 # -- where they appear: validation, checkpoint selection, sr-eval --------------------------------
 
 TINY_GAN = [
