@@ -29,6 +29,8 @@ PERCEPTUAL = ("lpips", "dists")
 # published results drawn as PSNR lines: the perceptual methods' papers (no LPIPS published)
 PAPER_LINES = ("srresnet", "srgan")
 NET_NAMES = {"alex": "AlexNet", "vgg": "VGG16"}
+# point labels stay legible where a paper's PSNR line runs through them
+LABEL_BOX = {"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 0.6}
 
 
 def has_lpips(run: Run) -> bool:
@@ -132,6 +134,7 @@ def plot_perception_distortion(
                     fontsize=9,
                     color=colour(r.method),
                     weight="bold",
+                    bbox=LABEL_BOX,
                 )
             )
             xs.append(x)
@@ -148,6 +151,7 @@ def plot_perception_distortion(
                     fontsize=9,
                     color=FAMILY_COLOURS["bicubic"],
                     weight="bold",
+                    bbox=LABEL_BOX,
                 )
             )
             xs.append(bicubic[0])
