@@ -34,6 +34,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from sr_lightning import zoo
 from sr_lightning.builders import build_module, to_plain
 from sr_lightning.checkpoints import (
     check_expected,
@@ -111,6 +112,7 @@ class EvalModel:
     channels: int
     source: str  # "bicubic", "checkpoint" or "weights"
     path: str | None = None
+    architecture: dict | None = None  # what spandrel detected in a released model's file
 
     @property
     def is_bicubic(self) -> bool:
@@ -156,6 +158,8 @@ def load_eval_model(cfg: DictConfig) -> EvalModel:
 
     if weights:
         state, meta = load_weights(weights)
+        if not zoo.is_ours(meta, model_cfg):
+            return released_eval_model(cfg, state, str(weights), asked)
         check_expected(meta, asked, f"weights file {weights}")
         scale = asked["scale"] or meta.get("scale")
         channels = asked["channels"] or meta.get("channels") or 1
@@ -183,6 +187,14 @@ def load_eval_model(cfg: DictConfig) -> EvalModel:
     _set_model_space(cfg, asked["scale"], asked["channels"] or 1)
     module = build_module(cfg.model).eval()
     return EvalModel(module, "bicubic", int(cfg.scale), int(cfg.channels), "bicubic")
+
+
+def released_eval_model(cfg: DictConfig, state: dict, path: str, asked: dict) -> EvalModel:
+    """A community model that spandrel recognises (see :mod:`sr_lightning.zoo`)."""
+    module, found = zoo.module_from_release(state, f"weights file {path}", asked)
+    _set_model_space(cfg, found.scale, found.channels)
+    print(f"sr-eval: {path}: detected {found.describe()} (spandrel)")
+    return EvalModel(module, found.name, found.scale, found.channels, "weights", path, found.info())
 
 
 def eval_device(trainer_cfg: Mapping | None) -> torch.device:
@@ -511,6 +523,7 @@ def run_info(
         "params": model.params,
         "source": model.source,
         "path": model.path,
+        **({"architecture": model.architecture} if model.architecture else {}),
         "tta": bool(tta),
         "device": device_name(device),
         "ms_per_image": {s.name: s.ms_per_image for s in sets},

@@ -389,6 +389,11 @@ def load_generator(
     if kind == "weights":
         _, meta = checkpoints.load_weights(path)
         has_net = isinstance(meta.get("net"), Mapping)
+        if not has_net and model_cfg is None:  # not ours: a released model spandrel knows
+            from sr_lightning.zoo import module_from_release
+
+            state, _ = checkpoints.load_weights(path)
+            return generator_from_module(module_from_release(state, f"weights {path}", expect)[0])
         if has_net:
             checkpoints.check_expected(meta, expect, f"weights {path}")
         elif model_cfg is None:
@@ -442,15 +447,15 @@ def run(cfg: DictConfig) -> Path:
     elif cfg.get("weights"):
         source = Path(cfg.weights).expanduser()
         model_cfg = cfg.get("model")
-        _, meta = checkpoints.load_weights(source)
+        state, meta = checkpoints.load_weights(source)
         if model_cfg is None and not isinstance(meta.get("net"), Mapping):
-            raise ValueError(
-                f"weights={source} carries no model metadata; add `model=<method> scale=<s> "
-                "channels=<c>`"
+            from sr_lightning.zoo import module_from_release  # a released model spandrel knows
+
+            module = module_from_release(state, f"weights {source}")[0]
+        else:
+            module = checkpoints.module_from_weights(
+                None if isinstance(meta.get("net"), Mapping) else model_cfg, source
             )
-        module = checkpoints.module_from_weights(
-            None if isinstance(meta.get("net"), Mapping) else model_cfg, source
-        )
     else:
         raise ValueError("give ckpt_path=CKPT (or weights=FILE with model=NAME) to export")
     output = Path(cfg.output).expanduser() if cfg.get("output") else default_output(source, fmt)

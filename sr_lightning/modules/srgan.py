@@ -31,6 +31,7 @@ import logging
 import warnings
 from collections.abc import Mapping
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -237,6 +238,11 @@ class SRGANModule(SRModule):
 
     def load_generator(self, path: str) -> None:
         """Strictly load the generator (``net.*``) of an SRResNet (or SRGAN) checkpoint."""
+        if Path(path).suffix.lower() != ".ckpt":  # a weights file: ours, or a released model
+            from sr_lightning.modules.zoo import init_generator
+
+            init_generator(self.net, path)
+            return
         from sr_lightning.checkpoints import (
             checkpoint_info,
             describe,

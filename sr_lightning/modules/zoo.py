@@ -1,0 +1,63 @@
+"""Training a spandrel architecture (``model=rrdbnet``, ``swinir_light``, ``span``, …).
+
+The net is a :class:`~sr_lightning.nets.zoo.SpandrelNet`; training is the base module's
+(pixel loss, optional VGG content term, the papers' validation). What this module adds is
+``init_from``: fine-tuning starts from a released model of the same architecture (a
+``.pth`` / ``.safetensors`` file that spandrel recognises), or from an sr-train checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from lightning.pytorch.utilities import rank_zero_info
+
+from sr_lightning.modules.base import SRModule
+from sr_lightning.nets.zoo import SpandrelNet
+
+
+class ZooModule(SRModule):
+    """The base module around a spandrel net, optionally initialised from released weights."""
+
+    method = "zoo"
+
+    def __init__(self, *args, init_from: str | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.net, SpandrelNet):
+            raise ValueError(
+                "this model config trains a spandrel architecture: its net._target_ must be "
+                f"sr_lightning.nets.zoo.SpandrelNet, not {type(self.net).__name__}"
+            )
+        check_net_fits(self.net, self.scale, self.channels)
+        self.method = self.net.arch.lower()
+
+    def on_fit_start(self) -> None:
+        # a resumed run keeps its own weights and does not need the init_from file
+        if self.hparams.init_from and not self.trainer.ckpt_path:
+            init_generator(self.net, self.hparams.init_from)
+
+
+def check_net_fits(net: SpandrelNet, scale: int, channels: int) -> None:
+    """The net's hyperparameters must give the run's scale and channels (one clear error)."""
+    if net.scale != scale or net.in_channels != channels:
+        raise ValueError(
+            f"model.net (arch={net.arch}) is x{net.scale} with {net.in_channels} channels but "
+            f"the run is scale={scale} channels={channels}: set the net's scale/channels "
+            "hyperparameters to ${scale} / ${channels}"
+        )
+
+
+def init_generator(net: SpandrelNet, path: str | Path) -> None:
+    """Load ``model.init_from``: a released model (spandrel-detected) or an sr-train file."""
+    from sr_lightning.checkpoints import load_net_state, load_weights, select_net_state
+    from sr_lightning.zoo import load_release_into
+
+    source = f"model.init_from={path}"
+    state, meta = load_weights(path)
+    if isinstance(meta.get("net"), Mapping):  # ours: a checkpoint or an sr-export file
+        load_net_state(net, select_net_state(state, net), source)
+        rank_zero_info(f"generator initialised from {path}")
+        return
+    found = load_release_into(net, state, source)
+    rank_zero_info(f"generator initialised from {path} ({found.describe()})")
