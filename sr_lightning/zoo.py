@@ -15,6 +15,7 @@ channel (MATLAB ``rgb2ycbcr``); either way the metrics are on Y, as in the paper
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -78,10 +79,8 @@ def registry() -> Any:
         import spandrel_extra_arches
     except ImportError:
         return spandrel.MAIN_REGISTRY
-    try:
+    with contextlib.suppress(spandrel.DuplicateArchitectureError):  # installed earlier
         spandrel_extra_arches.install()
-    except spandrel.DuplicateArchitectureError:  # installed by an earlier call
-        pass
     return spandrel.MAIN_REGISTRY
 
 
@@ -183,7 +182,7 @@ def module_from_release(
     )
     load_net_state(module.net, found.state, source)
     module.method = found.name
-    log.info("%s: detected %s (spandrel)", source, found.describe())
+    log.debug("%s: detected %s (spandrel)", source, found.describe())
     return module.eval(), found
 
 

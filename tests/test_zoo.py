@@ -195,7 +195,7 @@ def test_an_unidentifiable_file_gets_one_error_naming_it_and_what_was_tried(
 def test_a_restoration_model_is_not_taken_for_super_resolution(data_dir, compose_eval, tmp_path):
     net = Compact(num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=2, upscale=1)
     path = save_release(net, tmp_path / "denoise.pth")
-    with pytest.raises(UnknownModelError, match="scale 1 .*not super-resolution"):
+    with pytest.raises(UnknownModelError, match=r"scale 1 .*not super-resolution"):
         evaluate(compose_eval(f"weights={path}", set_override(data_dir)))
 
 
@@ -209,3 +209,225 @@ def test_a_malicious_pickle_is_refused_before_spandrel_sees_it(data_dir, compose
     with pytest.raises(UnsafeFileError, match="possibly malicious"):
         evaluate(compose_eval(f"weights={tmp_path / 'evil.pth'}", set_override(data_dir)))
     assert not (tmp_path / "pwned").exists()
+
+
+# -- upscaling and export ------------------------------------------------------------------------
+
+
+def compose_app(name: str, *overrides: str):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from sr_lightning.config import CONF_DIR
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+            return compose(name, overrides=list(overrides))
+    finally:
+        GlobalHydra.instance().clear()
+
+
+@pytest.mark.parametrize("arch", ["esrgan", "srvgg_compact", "span"])
+def test_sr_upscale_with_a_released_model_is_the_same_tiled_and_untiled(arch, tmp_path):
+    from sr_lightning import upscale
+
+    net = released(arch)
+    path = save_release(net, tmp_path / f"{arch}.safetensors")
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 256, (30, 44, 3), dtype=np.uint8))
+    image.resize((44, 30)).save(tmp_path / "in.png")
+
+    outputs = {}
+    for tile in (0, 12):
+        out = tmp_path / f"tile{tile}"
+        args = [f"input={tmp_path / 'in.png'}", f"output={out}", f"weights={path}"]
+        (written,) = upscale.run(compose_app("upscale", "progress=false", f"tile={tile}", *args))
+        outputs[tile] = np.asarray(Image.open(written)).astype(int)
+    with torch.no_grad():
+        lr = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)[None].float() / 255
+        direct = (net(lr).clamp(0, 1) * 255 + 0.5).floor()[0].permute(1, 2, 0).numpy()
+    assert outputs[0].shape == (120, 176, 3)
+    assert np.abs(outputs[0] - direct).max() <= 1  # float rounding at a level boundary
+    assert np.abs(outputs[12] - outputs[0]).max() <= 1
+    assert (outputs[12] != outputs[0]).mean() < 0.01
+
+
+def test_sr_export_writes_a_file_that_sr_eval_and_spandrel_both_read(
+    data_dir, compose_eval, tmp_path
+):
+    from sr_lightning.export import run as run_export
+
+    net = released("esrgan")
+    pth = save_release(net, tmp_path / "esrgan.pth")
+    written = run_export(compose_app("export", f"weights={pth}", "format=safetensors"))
+    assert written == tmp_path / "esrgan.safetensors"
+
+    # the export is self-describing (ours) and keeps the architecture's own keys (spandrel's)
+    desc = spandrel.ModelLoader().load_from_file(written)
+    assert desc.architecture.id == "ESRGAN" and desc.scale == 4
+    for key, value in net.state_dict().items():
+        assert torch.equal(desc.model.state_dict()[key], value)
+    results = evaluate(compose_eval(f"weights={written}", set_override(data_dir)))
+    assert results["Set5"]["psnr_y"] == pytest.approx(
+        reference_psnr(net, data_dir / "Set5", IMAGES), abs=1e-6
+    )
+
+
+def test_sr_export_onnx_of_a_released_model_is_verified(tmp_path, capsys):
+    from sr_lightning.export import run as run_export
+
+    pth = save_release(released("srvgg_compact"), tmp_path / "compact.pth")
+    written = run_export(compose_app("export", f"weights={pth}", "format=onnx"))
+    assert written.is_file() and "max abs diff" in capsys.readouterr().out
+
+
+# -- building and training spandrel architectures -------------------------------------------------
+
+
+def rrdbnet_parameters(nf: int, gc: int, blocks: int, channels: int, scale: int) -> int:
+    """ESRGAN's RRDBNet, counted from its layers: 3x3 convs with bias throughout."""
+
+    def conv(cin: int, cout: int) -> int:
+        return 9 * cin * cout + cout
+
+    dense_block = sum(conv(nf + i * gc, gc) for i in range(4)) + conv(nf + 4 * gc, nf)
+    upsampling = int(math.log2(scale)) * conv(nf, nf)
+    # first conv, blocks of 3 dense blocks, trunk conv, upsampling convs, HR conv, last conv
+    return (
+        conv(channels, nf)
+        + blocks * 3 * dense_block
+        + conv(nf, nf)
+        + upsampling
+        + conv(nf, nf)
+        + conv(nf, channels)
+    )
+
+
+def test_rrdbnet_config_has_the_esrgan_papers_parameter_count(compose_train):
+    from sr_lightning.builders import build_module
+
+    module = build_module(compose_train("model=rrdbnet", "scale=4", "channels=3").model)
+    count = sum(p.numel() for p in module.net.parameters())
+    assert count == rrdbnet_parameters(nf=64, gc=32, blocks=23, channels=3, scale=4)
+    assert round(count / 1e6, 1) == 16.7  # "16.7M" (Wang et al., ESRGAN, ECCVW'18)
+    assert (module.net.scale, module.net.in_channels, module.method) == (4, 3, "esrgan")
+
+
+@pytest.mark.parametrize(
+    "model,arch", [("swinir_light", "SwinIR"), ("span", "SPAN"), ("srvgg_compact", "Compact")]
+)
+def test_every_spandrel_model_config_builds_its_architecture(compose_train, model, arch):
+    from sr_lightning.builders import build_module
+
+    module = build_module(compose_train(f"model={model}", "scale=4", "channels=3").model)
+    assert isinstance(module.net, SpandrelNet) and module.net.arch == arch
+    assert module.net.scale == 4 and module.net.upsampling == "post"
+    with torch.no_grad():
+        assert module(torch.rand(1, 3, 9, 11)).shape == (1, 3, 36, 44)
+
+
+def test_a_config_whose_net_disagrees_with_the_run_is_one_clear_error(compose_train):
+    from sr_lightning.builders import build_module
+
+    with pytest.raises(ValueError, match=r"x4 with 3 channels .* channels=1"):
+        build_module(compose_train("model=span", "scale=4", "channels=1").model)
+
+
+def test_a_spandrel_net_trains_two_batches_under_sr_train(tiny_data, compose_train, tmp_path):
+    from sr_lightning.train import train
+    from tests.conftest import tiny_overrides
+
+    init = save_release(
+        Compact(num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=2, upscale=2), tmp_path / "c.pth"
+    )
+    cfg = compose_train(
+        *tiny_overrides(tiny_data),
+        "model=srvgg_compact",
+        "scale=2",
+        "channels=3",
+        "model.net.hyperparameters.num_feat=8",
+        "model.net.hyperparameters.num_conv=2",
+        f"model.init_from={init}",
+        "model.patch_size=32",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+    )
+    metrics = train(cfg)
+    assert metrics["val/psnr_best"] > 10  # validated under the papers' protocol
+    # and evaluated from its checkpoint like our own nets, to the same number
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    cfg = compose_train(
+        f"ckpt_path={last}",
+        f"paths.data_dir={tiny_data}",
+        "data.test_sets=[val]",
+        "trainer=cpu",
+        config_name="eval",
+    )
+    cfg.paths.output_dir = str(tmp_path / "eval")
+    assert evaluate(cfg)["val"]["psnr_y"] == pytest.approx(metrics["val/psnr_best"], abs=1e-4)
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 2
+    assert ckpt["sr_lightning"]["method"] == "compact"
+    assert ckpt["hyper_parameters"]["net"]["arch"] == "Compact"
+    # started from the released weights, then moved by two Adam steps
+    start = torch.load(init, weights_only=True)
+    trained = {k[len("net.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    assert set(trained) == set(start)
+    moved = max(float((trained[k] - start[k]).abs().max()) for k in start)
+    assert 0 < moved < 0.01  # two steps of lr 2e-4 from the file, not from a fresh init
+
+
+def test_init_from_a_released_model_of_another_architecture_is_refused(compose_train, tmp_path):
+    from sr_lightning.builders import build_module
+    from sr_lightning.modules.zoo import init_generator
+
+    path = save_release(released("span"), tmp_path / "span.pth")
+    module = build_module(
+        compose_train(
+            "model=rrdbnet",
+            "scale=4",
+            "channels=3",
+            "model.net.hyperparameters.num_blocks=1",
+            "model.net.hyperparameters.num_filters=8",
+        ).model
+    )
+    with pytest.raises(ValueError, match=r"SPAN x4 .*arch SPAN \(file\) vs ESRGAN \(this run\)"):
+        init_generator(module.net, path)
+    good = save_release(released("esrgan"), tmp_path / "esrgan.safetensors")
+    init_generator(module.net, good)
+    for key, value in released("esrgan").state_dict().items():
+        assert torch.equal(module.net.state_dict()[key], value)
+
+
+def test_srgan_trains_a_spandrel_generator_from_a_released_model(
+    tiny_data, compose_train, tmp_path
+):
+    from sr_lightning.train import train
+    from tests.conftest import tiny_overrides
+
+    init = save_release(released("esrgan"), tmp_path / "esrgan.pth")
+    cfg = compose_train(
+        *tiny_overrides(tiny_data),
+        "model=srgan",
+        "scale=4",
+        "channels=3",
+        "loss.content.pretrained=false",
+        "~model.net",
+        "+model.net._target_=sr_lightning.nets.zoo.SpandrelNet",
+        "+model.net.arch=ESRGAN",
+        "+model.net.hyperparameters={in_nc: 3, out_nc: 3, num_filters: 8, num_blocks: 1, scale: 4}",
+        "model.discriminator.base_width=8",
+        "model.discriminator.dense_width=16",
+        f"model.init_from={init}",
+        "model.patch_size=32",
+        "trainer.max_epochs=1",
+        "trainer.max_steps=2",
+    )
+    train(cfg)
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["hyper_parameters"]["net"]["arch"] == "ESRGAN"
+    start = torch.load(init, weights_only=True)
+    trained = {k[len("net.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    assert set(trained) == set(start)  # the generator keeps the architecture's own keys
+    assert max(float((trained[k] - start[k]).abs().max()) for k in start) < 0.01
