@@ -431,3 +431,36 @@ def test_srgan_trains_a_spandrel_generator_from_a_released_model(
     trained = {k[len("net.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
     assert set(trained) == set(start)  # the generator keeps the architecture's own keys
     assert max(float((trained[k] - start[k]).abs().max()) for k in start) < 0.01
+
+
+def test_a_scale_the_architecture_cannot_build_is_refused(compose_train):
+    from sr_lightning.builders import build_module
+
+    # spandrel's RRDBNet upsamples in x2 stages: asked for x3 it builds x2, which is caught
+    with pytest.raises(ValueError, match=r"x2 with 3 channels but the run is scale=3"):
+        build_module(compose_train("model=rrdbnet", "scale=3", "channels=3").model)
+
+
+def test_a_released_file_also_loads_into_a_named_spandrel_config(data_dir, compose_eval, tmp_path):
+    net = released("esrgan")
+    path = save_release(net, tmp_path / "esrgan.pth")
+    overrides = [
+        f"weights={path}",
+        "model=rrdbnet",
+        "scale=4",
+        "channels=3",
+        "model.net.hyperparameters.num_filters=8",
+        "model.net.hyperparameters.num_blocks=1",
+        set_override(data_dir),
+    ]
+    results = evaluate(compose_eval(*overrides))
+    assert results["Set5"]["psnr_y"] == pytest.approx(
+        reference_psnr(net, data_dir / "Set5", IMAGES), abs=1e-6
+    )
+
+
+@pytest.mark.parametrize("app", ["eval", "upscale", "export"])
+@pytest.mark.parametrize("model", ["srgan", "rrdbnet"])
+def test_the_apps_compose_with_models_that_pick_their_loss(app, model):
+    cfg = compose_app(app, f"model={model}")
+    assert cfg.model.method == model

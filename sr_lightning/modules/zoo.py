@@ -30,12 +30,16 @@ class ZooModule(SRModule):
                 f"sr_lightning.nets.zoo.SpandrelNet, not {type(self.net).__name__}"
             )
         check_net_fits(self.net, self.scale, self.channels)
-        self.method = self.net.arch.lower()
+        if self.method == type(self).method:  # no name given by the config: the architecture's
+            self.method = self.net.arch.lower()
 
     def on_fit_start(self) -> None:
         # a resumed run keeps its own weights and does not need the init_from file
         if self.hparams.init_from and not self.trainer.ckpt_path:
-            init_generator(self.net, self.hparams.init_from)
+            self.init_net_from(self.hparams.init_from)
+
+    def init_net_from(self, path: str) -> None:
+        init_generator(self.net, path)
 
 
 def check_net_fits(net: SpandrelNet, scale: int, channels: int) -> None:
@@ -44,7 +48,8 @@ def check_net_fits(net: SpandrelNet, scale: int, channels: int) -> None:
         raise ValueError(
             f"model.net (arch={net.arch}) is x{net.scale} with {net.in_channels} channels but "
             f"the run is scale={scale} channels={channels}: set the net's scale/channels "
-            "hyperparameters to ${scale} / ${channels}"
+            "hyperparameters to ${scale} / ${channels} (or pick a scale / channels the "
+            "architecture supports)"
         )
 
 
