@@ -79,19 +79,19 @@ def save_release(net: torch.nn.Module, path: Path) -> Path:
     return path
 
 
-def reference_psnr(net: torch.nn.Module, folder: Path, names: list[str], luma: bool = False):
-    """Mean Y PSNR of ``net`` run directly: modcrop, float imresize LR, 8-bit SR, crop 4."""
+def reference_psnr(net, folder: Path, names: list[str], luma: bool = False, scale: int = SCALE):
+    """Mean Y PSNR of ``net`` run directly: modcrop, float imresize LR, 8-bit SR, crop scale."""
     values = []
     for name in names:
         rgb = np.asarray(Image.open(folder / f"{name}.png").convert("RGB"))
-        h, w = (s - s % SCALE for s in rgb.shape[:2])
+        h, w = (s - s % scale for s in rgb.shape[:2])
         hr = torch.from_numpy(rgb[:h, :w].copy()).permute(2, 0, 1)
         if luma:
             hr = to_luma_uint8(hr)
         hr = hr.unsqueeze(0).float() / 255.0
         with torch.no_grad():
-            sr = net(imresize(hr, 1.0 / SCALE))
-        values.append(float(psnr_y(sr, hr, SCALE)))
+            sr = net(imresize(hr, 1.0 / scale))
+        values.append(float(psnr_y(sr, hr, scale)))
     return math.fsum(values) / len(values)
 
 
@@ -171,6 +171,25 @@ def test_a_one_channel_model_on_an_rgb_set_sees_the_y_channel(data_dir, compose_
     )
     info = json.loads((tmp_path / "eval" / "run_info.json").read_text())
     assert info["channels"] == 1 and info["architecture"]["channels"] == 1
+
+
+def test_a_model_with_size_requirements_is_padded_like_spandrel_pads_it(
+    data_dir, compose_eval, tmp_path
+):
+    """Real-ESRGAN x2plus style: pixel-unshuffle in front, so inputs must be multiples of 4."""
+    torch.manual_seed(2)
+    net = ESRGAN(in_nc=12, out_nc=3, num_filters=8, num_blocks=1, scale=4, shuffle_factor=2)
+    path = save_release(net, tmp_path / "x2plus.pth")
+    odd = f"data.test_sets=[{{name: Set5, dir: {data_dir / 'Set5'}, include: [bird]}}]"
+    results = evaluate(compose_eval(f"weights={path}", odd))  # bird: 288 / 2 = 144 = 4 * 36
+    desc = spandrel.ModelLoader().load_from_state_dict(net.state_dict()).eval()
+    assert desc.scale == 2 and desc.size_requirements.multiple_of == 4
+    expected = reference_psnr(desc, data_dir / "Set5", ["bird"], scale=2)
+    assert results["Set5"]["psnr_y"] == pytest.approx(expected, abs=1e-6)
+    woman = f"data.test_sets=[{{name: Set5, dir: {data_dir / 'Set5'}, include: [woman]}}]"
+    results = evaluate(compose_eval(f"weights={path}", woman))  # 228 x 344 -> 114 x 172: padded
+    expected = reference_psnr(desc, data_dir / "Set5", ["woman"], scale=2)
+    assert results["Set5"]["psnr_y"] == pytest.approx(expected, abs=1e-6)
 
 
 def test_a_released_model_of_another_scale_is_refused(data_dir, compose_eval, tmp_path):
