@@ -387,12 +387,11 @@ def load_generator(
         module = checkpoints.module_from_checkpoint(path, expect=expect)
         return generator_from_module(module)
     if kind == "weights":
-        _, meta = checkpoints.load_weights(path)
+        state, meta = checkpoints.load_weights(path)
         has_net = isinstance(meta.get("net"), Mapping)
         if not has_net and model_cfg is None:  # not ours: a released model spandrel knows
             from sr_lightning.zoo import module_from_release
 
-            state, _ = checkpoints.load_weights(path)
             return generator_from_module(module_from_release(state, f"weights {path}", expect)[0])
         if has_net:
             checkpoints.check_expected(meta, expect, f"weights {path}")
