@@ -42,10 +42,14 @@ class ZooModule(SRModule):
         init_generator(self.net, path)
 
 
+class NetMismatchError(ValueError):
+    """A spandrel net whose scale or channels are not the run's (e.g. RRDBNet at x3)."""
+
+
 def check_net_fits(net: SpandrelNet, scale: int, channels: int) -> None:
     """The net's hyperparameters must give the run's scale and channels (one clear error)."""
     if net.scale != scale or net.in_channels != channels:
-        raise ValueError(
+        raise NetMismatchError(
             f"model.net (arch={net.arch}) is x{net.scale} with {net.in_channels} channels but "
             f"the run is scale={scale} channels={channels}: set the net's scale/channels "
             "hyperparameters to ${scale} / ${channels} (or pick a scale / channels the "
