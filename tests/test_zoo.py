@@ -15,9 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import spandrel
 import torch
 from PIL import Image
 from safetensors.torch import save_file
+from spandrel.architectures.Compact import Compact
+from spandrel.architectures.ESRGAN import ESRGAN
+from spandrel.architectures.SPAN import SPAN
+from spandrel.architectures.SwinIR import SwinIR
 
 from sr_lightning.checkpoints import UnsafeFileError
 from sr_lightning.data.imresize import imresize
@@ -25,12 +30,6 @@ from sr_lightning.eval import dihedral_ensemble, evaluate
 from sr_lightning.metrics import psnr_y, to_luma_uint8
 from sr_lightning.nets.zoo import SpandrelNet
 from sr_lightning.zoo import UnknownModelError
-
-spandrel = pytest.importorskip("spandrel")
-from spandrel.architectures.Compact import Compact  # noqa: E402
-from spandrel.architectures.ESRGAN import ESRGAN  # noqa: E402
-from spandrel.architectures.SPAN import SPAN  # noqa: E402
-from spandrel.architectures.SwinIR import SwinIR  # noqa: E402
 
 SCALE = 4
 IMAGES = ["bird", "head"]  # two Set5 images keep each evaluation to about a second
