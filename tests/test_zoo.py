@@ -483,3 +483,13 @@ def test_a_released_file_also_loads_into_a_named_spandrel_config(data_dir, compo
 def test_the_apps_compose_with_models_that_pick_their_loss(app, model):
     cfg = compose_app(app, f"model={model}")
     assert cfg.model.method == model
+
+
+def test_hyperparameters_that_no_config_can_hold_are_named():
+    from sr_lightning.nets.zoo import plain_hyperparameters
+
+    kwargs = dict(in_chans=3, embed_dim=12, depths=[1], num_heads=[2], window_size=4, upscale=2)
+    default = plain_hyperparameters(SwinIR(**kwargs))  # LayerNorm is the default: rebuilt
+    assert "norm_layer" not in default and default["depths"] == [1]
+    with pytest.raises(ValueError, match=r"norm_layer=.*Identity.* cannot be written"):
+        plain_hyperparameters(SwinIR(**kwargs, norm_layer=torch.nn.Identity))

@@ -89,6 +89,9 @@ def arch_name(net: nn.Module) -> str:
     return folder if len(classes) == 1 else f"{folder}.{exported}"
 
 
+_NOT_PLAIN = object()  # marks a value that yaml / JSON / weights_only checkpoints cannot hold
+
+
 def _plain(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | float | str):
         return value
@@ -99,9 +102,6 @@ def _plain(value: Any) -> Any:
         items = {str(k): _plain(v) for k, v in value.items()}
         return items if all(v is not _NOT_PLAIN for v in items.values()) else _NOT_PLAIN
     return _NOT_PLAIN
-
-
-_NOT_PLAIN = object()
 
 
 def plain_hyperparameters(net: nn.Module) -> dict[str, Any]:
