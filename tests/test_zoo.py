@@ -432,6 +432,7 @@ def test_srgan_trains_a_spandrel_generator_from_a_released_model(
         "scale=4",
         "channels=3",
         "loss.content.pretrained=false",
+        "callbacks.perceptual.lpips.enabled=false",  # no AlexNet weights offline
         "~model.net",
         "+model.net._target_=sr_lightning.nets.zoo.SpandrelNet",
         "+model.net.arch=ESRGAN",
