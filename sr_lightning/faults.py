@@ -2,15 +2,20 @@
 
 A run killed at any moment must leave either the previous or the new ``last.ckpt``, never a
 truncated one, and a preempted job (SLURM sends SIGTERM before the kill) must leave a
-checkpoint of the step it reached, so that ``ckpt_path=last`` continues from there.
+checkpoint of the step it reached, so that ``ckpt_path=last`` continues from there. A write
+that fails (full disk, I/O error, permissions) stops the run with one line naming the file and
+the errno, and the periodic checkpoint before ``last.ckpt`` is kept as ``previous.ckpt``.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import random
+import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -40,15 +45,150 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
         raise
 
 
+# errors a second attempt can outlive (a network file system's hiccup); a full disk or a
+# missing permission stays, so those fail at once
+RETRY_ERRNOS = frozenset({errno.EIO, errno.EAGAIN, errno.EINTR, errno.ETIMEDOUT, errno.EBUSY})
+RETRY_DELAY_S = 2.0
+# the periodic checkpoint before the current last.ckpt (a hard link: no copy, no space)
+PREVIOUS_NAME = "previous.ckpt"
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint that could not be written; the file it would have replaced is intact.
+
+    Carries the ``errno`` and ``filename`` of the failure; its message is the one line.
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else super().__str__()
+
+
+def save_checkpoint_file(obj: Any, path: str | Path, retries: int = 1) -> None:
+    """:func:`atomic_torch_save`, retried after a transient I/O error, else one clear error."""
+    path = Path(path)
+    for attempt in range(retries + 1):
+        try:
+            atomic_torch_save(obj, path)
+            return
+        except OSError as err:
+            transient = err.errno in RETRY_ERRNOS and attempt < retries
+            if transient:
+                log.warning("writing %s failed (%s); retrying in %.0f s", path, err, RETRY_DELAY_S)
+                time.sleep(RETRY_DELAY_S)
+                continue
+            name = errno.errorcode.get(err.errno, "unknown errno") if err.errno else "no errno"
+            kept = "the previous one is intact" if path.exists() else "no earlier one existed"
+            tried = f" (after {attempt + 1} attempts)" if attempt else ""
+            error = CheckpointWriteError(
+                f"cannot write checkpoint {path}: [{name}] {err.strerror or err}{tried}; {kept}. "
+                "Free space or fix the permissions of that folder, then rerun the same command "
+                "to resume"
+            )
+            error.errno, error.filename = err.errno, str(path)
+            raise error from err
+
+
+def keep_previous(path: Path) -> None:
+    """Keep ``path`` (the current last.ckpt) as ``previous.ckpt`` before it is replaced, so a
+    last.ckpt found corrupt at resume has a good checkpoint to fall back on."""
+    if not path.is_file():
+        return
+    previous = path.with_name(PREVIOUS_NAME)
+    tmp = path.with_name(f".{PREVIOUS_NAME}.{os.getpid()}.tmp")
+    try:
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(path, tmp)
+        except OSError:  # a file system without hard links
+            shutil.copy2(path, tmp)
+        os.replace(tmp, previous)
+    except OSError as err:  # the new checkpoint matters more than the old one
+        tmp.unlink(missing_ok=True)
+        log.warning("could not keep %s as %s: %s", path, previous, err)
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's torch checkpoint IO with a same-directory temp file and ``os.replace``."""
+    """Lightning's torch checkpoint IO with a same-directory temp file and ``os.replace``, one
+    retry after a transient I/O error, and a one-line error naming the path and errno."""
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None
     ) -> None:
         if storage_options is not None:
             raise TypeError("AtomicCheckpointIO takes no storage_options")
-        atomic_torch_save(checkpoint, path)
+        save_checkpoint_file(checkpoint, path)
+
+
+class LastCheckpoint(Callback):
+    """``last.ckpt`` every ``every_n_train_steps`` steps and after every epoch, written only
+    where Lightning resumes exactly.
+
+    Lightning 2.6 treats a checkpoint written after an epoch's last batch but before the
+    epoch has ended (a step checkpoint on the last batch, ModelCheckpoint's ``save_last`` at
+    validation end) as a finished epoch: the resumed run skips that epoch's validation,
+    ``on_train_epoch_end`` (the epoch loss) and its scheduler step. So the step checkpoint
+    leaves out the last batch of an epoch, and the epoch's checkpoint is written once the
+    epoch is complete: at the start of the next epoch and at the end of training.
+    """
+
+    def __init__(
+        self, dirpath: str, every_n_train_steps: int = 500, filename: str = "last.ckpt"
+    ) -> None:
+        if every_n_train_steps < 0:
+            raise ValueError(
+                f"every_n_train_steps must be >= 0 (0: only after epochs), got {every_n_train_steps}"
+            )
+        self.path = Path(dirpath) / filename
+        self.every_n_train_steps = int(every_n_train_steps)
+
+    def _save(self, trainer: Trainer) -> None:
+        if trainer.fast_dev_run or trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
+            return
+        # what was logged up to here is on disk before the checkpoint says it happened: a
+        # resumed run logs only the steps after it (the CSV logger buffers 100 steps)
+        for logger in trainer.loggers:
+            logger.save()
+        if trainer.is_global_zero:
+            keep_previous(self.path)
+        trainer.save_checkpoint(self.path)
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module, outputs, batch, batch_idx) -> None:
+        every = self.every_n_train_steps
+        if not every or trainer.global_step % every or trainer.global_step == 0:
+            return
+        if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            return  # the epoch's own checkpoint follows once the epoch has ended
+        self._save(trainer)
+
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.current_epoch == 0:
+            return
+        # The epoch loop clears its per-epoch counters right after this hook; saved before
+        # that, a resumed run would count the new epoch's batches as done and skip it.
+        epoch_loop = trainer.fit_loop.epoch_loop
+        if not epoch_loop.restarting:
+            epoch_loop.batch_progress.reset_on_run()
+            epoch_loop.scheduler_progress.reset_on_run()
+            epoch_loop.automatic_optimization.optim_progress.reset_on_run()
+            epoch_loop.val_loop.batch_progress.total.reset()
+        self._at_epoch_start = True
+        try:
+            self._save(trainer)  # the state the previous epoch ended with
+        finally:
+            self._at_epoch_start = False
+
+    def on_save_checkpoint(
+        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        if getattr(self, "_at_epoch_start", False):
+            # Lightning's restore adds one to the logger step of a run resumed here (it
+            # expects checkpoints written before that step's increment): store it one lower,
+            # so that the resumed run logs on the steps the uninterrupted one does
+            loop = checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]
+            loop["_batches_that_stepped"] -= 1
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._save(trainer)
 
 
 class PreemptionCheckpoint(Callback):

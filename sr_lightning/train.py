@@ -29,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from sr_lightning.builders import build_callbacks, build_datamodule, build_loggers, build_module
 from sr_lightning.config import CONF_DIR, register_resolvers
 from sr_lightning.data.cache import configure_compile_cache
+from sr_lightning.faults import PREVIOUS_NAME
 from sr_lightning.hydra_ddp import install_rank_command, job_process_group
 from sr_lightning.wandb_run import assign_run_id, finish_run, update_summary
 
@@ -77,14 +78,31 @@ def select_checkpoint(cfg: DictConfig, output_dir: Path) -> str | None:
     return str(found) if found else None
 
 
-def checkpoint_position(path: str) -> dict[str, int] | None:
+def read_position(path: str | Path) -> dict[str, int]:
     """Epoch and global step saved in a Lightning checkpoint (memory-mapped, weights unread)."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as err:  # an unreadable checkpoint fails properly in Lightning later
-        log.debug("could not read the position of %s: %s", path, err)
-        return None
+    ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     return {"epoch": int(ckpt.get("epoch", -1)), "global_step": int(ckpt.get("global_step", -1))}
+
+
+def checkpoint_position(path: str) -> dict[str, int]:
+    """:func:`read_position` of the checkpoint to resume from; an unreadable one is a clear
+    error that offers the previous periodic checkpoint (``previous.ckpt``) when it is intact."""
+    try:
+        return read_position(path)
+    except Exception as err:  # truncated zip, bad pickle, I/O error
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        previous = Path(path).with_name(PREVIOUS_NAME)
+        try:
+            at = read_position(previous)
+            offer = (
+                f"The previous periodic checkpoint {previous} (epoch {at['epoch']}, global step "
+                f"{at['global_step']}) is intact: resume from it with ckpt_path={previous}."
+            )
+        except Exception:
+            offer = "Remove it to start this run over, or pass another ckpt_path."
+        raise ValueError(
+            f"cannot resume from {path}: it is truncated or corrupt ({reason}). {offer}"
+        ) from None
 
 
 @rank_zero_only

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from omegaconf import open_dict
 
-from sr_lightning.faults import RNGStateCheckpoint, atomic_torch_save
+from sr_lightning import faults
+from sr_lightning.faults import (
+    CheckpointWriteError,
+    RNGStateCheckpoint,
+    atomic_torch_save,
+    save_checkpoint_file,
+)
+from sr_lightning.train import train
 from tests.conftest import tiny_overrides
 
 
@@ -105,3 +115,114 @@ def test_sigkill_mid_epoch_resumes_from_the_periodic_checkpoint(tiny_data, tmp_p
                              timeout=600)  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert torch.load(last, weights_only=True)["global_step"] == 600
+
+
+# -- faults while writing -------------------------------------------------------------------
+
+
+def _failing_save(err_no: int, fail_times: int = 10**9):
+    """A torch.save that writes half a file then fails with ``err_no`` ``fail_times`` times."""
+    real = torch.save
+    calls = []
+
+    def save(obj, f):
+        calls.append(1)
+        if len(calls) <= fail_times:
+            f.write(b"half a checkpoint")
+            raise OSError(err_no, os.strerror(err_no))
+        real(obj, f)
+
+    return save, calls
+
+
+@pytest.mark.parametrize("err_no,name", [(errno.ENOSPC, "ENOSPC"), (errno.EIO, "EIO")])
+def test_a_failing_checkpoint_write_names_path_and_errno_and_keeps_the_previous(
+    tmp_path, monkeypatch, err_no, name
+):
+    path = tmp_path / "last.ckpt"
+    atomic_torch_save({"step": 1}, path)
+    save, calls = _failing_save(err_no)
+    monkeypatch.setattr(torch, "save", save)
+    monkeypatch.setattr(faults, "RETRY_DELAY_S", 0.0)
+    with pytest.raises(CheckpointWriteError) as info:
+        save_checkpoint_file({"step": 2}, path)
+    message = str(info.value)
+    assert str(path) in message and f"[{name}]" in message and "\n" not in message
+    assert "previous one is intact" in message
+    assert info.value.errno == err_no
+    # a full disk stays full: no retry; an I/O error is retried once
+    assert len(calls) == (2 if err_no == errno.EIO else 1)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True) == {"step": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_a_transient_io_error_is_retried_and_the_checkpoint_written(tmp_path, monkeypatch):
+    path = tmp_path / "last.ckpt"
+    save, calls = _failing_save(errno.EIO, fail_times=1)
+    monkeypatch.setattr(torch, "save", save)
+    monkeypatch.setattr(faults, "RETRY_DELAY_S", 0.0)
+    save_checkpoint_file({"step": 2}, path)
+    monkeypatch.undo()
+    assert len(calls) == 2 and torch.load(path, weights_only=True) == {"step": 2}
+
+
+def test_a_folder_without_write_permission_fails_naming_it(tmp_path, monkeypatch):
+    def denied(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", denied)
+    with pytest.raises(CheckpointWriteError, match=r"checkpoints/last\.ckpt: \[EACCES\]"):
+        save_checkpoint_file({"step": 1}, tmp_path / "checkpoints" / "last.ckpt")
+
+
+def _tiny_run(compose_train, tiny_data, run_dir, *extra):
+    cfg = compose_train(*tiny_overrides(tiny_data), "scale=2", "trainer.max_epochs=1",
+                        "data.patches_per_image=8", "callbacks.image_panels=null",
+                        "callbacks.periodic_last.every_n_train_steps=4", *extra)  # fmt: skip
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(run_dir)
+    return train(cfg)
+
+
+def test_a_run_whose_disk_fills_stops_and_keeps_its_last_good_checkpoint(
+    tiny_data, compose_train, tmp_path, monkeypatch
+):
+    real, saves = torch.save, []
+
+    def fills_up(obj, f):  # the disk is full after step 8
+        saves.append(obj["global_step"])
+        if obj["global_step"] > 8:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(obj, f)
+
+    monkeypatch.setattr(torch, "save", fills_up)
+    run = tmp_path / "run"
+    with pytest.raises(
+        CheckpointWriteError, match=r"^cannot write checkpoint .*\.ckpt: \[ENOSPC\]"
+    ):
+        _tiny_run(compose_train, tiny_data, run)
+    assert saves == [4, 8, 12]  # the run stopped at the first failed write
+    monkeypatch.undo()
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 8
+    assert not [p for p in (run / "checkpoints").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_corrupt_last_checkpoint_is_named_and_the_previous_one_offered(
+    tiny_data, compose_train, tmp_path
+):
+    run = tmp_path / "run"
+    _tiny_run(compose_train, tiny_data, run)  # 12 steps: last.ckpt at 4, 8, then the end
+    ckpts = run / "checkpoints"
+    assert torch.load(ckpts / "previous.ckpt", weights_only=True)["global_step"] == 8
+    data = (ckpts / "last.ckpt").read_bytes()
+    (ckpts / "last.ckpt").write_bytes(data[: len(data) // 2])  # truncated, e.g. a bad copy
+    with pytest.raises(ValueError) as info:
+        _tiny_run(compose_train, tiny_data, run, "trainer.max_epochs=2")
+    message = str(info.value)
+    assert f"cannot resume from {ckpts / 'last.ckpt'}: it is truncated or corrupt" in message
+    assert f"ckpt_path={ckpts / 'previous.ckpt'}" in message and "global step 8" in message
+    metrics = _tiny_run(compose_train, tiny_data, run, "trainer.max_epochs=2",
+                        f"ckpt_path={ckpts / 'previous.ckpt'}")  # fmt: skip
+    assert metrics["val/psnr"] > 0
+    assert torch.load(ckpts / "last.ckpt", weights_only=True)["global_step"] == 24

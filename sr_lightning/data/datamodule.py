@@ -30,6 +30,7 @@ from sr_lightning.data.device_cache import (
     packed_bytes,
     use_device_cache,
 )
+from sr_lightning.data.resumable import ResumableLoader, resumable_loader
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +200,7 @@ class SRDataModule(LightningDataModule):
 
     # -- loaders -------------------------------------------------------------------------
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> ResumableLoader:
         device = self._train_device()
         # the whole set's size decides (images too small for a patch are dropped below)
         images = self.train_set.images
@@ -230,18 +231,11 @@ class SRDataModule(LightningDataModule):
             self._packed = None  # packed on the first batch's device
             self._packed_images = dataset.images
             # positions are a few bytes a patch: workers and pinned memory would only add latency
-            return DataLoader(
-                dataset,
-                batch_size=self.batch_size,
-                shuffle=True,
-                drop_last=True,
-                collate_fn=_positions_as_is,
-            )
-        return DataLoader(
+            return resumable_loader(dataset, self.batch_size, collate_fn=_positions_as_is)
+        # resumable: a run resumed mid-epoch continues with the crops it would have drawn
+        return resumable_loader(
             dataset,
-            batch_size=self.batch_size,
-            shuffle=True,
-            drop_last=True,
+            self.batch_size,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory and self._on_cuda(),
             persistent_workers=self.persistent_workers,

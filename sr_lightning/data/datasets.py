@@ -286,8 +286,9 @@ class CropPositions(Dataset):
     """Where the training patches are cut: ``(image, top, left)`` rows, a batch at a time.
 
     ``patches_per_image`` positions per image and epoch, so small sets still give full epochs.
-    Positions are drawn for the whole batch with one call to torch's RNG, which Lightning seeds
-    per worker (``seed_everything(workers=True)``), so runs are reproducible with a seed. Fixed
+    Positions are drawn for the whole batch with one call to torch's RNG; the training loader
+    (:mod:`sr_lightning.data.resumable`) hands out keyed indices that seed that draw, so runs
+    are reproducible with a seed and resume mid-epoch exactly. Fixed
     crops (``random_crops=False``, a generator seeded by the index) let ``debug=overfit`` see the
     same batch every step.
 
@@ -340,11 +341,21 @@ class CropPositions(Dataset):
     def __getitems__(self, indices: Sequence[int]):
         return self.crop_positions(indices)
 
-    def crop_positions(self, indices: Sequence[int]) -> torch.Tensor:
-        """int64 rows ``(image, top, left)``, uniform over each image's valid positions."""
+    def crop_positions(self, indices: Sequence[int] | Sequence[tuple[int, int]]) -> torch.Tensor:
+        """int64 rows ``(image, top, left)``, uniform over each image's valid positions.
+
+        ``indices`` are plain indices (positions from torch's RNG) or the ``(index, key)``
+        pairs of :class:`~sr_lightning.data.resumable.KeyedSampler`: then the batch's
+        positions come from a generator seeded by its first key, so a resumed run cuts the
+        same crops whichever worker cuts them.
+        """
+        generator = None
+        if indices and isinstance(indices[0], tuple | list):
+            generator = torch.Generator().manual_seed(int(indices[0][1]))
+            indices = [int(index) for index, _ in indices]
         image = torch.as_tensor(indices, dtype=torch.int64) // self.patches_per_image
         if self.random_crops:
-            fractions = torch.rand(len(indices), 2, dtype=torch.float64)
+            fractions = torch.rand(len(indices), 2, dtype=torch.float64, generator=generator)
         else:
             fractions = torch.stack(
                 [

@@ -22,6 +22,8 @@ from sr_lightning.losses.pixel import PixelLoss, check_loss_reduction, per_patch
 from sr_lightning.metrics import SRMetrics
 
 CHECKPOINT_KEY = "sr_lightning"
+# the running sum and count of the epoch's training loss (a plain tensor and an int)
+EPOCH_LOSS_KEY = "sr_lightning_epoch_loss"
 
 
 class SRModule(LightningModule):
@@ -147,6 +149,8 @@ class SRModule(LightningModule):
         bad = ~torch.isfinite(detached)
         self._nonfinite = bad if self._nonfinite is None else self._nonfinite | bad
         weighted = detached * batch_size
+        if self._loss_sum is not None and self._loss_sum.device != weighted.device:
+            self._loss_sum = self._loss_sum.to(weighted.device)  # restored from a checkpoint
         self._loss_sum = weighted if self._loss_sum is None else self._loss_sum + weighted
         self._loss_count += batch_size
         log_step = self.is_log_step()
@@ -190,6 +194,22 @@ class SRModule(LightningModule):
             mean = self._loss_sum / self._loss_count
             self.log("train/loss_epoch", mean, prog_bar=True, sync_dist=True)
         self._loss_sum, self._loss_count = None, 0
+        self.step_schedulers_skipped_on_resume()
+
+    def step_schedulers_skipped_on_resume(self) -> None:
+        """Step the epoch-interval schedulers at the end of an epoch this run resumed into.
+
+        Lightning 2.6 skips them there (``FitLoop.on_advance_end`` steps only when not
+        ``restarting``), so a run resumed mid-epoch would keep one epoch's LR too long and
+        drift from the run that never stopped. Everything they read is restored: the optimizer,
+        the scheduler, and the epoch's loss (``train/loss_epoch``, logged just before).
+        """
+        trainer = self._trainer
+        if trainer is None or not self.automatic_optimization:
+            return
+        fit_loop = trainer.fit_loop
+        if fit_loop.restarting and fit_loop.epoch_loop._num_ready_batches_reached():
+            fit_loop.epoch_loop.update_lr_schedulers("epoch", update_plateau_schedulers=True)
 
     def check_finite(self, loss: torch.Tensor, terms: Mapping[str, torch.Tensor]) -> None:
         """Stop on a NaN/Inf loss with the step and the offending term, not silently diverge."""
@@ -312,3 +332,13 @@ class SRModule(LightningModule):
             "scale": self.scale,
             "channels": self.channels,
         }
+        # the epoch's loss so far, so that a run resumed mid-epoch logs the same epoch mean
+        checkpoint[EPOCH_LOSS_KEY] = {
+            "sum": None if self._loss_sum is None else self._loss_sum.detach().cpu(),
+            "count": self._loss_count,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        saved = checkpoint.get(EPOCH_LOSS_KEY) or {}
+        self._loss_sum = saved.get("sum")
+        self._loss_count = int(saved.get("count", 0))
