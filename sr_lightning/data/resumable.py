@@ -77,15 +77,22 @@ class ResumableLoader(DataLoader):
     """
 
     def __iter__(self) -> Iterator[Any]:
+        # Started on the first batch, not here: Lightning creates the epoch's iterator before
+        # it calls the sampler's set_epoch, and workers would fetch the wrong epoch's order.
+        counting = getattr(self, "_counting", None)
+        if counting is None or not self.persistent_workers:
+            counting = self._counting = _CountingIterator(self)
+        counting.inner = None
+        return counting
+
+    def _start(self) -> Iterator[Any]:
         sampler = self.sampler
         self._batches = getattr(sampler, "skip", 0) // self.batch_size
         self._epoch = getattr(sampler, "epoch", 0)  # the epoch these batches belong to
         if isinstance(sampler, KeyedSampler) and self.generator is not None:
             # the workers' base seed (drawn from this generator) is a function of the epoch too
             self.generator.manual_seed(epoch_key(sampler.seed, sampler.epoch))
-        for batch in super().__iter__():
-            self._batches += 1
-            yield batch
+        return super().__iter__()
 
     def state_dict(self) -> dict[str, int]:
         sampler = self.sampler
@@ -109,6 +116,39 @@ class ResumableLoader(DataLoader):
         else:
             sampler.set_epoch(int(state["epoch"]))
         sampler.skip = batches * self.batch_size
+
+
+class _CountingIterator:
+    """The DataLoader's own iterator, started on first use, counting the batches it hands out.
+
+    One object per epoch, or one for the whole run with persistent workers, like the
+    DataLoader's own iterator; its attributes (``_workers``, ...) are that iterator's.
+    """
+
+    def __init__(self, loader: ResumableLoader) -> None:
+        self.loader = loader
+        self.inner: Iterator[Any] | None = None
+
+    def _started(self) -> Iterator[Any]:
+        if self.inner is None:
+            self.inner = self.loader._start()
+        return self.inner
+
+    def __iter__(self) -> _CountingIterator:
+        return self
+
+    def __next__(self) -> Any:
+        batch = next(self._started())
+        self.loader._batches += 1
+        return batch
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __getattr__(self, name: str) -> Any:  # _workers, _shutdown_workers, ...
+        if name.startswith("__") or name in ("inner", "loader"):
+            raise AttributeError(name)
+        return getattr(self._started(), name)
 
 
 def resumable_loader(
