@@ -206,6 +206,8 @@ class PreemptionCheckpoint(Callback):
     ) -> None:
         if not isinstance(exception, SIGTERMException) or trainer.state.fn != TrainerFn.FITTING:
             return
+        if trainer.is_global_zero:
+            keep_previous(self.path)
         trainer.save_checkpoint(self.path)
         log.warning(
             "SIGTERM: saved %s at global step %d; resume with ckpt_path=last",
