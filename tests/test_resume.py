@@ -41,6 +41,7 @@ GAN = [
     "model.discriminator.base_width=8",
     "model.discriminator.dense_width=32",
     "loss.content.pretrained=false",
+    "callbacks.perceptual.lpips.enabled=false",  # no AlexNet offline
     "model.init_from=null",
     # D-only warm-up and D/G alternation: both counted from the restored global step
     "model.d_warmup_steps=3",
