@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""sr-lightning benchmarks: framework overhead, data pipeline, imresize, time to +1 dB.
+"""sr-lightning benchmarks: end-to-end speed against a plain loop, framework overhead in memory,
+data pipeline, imresize, time to +1 dB.
 
     python scripts/bench.py --json benchmarks/results.json          # full run (`make bench`)
     python scripts/bench.py --quick --json /tmp/quick.json          # under 3 minutes
@@ -954,10 +955,17 @@ def markdown_section(results: dict, figure_paths: Sequence[Path], md_path: Path)
         "every run.",
         "",
     ]
+    if results.get("end_to_end"):
+        from bench_e2e import markdown as e2e_markdown
+
+        lines += [*e2e_markdown(results["end_to_end"]), ""]
     fo = results.get("framework_overhead")
     if fo:
         lines += [
-            "### Framework overhead",
+            "### Framework overhead, in memory",
+            "",
+            "The step alone, without data, validation or checkpoints (the end-to-end table "
+            "above is what a run pays).",
             "",
             "Time per training step of the same net, loss, optimizer (the module's own "
             "`configure_optimizers`) and in-memory batch: `trainer.fit` with the Trainer, "
@@ -1126,7 +1134,7 @@ def write_json(path: Path, results: dict) -> None:
 
 # -- main -------------------------------------------------------------------------------------------
 
-BENCHMARKS = ("overhead", "data", "imresize", "convergence")
+BENCHMARKS = ("e2e", "overhead", "data", "imresize", "convergence")
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -1151,7 +1159,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     unknown = sorted(set(chosen) - set(BENCHMARKS))
     if unknown:
         parser.error(f"--only: unknown {unknown}; choose from {', '.join(BENCHMARKS)}")
-    needs_data = {"data", "convergence"} & set(chosen)
+    needs_data = {"e2e", "data", "convergence"} & set(chosen)
     missing = args.data_dir is None or not (Path(args.data_dir) / "T91").is_dir()
     if needs_data and missing and not args.profile:
         parser.error(
@@ -1179,6 +1187,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
             print(profile_steps(workdir))
             return results
         data_dir = Path(args.data_dir) if args.data_dir else None
+        if "e2e" in chosen:
+            from bench_e2e import bench_end_to_end
+
+            results["end_to_end"] = bench_end_to_end(data_dir, args.threads, args.quick, log)
         if "overhead" in chosen:
             results["framework_overhead"] = bench_framework_overhead(workdir, args.quick)
         if "data" in chosen:

@@ -16,7 +16,9 @@ make_dm = make_datamodule
 
 
 def test_train_batch_shapes_and_lr_is_rounded_bicubic(tiny_data):
-    dm = make_dm(tiny_data, augment={"hflip": False, "vflip": False, "rot90": False})
+    dm = make_dm(
+        tiny_data, augment={"hflip": False, "vflip": False, "rot90": False}, degradation="online"
+    )
     hr_uint8 = next(iter(dm.train_dataloader()))
     assert hr_uint8.dtype == torch.uint8 and hr_uint8.shape == (4, 3, 16, 16)
     batch = dm.on_after_batch_transfer(hr_uint8, 0)

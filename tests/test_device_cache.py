@@ -97,7 +97,8 @@ def test_device_cache_true_on_a_full_device_names_the_key_and_the_way_out():
 
 
 def test_device_fed_loader_yields_positions_and_the_same_training_batch(tiny_data):
-    host = make_datamodule(tiny_data, device_cache="false")
+    # the online degradation (paired host crops are another RNG stream: tests/test_paired.py)
+    host = make_datamodule(tiny_data, device_cache="false", degradation="online")
     device = make_datamodule(tiny_data, device_cache="true", num_workers=2)
     host_loader, device_loader = host.train_dataloader(), device.train_dataloader()
     assert not host.device_fed and device.device_fed
@@ -119,7 +120,11 @@ def test_training_from_the_device_cache_matches_host_fed_training(
     weights = []
     for mode in ("false", "true"):
         cfg = compose_train(
-            *tiny_overrides(tiny_data), "scale=2", "seed=5", f"data.device_cache={mode}"
+            *tiny_overrides(tiny_data),
+            "scale=2",
+            "seed=5",
+            f"data.device_cache={mode}",
+            "data.degradation=online",
         )
         cfg.paths.output_dir = str(tmp_path / mode)
         train(cfg)

@@ -17,6 +17,7 @@ from sr_lightning.modules.srcnn import SRCNNModule
 from sr_lightning.modules.srresnet import SRResNetModule
 from sr_lightning.modules.vdsr import VDSRModule, clip_to_lr_bounds
 from sr_lightning.nets import SRCNN, VDSR, SRResNet
+from sr_lightning.schedules import BudgetLR
 from sr_lightning.train import train
 from tests.conftest import tiny_overrides
 
@@ -74,8 +75,9 @@ def test_vdsr_preset_is_the_paper(compose_train, tmp_path: Path) -> None:
     assert isinstance(opt, torch.optim.SGD)
     group = opt.param_groups[0]
     assert (group["lr"], group["momentum"], group["weight_decay"]) == (0.1, 0.9, 1e-4)
-    assert isinstance(sched, torch.optim.lr_scheduler.StepLR)
-    assert (sched.step_size, sched.gamma) == (20, 0.1)
+    # the paper's /10 every 20 of 80 epochs, as fractions of the budget
+    assert isinstance(sched, BudgetLR) and conf["lr_scheduler"]["interval"] == "step"
+    assert (sched.kind, sched.milestones, sched.gamma) == ("step", [0.25, 0.5, 0.75], 0.1)
     assert module.clip_theta > 0 and cfg.trainer.max_epochs == 80
 
 
@@ -203,10 +205,9 @@ def test_vdsr_clipping_in_training_follows_the_scheduled_lr(compose_train, tiny_
         *SMALL_NETS["vdsr"],
         "scale=2",
         f"model.clip_theta={theta}",
-        # halve the lr after every step, so each step has its own bound
-        "model.scheduler.step_size=1",
+        # halve the lr after every step of the 5, so each step has its own bound
+        "model.scheduler.milestones=[0.2,0.4,0.6,0.8]",
         "model.scheduler.gamma=0.5",
-        "model.scheduler_interval=step",
     )
     recorder = GradRecorder()
     lrs = []

@@ -22,7 +22,12 @@ from sr_lightning.data.datasets import (
     prepare_cache,
     set_spec,
 )
-from sr_lightning.data.degradation import degrade_eval, degrade_train, random_dihedral, to_float
+from sr_lightning.data.degradation import (
+    degrade_eval,
+    degrade_train,
+    random_dihedral,
+    to_float,
+)
 from sr_lightning.data.device_cache import (
     PackedImages,
     free_device_bytes,
@@ -30,6 +35,7 @@ from sr_lightning.data.device_cache import (
     packed_bytes,
     use_device_cache,
 )
+from sr_lightning.data.paired import PairedPatchDataset, use_paired
 from sr_lightning.data.resumable import ResumableLoader, resumable_loader
 
 log = logging.getLogger(__name__)
@@ -92,6 +98,7 @@ class SRDataModule(LightningDataModule):
         cache: str = "auto",
         cache_dir: str | None = None,
         device_cache: str | bool = "auto",
+        degradation: str = "auto",
     ) -> None:
         super().__init__()
         self.name = name
@@ -117,6 +124,8 @@ class SRDataModule(LightningDataModule):
         self.cache = cache
         self.cache_dir = cache_dir
         self.device_cache = device_cache
+        self.degradation = degradation
+        self.paired = False  # decided by train_dataloader
         self.check_patch_size()
         self.train_set: ImageSet | None = None
         self.device_fed = False  # decided by train_dataloader
@@ -208,13 +217,21 @@ class SRDataModule(LightningDataModule):
         self.device_fed = use_device_cache(
             self.device_cache, device, nbytes, free_device_bytes(device)
         )
+        self.paired = use_paired(self.degradation, device, self.scales, self.device_fed)
         # device-fed, the loader hands out crop positions; host-fed, the crops themselves
-        dataset = (CropPositions if self.device_fed else PatchDataset)(
-            self.train_set,
-            self.patch_size,
-            self.patches_per_image,
-            self.small_images,
-            self.random_crops,
+        # (paired: aligned crops of the HR and of its precomputed LR)
+        crops = (self.patch_size, self.patches_per_image, self.small_images, self.random_crops)
+        if self.paired:
+            dataset = PairedPatchDataset(
+                self.train_set, self.patch_size, self.scale, *crops[1:], augment=self.augment
+            )
+        else:
+            dataset = (CropPositions if self.device_fed else PatchDataset)(self.train_set, *crops)
+        log.info(
+            "training LR: %s",
+            f"precomputed once per image (x{self.scale}), cropped with the HR"
+            if self.paired
+            else "downscaled from each HR batch on the device",
         )
         if len(dataset) < self.batch_size:
             raise ValueError(
@@ -236,6 +253,7 @@ class SRDataModule(LightningDataModule):
         return resumable_loader(
             dataset,
             self.batch_size,
+            collate_fn=_positions_as_is if self.paired else None,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory and self._on_cuda(),
             persistent_workers=self.persistent_workers,
@@ -288,6 +306,8 @@ class SRDataModule(LightningDataModule):
             batch = self.packed_on(batch.device).crop(batch, self.patch_size)
         if isinstance(batch, torch.Tensor):
             return self.make_train_batch(batch)
+        if "lr" in batch:  # a paired training batch (eval batches carry HR only)
+            return self.make_paired_batch(batch)
         return self.make_eval_batch(batch)
 
     def draw_scale(self) -> int:
@@ -301,13 +321,17 @@ class SRDataModule(LightningDataModule):
         scale = self.draw_scale()
         return {"lr": degrade_train(hr, scale), "hr": hr, "scale": scale}
 
+    def make_paired_batch(self, batch: dict) -> dict:
+        """Aligned uint8 LR/HR crops (already flipped/rotated by the dataset) -> float."""
+        return {"lr": to_float(batch["lr"]), "hr": to_float(batch["hr"]), "scale": self.scale}
+
     def make_eval_batch(self, batch: dict) -> dict:
         hr = to_float(batch["hr"])
         return {**batch, "hr": hr, "lr": degrade_eval(hr, self.scale), "scale": self.scale}
 
 
-def _positions_as_is(positions: torch.Tensor) -> torch.Tensor:
-    """CropPositions hands out a whole batch of rows already (no per-sample collation)."""
+def _positions_as_is(positions):
+    """CropPositions (and PairedPatchDataset) hand out whole batches already: no collation."""
     return positions
 
 

@@ -8,18 +8,21 @@ containers that ``torch.load(weights_only=True)`` accepts and that rebuild the s
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch import LightningModule
+from lightning.pytorch.callbacks import Timer
 from torch import nn
 from torchmetrics import MaxMetric
 
 from sr_lightning.data.degradation import bicubic_upscale
 from sr_lightning.losses.pixel import PixelLoss, check_loss_reduction, per_patch_scale
 from sr_lightning.metrics import SRMetrics
+from sr_lightning.schedules import is_budget_schedule
 
 CHECKPOINT_KEY = "sr_lightning"
 # the running sum and count of the epoch's training loss (a plain tensor and an int)
@@ -67,6 +70,7 @@ class SRModule(LightningModule):
         self._loss_sum: torch.Tensor | None = None
         self._loss_count = 0
         self._nonfinite: torch.Tensor | None = None
+        self._budget_steps: float | None = None  # the step budget, read once (budget_progress)
 
     # -- model ------------------------------------------------------------------------------
 
@@ -246,12 +250,40 @@ class SRModule(LightningModule):
         if not self.hparams.scheduler:
             return optimizer
         scheduler = {
-            "scheduler": instantiate(self.hparams.scheduler)(optimizer=optimizer),
+            "scheduler": self.build_scheduler(self.hparams.scheduler, optimizer),
             "interval": self.hparams.scheduler_interval,
         }
         if self.hparams.scheduler_monitor:
             scheduler["monitor"] = self.hparams.scheduler_monitor
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    def build_scheduler(self, cfg: Mapping, optimizer: torch.optim.Optimizer) -> Any:
+        """A scheduler from its ``_partial_`` config; a :class:`BudgetLR` reads this run's
+        ``budget_progress``."""
+        factory = instantiate(cfg)
+        if is_budget_schedule(factory):
+            return factory(optimizer=optimizer, progress=self.budget_progress)
+        return factory(optimizer=optimizer)
+
+    def budget_progress(self) -> float:
+        """Fraction of the run's budget done: steps (max_steps / max_epochs) or train time
+        (``trainer.max_time``, on Lightning's Timer, resumed from checkpoints), whichever
+        is further along (:mod:`sr_lightning.schedules`)."""
+        trainer = self._trainer
+        if trainer is None:
+            return 0.0
+        if self._budget_steps is None:
+            # Lightning's estimate honours max_steps and max_epochs (inf when unbounded)
+            self._budget_steps = float(trainer.estimated_stepping_batches)
+        done = (
+            trainer.global_step / self._budget_steps if math.isfinite(self._budget_steps) else 0.0
+        )
+        timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+        remaining = timer.time_remaining() if timer is not None else None
+        if remaining is not None:
+            elapsed = timer.time_elapsed()
+            done = max(done, elapsed / max(elapsed + remaining, 1e-9))
+        return min(done, 1.0)
 
     # -- evaluation -------------------------------------------------------------------------
 

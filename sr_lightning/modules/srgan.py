@@ -296,7 +296,7 @@ class SRGANModule(SRModule):
         ):
             if not cfg:
                 continue
-            scheduler = instantiate(cfg)(optimizer=opt)
+            scheduler = self.build_scheduler(cfg, opt)
             if isinstance(scheduler, ReduceLROnPlateau):
                 raise ValueError(
                     "ReduceLROnPlateau needs a monitored metric, which SRGAN's hand-stepped "

@@ -1,0 +1,115 @@
+"""Budget schedules: the lr follows the fraction of max_steps / max_time done, across resumes."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import pytest
+import torch
+from lightning.pytorch import Callback, Trainer
+from lightning.pytorch.callbacks import Timer
+
+from sr_lightning.builders import build_datamodule, build_module
+from sr_lightning.schedules import BudgetLR, budget_factor
+from tests.conftest import tiny_overrides
+
+
+def test_budget_factor_matches_the_step_and_cosine_formulas() -> None:
+    assert budget_factor(0.69, "step", [0.7, 0.9], 0.1) == 1.0
+    assert budget_factor(0.7, "step", [0.7, 0.9], 0.1) == pytest.approx(0.1)
+    assert budget_factor(0.95, "step", [0.7, 0.9], 0.1) == pytest.approx(0.01)
+    for p in (0.0, 0.3, 0.5, 1.0):
+        expected = 0.01 + 0.99 * (1 + math.cos(math.pi * p)) / 2
+        assert budget_factor(p, "cosine", final=0.01) == pytest.approx(expected)
+    # warmup ramps up to the schedule's value, then leaves it alone
+    assert budget_factor(0.0, "step", warmup=0.1) < 0.02
+    assert budget_factor(0.05, "step", warmup=0.1) == pytest.approx(0.051 / 0.101)
+    assert budget_factor(0.2, "step", warmup=0.1) == 1.0
+    with pytest.raises(ValueError, match="kind"):
+        budget_factor(0.5, "linear")
+
+
+def test_budget_lr_state_is_plain_and_milestones_are_checked() -> None:
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
+    sched = BudgetLR(opt, progress=lambda: 0.75, milestones=[0.5])
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.05)
+    buffer = io.BytesIO()
+    torch.save(sched.state_dict(), buffer)
+    buffer.seek(0)
+    assert "progress" not in torch.load(buffer, weights_only=True)
+    with pytest.raises(ValueError, match="fractions of the budget"):
+        BudgetLR(opt, milestones=[80])
+
+
+def test_max_steps_budget_decays_at_its_fractions(compose_train, tiny_data) -> None:
+    cfg = compose_train(
+        *tiny_overrides(tiny_data),
+        "model.scheduler.milestones=[0.5]",
+        "model.last_layer_lr_mult=1.0",
+    )
+    lrs = []
+
+    class Record(Callback):
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+            lrs.append(optimizer.param_groups[0]["lr"])
+
+    trainer = Trainer(max_steps=10, max_epochs=-1, limit_val_batches=0, logger=False,
+                      enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, callbacks=[Record()])  # fmt: skip
+    trainer.fit(build_module(cfg.model), datamodule=build_datamodule(cfg.data))
+    lr = cfg.model.optimizer.lr
+    assert lrs == pytest.approx([lr] * 5 + [lr * 0.1] * 5)
+
+
+class LrClock(Callback):
+    """Each step's lr and the Timer's fraction of the budget; stops the run at ``stop_at``."""
+
+    def __init__(self, stop_at: float | None = None) -> None:
+        self.stop_at = stop_at
+        self.rows: list[tuple[float, float]] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        timer = next(c for c in trainer.callbacks if isinstance(c, Timer))
+        elapsed = timer.time_elapsed()
+        fraction = elapsed / (elapsed + timer.time_remaining())
+        self.rows.append((fraction, trainer.optimizers[0].param_groups[0]["lr"]))
+        if self.stop_at is not None and fraction >= self.stop_at:
+            trainer.should_stop = True
+
+
+def test_max_time_schedule_ends_at_its_final_lr_and_survives_a_resume(
+    compose_train, tiny_data, tmp_path
+) -> None:
+    budget = 4.0
+    cfg = compose_train(
+        *tiny_overrides(tiny_data),
+        "model.scheduler.milestones=[0.6]",
+        "model.last_layer_lr_mult=1.0",
+    )
+    lr = cfg.model.optimizer.lr
+
+    def fit(clock: LrClock, ckpt_path=None) -> Trainer:
+        trainer = Trainer(max_time={"seconds": budget}, max_epochs=-1, limit_val_batches=0,
+                          logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                          enable_model_summary=False, callbacks=[clock])  # fmt: skip
+        module, data = build_module(cfg.model), build_datamodule(cfg.data)
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+        return trainer
+
+    first = LrClock(stop_at=0.3)
+    trainer = fit(first)
+    ckpt = tmp_path / "interrupted.ckpt"
+    trainer.save_checkpoint(ckpt)
+    assert all(r == pytest.approx(lr) for _, r in first.rows)  # still before the decay
+
+    second = LrClock()
+    fit(second, ckpt)
+    fractions = [f for f, _ in second.rows]
+    # the resumed run continues the clock where the first stopped, not from zero
+    assert fractions[0] >= 0.3 and fractions[-1] < 1.0
+    before = [r for f, r in second.rows if f < 0.6]
+    after = [r for f, r in second.rows if f > 0.7]
+    assert before and all(r == pytest.approx(lr) for r in before)
+    assert after and all(r == pytest.approx(lr * 0.1) for r in after)
+    assert second.rows[-1][1] == pytest.approx(lr * 0.1)  # the final lr, at the budget's end
