@@ -61,6 +61,19 @@ def test_srcnn_x3_preset_is_the_paper(compose_train, tmp_path: Path) -> None:
     assert cfg.run_name == "srcnn_x3"
 
 
+def test_srcnn_cpu_recipe_is_adam_9_1_5_over_the_budget(compose_train, tmp_path: Path) -> None:
+    cfg = compose_train("experiment=srcnn_x3_cpu", f"paths.data_dir={tmp_path}")
+    module, data = build_module(cfg.model), build_datamodule(cfg.data)
+    assert isinstance(module.net, SRCNN) and data.patch_size == 33 and data.batch_size == 16
+    assert module.border == (9 - 1 + 1 - 1 + 5 - 1) // 2  # 9-1-5, the ECCV'14 net
+    conf = module.configure_optimizers()
+    opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
+    # the recipe's `momentum: null` drops the base preset's SGD key instead of passing it
+    assert isinstance(opt, torch.optim.Adam) and "momentum" not in opt.defaults
+    assert isinstance(sched, BudgetLR) and conf["lr_scheduler"]["interval"] == "step"
+    assert cfg.model.loss_reduction == "mean" and cfg.trainer.max_epochs == -1
+
+
 def test_vdsr_preset_is_the_paper(compose_train, tmp_path: Path) -> None:
     cfg = compose_train("experiment=vdsr", f"paths.data_dir={tmp_path}")
     module, data = build_module(cfg.model), build_datamodule(cfg.data)

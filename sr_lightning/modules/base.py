@@ -245,8 +245,10 @@ class SRModule(LightningModule):
         ]
 
     def configure_optimizers(self) -> Any:
-        # configs use `_partial_: true`, so instantiate gives a factory awaiting params/optimizer
-        optimizer = instantiate(self.hparams.optimizer)(params=self.parameter_groups())
+        # configs use `_partial_: true`, so instantiate gives a factory awaiting params/optimizer;
+        # a key set to null is left out (a recipe can drop SGD's momentum when it picks Adam)
+        options = {k: v for k, v in self.hparams.optimizer.items() if v is not None}
+        optimizer = instantiate(options)(params=self.parameter_groups())
         if not self.hparams.scheduler:
             return optimizer
         scheduler = {
