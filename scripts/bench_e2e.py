@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -106,6 +107,8 @@ def bench_end_to_end(data_dir: Path, threads: int, quick: bool, log=print) -> di
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     side_by_side = 2 * threads <= (usable or 1)
     out: dict = {"seconds": seconds, "threads": threads, "side_by_side": side_by_side}
+    out["started"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    out["load_before"] = [round(x, 2) for x in os.getloadavg()]
     work = Path(tempfile.mkdtemp(prefix="sr_bench_e2e_"))
     env_data = {"SR_DATA_DIR": str(data_dir)}
     os.environ.update(env_data)
@@ -157,6 +160,7 @@ def bench_end_to_end(data_dir: Path, threads: int, quick: bool, log=print) -> di
             },
             "overrides": overrides,
         }
+    out["load_after"] = [round(x, 2) for x in os.getloadavg()]
     return out
 
 
@@ -169,7 +173,9 @@ def markdown(e2e: dict) -> list[str]:
         f"CSV logger, progress bar) against `scripts/plain_loop.py`, {e2e['seconds']} s of "
         f"training each, {how}, {e2e['threads']} torch thread(s) each. sr-train's steps/s is "
         "`global_step` over its Timer's train time (validation included), from `last.ckpt`. "
-        "Target ≥ 0.95.",
+        f"Target ≥ 0.95. Measured {e2e.get('started', '?')}; load average (1/5/15 min) "
+        f"{e2e.get('load_before')} before, {e2e.get('load_after')} after (above 2, the runs "
+        "shared the 2 cores with other work).",
         "",
         "| run | sr-train steps/s | plain loop steps/s | ratio | rounds (ratio, load) |",
         "|---|---|---|---|---|",

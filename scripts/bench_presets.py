@@ -39,15 +39,7 @@ START, END = "<!-- presets:start -->", "<!-- presets:end -->"
 DEFAULT_PRESETS = ("srcnn_x3", "vdsr", "srresnet_x4")
 # The CPU recipes of docs/methods.md: a preset plus overrides that make minutes count on a CPU.
 CPU_RECIPES = {
-    "srcnn_x3@cpu": (
-        "srcnn_x3",
-        [
-            "model.optimizer._target_=torch.optim.Adam",
-            "~model.optimizer.momentum",
-            "model.optimizer.lr=1e-3",
-            "data.batch_size=16",
-        ],
-    ),
+    "srcnn_x3@cpu": ("srcnn_x3_cpu", []),
     "vdsr@cpu": ("vdsr", ["data.batch_size=16"]),
     "srresnet_x4@cpu": ("srresnet_x4", ["model.patch_size=48"]),
 }

@@ -12,7 +12,8 @@ docs/benchmarks.md (between the ttq markers) and docs/figures/time_to_quality.pn
 
     python scripts/time_to_quality.py --budgets 1,2,4                     # ~9 minutes
     python scripts/time_to_quality.py                                     # 1..30 min: ~70 min
-    python scripts/time_to_quality.py --experiment srcnn_x3_cpu --no-plain --budgets 2,30
+    python scripts/time_to_quality.py --experiment srcnn_x3_cpu --no-plain --budgets 2,30 \
+        --json benchmarks/time_to_quality_srcnn.json
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from sr_lightning.machine import cpu_model  # noqa: E402
 
-START, END = "<!-- ttq:start -->", "<!-- ttq:end -->"
 PAPER = {"espcn_x3": 32.55, "srcnn_x3_cpu": 32.39}  # Set5 x3, the papers' tables
 BICUBIC_SET5_X3 = 30.39
 
@@ -146,10 +146,16 @@ def figure(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def markers(experiment: str) -> tuple[str, str]:
+    """One docs section per experiment, so the SRCNN table does not replace ESPCN's."""
+    return f"<!-- ttq:{experiment}:start -->", f"<!-- ttq:{experiment}:end -->"
+
+
 def markdown(results: dict, figure_path: Path) -> str:
     exp, m = results["experiment"], results["machine"]
+    start, end = markers(exp)
     lines = [
-        START,
+        start,
         f"## Time to quality (`scripts/time_to_quality.py`, `experiment={exp}`)",
         "",
         f"`sr-train experiment={exp} trainer.max_time=... trainer.max_epochs=-1` and the plain "
@@ -178,14 +184,15 @@ def markdown(results: dict, figure_path: Path) -> str:
     if paper:
         lines += ["", f"Paper (fully trained): Set5 x3 {paper} dB; bicubic {BICUBIC_SET5_X3} dB."]
     rel = os.path.relpath(figure_path, ROOT / "docs")
-    lines += ["", f"![time to quality]({rel})", "", END]
+    lines += ["", f"![time to quality]({rel})", "", end]
     return "\n".join(lines)
 
 
-def write_markdown(md_path: Path, section: str) -> None:
+def write_markdown(md_path: Path, section: str, experiment: str) -> None:
+    start, end = markers(experiment)
     text = md_path.read_text() if md_path.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        text = text[: text.index(START)] + section + text[text.index(END) + len(END) :]
+    if start in text and end in text:
+        text = text[: text.index(start)] + section + text[text.index(end) + len(end) :]
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
     md_path.write_text(text)
@@ -197,7 +204,7 @@ def main() -> None:
     p.add_argument("--experiment", default="espcn_x3")
     p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "time_to_quality.json")
     p.add_argument("--md", type=Path, default=ROOT / "docs" / "benchmarks.md")
-    p.add_argument("--figure", type=Path, default=ROOT / "docs" / "figures" / "time_to_quality.png")
+    p.add_argument("--figure", type=Path, help="default docs/figures/ttq_<experiment>.png")
     p.add_argument("--runs", type=Path, default=ROOT / "logs" / "time_to_quality")
     p.add_argument("--data-dir", default=os.environ.get("SR_DATA_DIR", str(ROOT / "data")))
     p.add_argument("--no-plain", dest="plain", action="store_false", help="sr-train only")
@@ -205,6 +212,7 @@ def main() -> None:
     p.add_argument("sr_args", nargs="*", help="extra sr-train overrides")
     args = p.parse_args()
     budgets = [float(b) for b in args.budgets.split(",")]
+    args.figure = args.figure or ROOT / "docs" / "figures" / f"ttq_{args.experiment}.png"
     results = json.loads(args.json.read_text()) if args.json.exists() else {}
     if results.get("experiment") not in (None, args.experiment):
         raise SystemExit(f"{args.json} holds {results['experiment']}; pass another --json")
@@ -228,7 +236,7 @@ def main() -> None:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
         print(f"{key} min done in {time.time() - t0:.0f} s: {json.dumps(results['budgets'][key])}")
     figure(results, args.figure)
-    write_markdown(args.md, markdown(results, args.figure))
+    write_markdown(args.md, markdown(results, args.figure), args.experiment)
 
 
 if __name__ == "__main__":

@@ -66,6 +66,7 @@ def test_srcnn_cpu_recipe_is_adam_9_1_5_over_the_budget(compose_train, tmp_path:
     module, data = build_module(cfg.model), build_datamodule(cfg.data)
     assert isinstance(module.net, SRCNN) and data.patch_size == 33 and data.batch_size == 16
     assert module.border == (9 - 1 + 1 - 1 + 5 - 1) // 2  # 9-1-5, the ECCV'14 net
+    assert module.net.init == "he"
     conf = module.configure_optimizers()
     opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
     # the recipe's `momentum: null` drops the base preset's SGD key instead of passing it

@@ -86,6 +86,18 @@ def test_srcnn_parameter_counts() -> None:
     assert count_parameters(SRCNN(kernel_sizes=(9, 3, 5))) == 24_513
 
 
+def test_srcnn_init_is_the_papers_or_hes() -> None:
+    torch.manual_seed(0)
+    paper, he = SRCNN(), SRCNN(init="he")
+    for p, h in zip(paper.body[::2], he.body[::2], strict=True):
+        fan_in = h.weight[0].numel()
+        assert float(p.weight.std()) == pytest.approx(1e-3, rel=0.1)
+        assert float(h.weight.std()) == pytest.approx((2 / fan_in) ** 0.5, rel=0.15)
+        assert not h.bias.any()
+    with pytest.raises(ValueError, match="init must be"):
+        SRCNN(init="xavier")
+
+
 def test_espcn_parameter_count() -> None:
     # r=3, 1 channel: 5·5·1·64+64 = 1,664; 3·3·64·32+32 = 18,464; 3·3·32·9+9 = 2,601
     # -> 22,729 (the paper's count for this configuration).
