@@ -421,6 +421,8 @@ def bench_datamodule(workdir: Path, folder: Path, cache_dir: Path, **options: An
         pin_memory=False,
         cache="disk",
         cache_dir=str(cache_dir),
+        # the GPU-run pipeline (HR batches, degraded after the transfer), measured on this CPU
+        degradation="online",
         **options,
     )
 

@@ -144,6 +144,8 @@ def datamodule(images: ImageSet, device: torch.device, device_cache: str, worker
         pin_memory=True,
         persistent_workers=True,
         device_cache=device_cache,
+        # the GPU path: HR batches degraded on the device (also in the CPU smoke test)
+        degradation="online",
     )
     dm.train_set = images  # made in memory; no folder to load
     dm.trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=device))
