@@ -183,6 +183,14 @@ def markdown(results: dict, figure_path: Path) -> str:
     paper = PAPER.get(exp)
     if paper:
         lines += ["", f"Paper (fully trained): Set5 x3 {paper} dB; bicubic {BICUBIC_SET5_X3} dB."]
+    loads = [r["load_before"][0] for r in results["budgets"].values()]
+    if max(loads, default=0) > 2:
+        lines += [
+            "",
+            f"The machine was shared (1-minute load up to {max(loads):.1f} on 2 cores), so both "
+            "runs made a fraction of their idle steps; compare the two columns of one row, and "
+            "rerun on a quiet machine (`--redo`) for absolute figures.",
+        ]
     rel = os.path.relpath(figure_path, ROOT / "docs")
     lines += ["", f"![time to quality]({rel})", "", end]
     return "\n".join(lines)
