@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import Timer
+from lightning.pytorch.callbacks import timer as timer_module
 
 from sr_lightning.builders import build_datamodule, build_module
 from sr_lightning.schedules import BudgetLR, budget_factor
@@ -63,10 +65,14 @@ def test_max_steps_budget_decays_at_its_fractions(compose_train, tiny_data) -> N
 
 
 class LrClock(Callback):
-    """Each step's lr and the Timer's fraction of the budget; stops the run at ``stop_at``."""
+    """Each step's lr and the Timer's fraction of the budget; stops the run at ``stop_at``.
 
-    def __init__(self, stop_at: float | None = None) -> None:
-        self.stop_at = stop_at
+    Every training step advances the (patched) monotonic clock by ``tick`` seconds, so the
+    test does not depend on how fast this machine runs a step.
+    """
+
+    def __init__(self, clock: SimpleNamespace, tick: float, stop_at: float | None = None):
+        self.clock, self.tick, self.stop_at = clock, tick, stop_at
         self.rows: list[tuple[float, float]] = []
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
@@ -77,11 +83,17 @@ class LrClock(Callback):
         if self.stop_at is not None and fraction >= self.stop_at:
             trainer.should_stop = True
 
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.clock.now += self.tick
+
 
 def test_max_time_schedule_ends_at_its_final_lr_and_survives_a_resume(
-    compose_train, tiny_data, tmp_path
+    compose_train, tiny_data, tmp_path, monkeypatch
 ) -> None:
-    budget = 4.0
+    # Lightning's Timer reads time.monotonic(); here it reads a clock that steps advance
+    clock = SimpleNamespace(now=1000.0)
+    monkeypatch.setattr(timer_module, "time", SimpleNamespace(monotonic=lambda: clock.now))
+    budget, tick = 4.0, 0.1  # 40 steps of budget
     cfg = compose_train(
         *tiny_overrides(tiny_data),
         "model.scheduler.milestones=[0.6]",
@@ -89,27 +101,29 @@ def test_max_time_schedule_ends_at_its_final_lr_and_survives_a_resume(
     )
     lr = cfg.model.optimizer.lr
 
-    def fit(clock: LrClock, ckpt_path=None) -> Trainer:
+    def fit(callback: LrClock, ckpt_path=None) -> Trainer:
         trainer = Trainer(max_time={"seconds": budget}, max_epochs=-1, limit_val_batches=0,
                           logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                          enable_model_summary=False, callbacks=[clock])  # fmt: skip
+                          enable_model_summary=False, callbacks=[callback])  # fmt: skip
         module, data = build_module(cfg.model), build_datamodule(cfg.data)
         trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
         return trainer
 
-    first = LrClock(stop_at=0.3)
+    first = LrClock(clock, tick, stop_at=0.3)
     trainer = fit(first)
     ckpt = tmp_path / "interrupted.ckpt"
     trainer.save_checkpoint(ckpt)
+    assert trainer.global_step == 13  # fractions 0, 0.025, ..., 0.3
     assert all(r == pytest.approx(lr) for _, r in first.rows)  # still before the decay
+    clock.now += 3600.0  # an hour in the queue: wall time that is not training time
 
-    second = LrClock()
-    fit(second, ckpt)
+    second = LrClock(clock, tick)
+    trainer = fit(second, ckpt)
     fractions = [f for f, _ in second.rows]
-    # the resumed run continues the clock where the first stopped, not from zero
-    assert fractions[0] >= 0.3 and fractions[-1] < 1.0
-    before = [r for f, r in second.rows if f < 0.6]
-    after = [r for f, r in second.rows if f > 0.7]
-    assert before and all(r == pytest.approx(lr) for r in before)
-    assert after and all(r == pytest.approx(lr * 0.1) for r in after)
+    # the resumed run continues the Timer's clock where the first stopped, not from zero
+    assert fractions[0] == pytest.approx(13 * tick / budget)
+    assert trainer.global_step == 40  # and stops at the end of the same budget
+    for f, r in second.rows:
+        # the lr a step uses was set after the previous step, one tick earlier
+        assert r == pytest.approx(lr * (0.1 if f - tick / budget >= 0.6 - 1e-9 else 1.0)), f
     assert second.rows[-1][1] == pytest.approx(lr * 0.1)  # the final lr, at the budget's end
