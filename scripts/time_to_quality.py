@@ -154,15 +154,21 @@ def markers(experiment: str) -> tuple[str, str]:
 def markdown(results: dict, figure_path: Path) -> str:
     exp, m = results["experiment"], results["machine"]
     start, end = markers(exp)
+    with_plain = all("plain" in r for r in results["budgets"].values())
+    how = (
+        " and the plain PyTorch loop (`scripts/plain_loop.py`: same net, batch, patches, Adam, "
+        "lr x0.1 at 80 % of the budget, LR made once per image) trained side by side for each "
+        "budget, one torch thread each."
+        if with_plain
+        else " trained for each budget on one torch thread."
+    )
     lines = [
         start,
         f"## Time to quality (`scripts/time_to_quality.py`, `experiment={exp}`)",
         "",
-        f"`sr-train experiment={exp} trainer.max_time=... trainer.max_epochs=-1` and the plain "
-        "PyTorch loop (`scripts/plain_loop.py`: same net, batch, patches, Adam, lr x0.1 at 80 % "
-        "of the budget, LR made once per image) trained side by side for each budget, one torch "
-        "thread each. PSNR (Y, border 3) of sr-train's `last.ckpt` by `sr-eval`; nothing is "
-        "selected on Set5, and Set14 was not used for any choice.",
+        f"`sr-train experiment={exp} trainer.max_time=... trainer.max_epochs=-1`{how} "
+        "PSNR (Y, border 3) of sr-train's `last.ckpt` by `sr-eval`; nothing is selected on "
+        "Set5, and Set14 was not used for any choice.",
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores; torch {m['torch']}, Python {m['python']}. "
         "Load average (1 min) before -> after each budget in the table: above 2 the two "
