@@ -92,6 +92,12 @@ class BudgetLR(LRScheduler):
         f = self.factor()
         return [base * f for base in self.base_lrs]
 
+    def sync(self) -> None:
+        """Set the lr for the progress now, without counting a step (used on resume)."""
+        for group, lr in zip(self.optimizer.param_groups, self.get_lr(), strict=True):
+            group["lr"] = lr
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
     def state_dict(self) -> dict:
         return {k: v for k, v in super().state_dict().items() if k != "progress"}
 

@@ -64,14 +64,25 @@ def lr_images(images: ImageList, scale: int) -> list[torch.Tensor]:
     return [downscale_uint8(images[i], scale) for i in range(len(images))]
 
 
+def flip_generator(indices: Sequence) -> torch.Generator | None:
+    """For a resumable loader's ``(index, key)`` batch, a generator of its own seeded by the
+    key (mixed apart from the positions' stream), so a resumed run flips the same way; torch's
+    global RNG for plain indices."""
+    if not indices or not isinstance(indices[0], tuple | list):
+        return None
+    seed = np.random.SeedSequence([int(indices[0][1]) & (2**63 - 1), 1]).generate_state(1)
+    return torch.Generator().manual_seed(int(seed[0]))
+
+
 class PairedPatchDataset(PatchDataset):
     """Aligned ``{"lr", "hr"}`` uint8 crops with their flips/rotations, a batch per call.
 
-    Crop positions are :class:`PatchDataset`'s (same RNG calls), snapped down to the LR grid:
-    HR position ``t`` becomes LR ``t // scale`` and HR ``scale * (t // scale)``, which keeps
-    every crop inside the modcropped image. The random dihedral transform of each pair (one
-    ``torch.rand`` call per batch) is applied here, as strided numpy views copied once by the
-    stack: a tenth of the cost of masked selects over the float batch.
+        Crop positions are :class:`PatchDataset`'s (same RNG calls), snapped down to the LR grid:
+        HR position ``t`` becomes LR ``t // scale`` and HR ``scale * (t // scale)``, which keeps
+        every crop inside the modcropped image. The random dihedral transform of each pair (one
+        ``torch.rand`` call per batch) is applied here, as strided numpy views copied once by the
+        stack: a tenth of the cost of masked selects over the float batch. Under the resumable loader
+    (``(index, key)`` indices) both positions and flips are functions of the batch's key.
     """
 
     def __init__(
@@ -87,7 +98,8 @@ class PairedPatchDataset(PatchDataset):
         s, p = self.scale, self.patch_size
         q = p // s
         positions = self.crop_positions(indices).tolist()
-        flips = ((torch.rand(len(indices), 3) < 0.5) & self.flags).tolist()
+        draws = torch.rand(len(indices), 3, generator=flip_generator(indices))
+        flips = ((draws < 0.5) & self.flags).tolist()
         lrs, hrs = [], []
         for (index, top, left), (h, v, t) in zip(positions, flips, strict=True):
             y, x = top // s, left // s

@@ -22,7 +22,7 @@ from torchmetrics import MaxMetric
 from sr_lightning.data.degradation import bicubic_upscale
 from sr_lightning.losses.pixel import PixelLoss, check_loss_reduction, per_patch_scale
 from sr_lightning.metrics import SRMetrics
-from sr_lightning.schedules import is_budget_schedule
+from sr_lightning.schedules import BudgetLR, is_budget_schedule
 
 CHECKPOINT_KEY = "sr_lightning"
 # the running sum and count of the epoch's training loss (a plain tensor and an int)
@@ -228,6 +228,12 @@ class SRModule(LightningModule):
     def on_train_start(self) -> None:
         # The sanity-check validation of an untrained model must not count as the best.
         self.val_psnr_best.reset()
+        # A step checkpoint is written before that step's scheduler update, so a resumed
+        # run would train one step at the previous lr; a budget schedule recomputes its lr
+        # from the restored step and Timer (the value the uninterrupted run had set).
+        for config in self.trainer.lr_scheduler_configs:
+            if isinstance(config.scheduler, BudgetLR):
+                config.scheduler.sync()
 
     # -- optimizers -------------------------------------------------------------------------
 
@@ -275,6 +281,11 @@ class SRModule(LightningModule):
         if trainer is None:
             return 0.0
         if self._budget_steps is None:
+            if trainer.train_dataloader is None:
+                # configure_optimizers runs before the loader exists; Lightning's estimate
+                # would build it early (ahead of a resumed loader's state): the first step
+                # is at progress 0 anyway, and on_train_start re-syncs a resumed run
+                return 0.0
             # Lightning's estimate honours max_steps and max_epochs (inf when unbounded)
             self._budget_steps = float(trainer.estimated_stepping_batches)
         done = (
