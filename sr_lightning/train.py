@@ -153,7 +153,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         try:
             metrics = run_stages(cfg, trainer, model, datamodule, ckpt_path)
         except BaseException:
-            finish_run(exit_code=1)
+            finish_after_failure()
             raise
         summary = {
             "metrics": metrics,
@@ -169,6 +169,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
     write_summary(summary, output_dir)
     report(metrics, output_dir, trainer)
     return metrics
+
+
+def finish_after_failure() -> None:
+    """End the W&B run of a failed or preempted job without masking why it stopped: SIGTERM
+    reaches the job's whole process group, so W&B's service may already be gone, and its
+    ``ConnectionResetError`` would turn a requeue into a failed job."""
+    try:
+        finish_run(exit_code=1)
+    except Exception as err:
+        log.warning("could not close the W&B run (%s: %s)", type(err).__name__, err)
 
 
 def run_stages(
