@@ -12,6 +12,7 @@ is what a requeued SLURM job needs: same run dir, so same checkpoints and same W
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -62,6 +63,29 @@ def find_resume_checkpoint(output_dir: Path) -> Path | None:
     ]
     existing = [path for path in candidates if path.is_file()]
     return max(existing, key=lambda path: path.stat().st_mtime) if existing else None
+
+
+def config_digest(cfg: DictConfig) -> str:
+    """A fingerprint of the resolved job config: what a finished run is recognised by."""
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    return hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def finished_run(cfg: DictConfig, output_dir: Path) -> dict[str, Any] | None:
+    """This run dir's ``metrics.json`` when it records a finished run of this very config.
+
+    Re-running a killed sweep in place (same ``hydra.sweep.dir``) reads its finished jobs back
+    instead of retraining them. Any change of config (more epochs, another lr) trains again,
+    resuming from ``last.ckpt``; so do ``resume=never``, ``ckpt_path=...`` and ``train=false``.
+    """
+    explicit = cfg.get("ckpt_path") not in (None, "", "null")
+    if explicit or str(cfg.get("resume", "auto")) != "auto" or not cfg.get("train", True):
+        return None
+    try:
+        summary = json.loads((output_dir / SUMMARY_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return summary if summary.get("config_digest") == config_digest(cfg) else None
 
 
 def select_checkpoint(cfg: DictConfig, output_dir: Path) -> str | None:
@@ -126,6 +150,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
+    digest = config_digest(cfg)  # before assign_run_id writes the W&B id into cfg
+    done = finished_run(cfg, output_dir)
+    if done is not None:
+        log.info("%s holds a finished run of this config: not retraining it", output_dir)
+        report(done["metrics"], output_dir, None)
+        return done["metrics"]
     fitting = bool(cfg.get("train", True))
     ckpt_path = select_checkpoint(cfg, output_dir)
     resumed = checkpoint_position(ckpt_path) if ckpt_path and fitting else None
@@ -163,6 +193,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             "resumed_from": ckpt_path if resumed else None,
             "resumed_at_step": resumed["global_step"] if resumed else None,
             "wandb_id": wandb_id,
+            "config_digest": digest,
         }
         update_summary(loggers, {"best_checkpoint": summary["best_checkpoint"] or ""})
         finish_run(exit_code=0)
@@ -217,7 +248,7 @@ def write_summary(summary: dict[str, Any], output_dir: Path) -> None:
 
 
 @rank_zero_only
-def report(metrics: dict[str, float], output_dir: Path, trainer: L.Trainer) -> None:
+def report(metrics: dict[str, float], output_dir: Path, trainer: L.Trainer | None) -> None:
     """Tell the user what the run reached and where everything went."""
     psnr, bicubic = metrics.get("val/psnr"), metrics.get("val/psnr_bicubic")
     if psnr is not None:
@@ -228,7 +259,7 @@ def report(metrics: dict[str, float], output_dir: Path, trainer: L.Trainer) -> N
             line += f"; best {metrics['val/psnr_best']:.2f} dB"
         log.info(line)
         print(line)
-    best = best_checkpoint(trainer)
+    best = best_checkpoint(trainer) if trainer is not None else None
     if best:
         print(f"best checkpoint: {best}")
     print(f"run directory: {output_dir}")

@@ -60,3 +60,21 @@ class WaitForRequeue(Callback):
         deadline = time.monotonic() + self.wait_s
         while not trainer.received_sigterm and time.monotonic() < deadline:
             time.sleep(0.1)
+
+
+class KillSweepAtStep(Callback):
+    """``kill -9`` of this whole process group (a multirun and its jobs) at the end of batch
+    ``step`` of sweep job ``job``, when the environment variable ``armed_by`` is set.
+
+    Armed from outside the config, so the rerun of the same command has the same config.
+    """
+
+    def __init__(self, step: int, job: int, armed_by: str = "SR_TEST_KILL_SWEEP") -> None:
+        self.step, self.job, self.armed_by = step, int(job), armed_by
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        from hydra.core.hydra_config import HydraConfig
+
+        armed = bool(os.environ.get(self.armed_by))
+        if armed and trainer.global_step == self.step and HydraConfig.get().job.num == self.job:
+            os.killpg(os.getpgid(0), signal.SIGKILL)
