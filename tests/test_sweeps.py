@@ -434,3 +434,39 @@ def test_a_killed_sweep_rerun_in_place_ends_as_if_never_killed(tiny_data, tmp_pa
     rows, expected = read_summary(sweep), read_summary(ref)
     assert [r["job"] for r in rows] == [r["job"] for r in expected] and len(rows) == 4
     assert rows == expected  # metrics, overrides, status, epochs, steps, dirs
+
+
+@pytest.mark.slow
+def test_a_killed_optuna_search_rerun_in_place_finishes_its_trials(tiny_data, tmp_path):
+    """The preset's study lives in the sweep dir; a search killed in its second trial and
+    rerun with the same sweep dir runs only the missing trials, the interrupted one again."""
+    import optuna
+    from optuna.trial import TrialState
+
+    sweep = tmp_path / "search"
+    args = [a for a in optuna_args(tiny_data, tmp_path / "unused.db") if "storage" not in a]
+    args = [*[a.replace("n_trials=2", "n_trials=3") for a in args], f"hydra.sweep.dir={sweep}",
+            "data.patches_per_image=8", "callbacks.periodic_last.every_n_train_steps=4",
+            "data.batch_size=choice(4,8)", "search.lr_patch_size=range(8,16,step=4)",
+            "+callbacks.kill._target_=tests.kill_switch.KillSweepAtStep",
+            "+callbacks.kill.step=3", "+callbacks.kill.job=1"]  # fmt: skip
+    os.environ["SR_TEST_KILL_SWEEP"] = "1"
+    try:
+        code, out = run_cli(args, tmp_path)
+    finally:
+        del os.environ["SR_TEST_KILL_SWEEP"]
+    assert code == -signal.SIGKILL, out[-3000:]
+    storage = f"sqlite:///{sweep / 'optuna.db'}"
+    killed = optuna.load_study(study_name="tiny", storage=storage).trials
+    assert [t.state for t in killed] == [TrialState.COMPLETE, TrialState.RUNNING]
+    first = (sweep / "0" / "metrics.json").stat().st_mtime_ns
+
+    code, out = run_cli(args, tmp_path)
+    assert code == 0, out[-3000:]
+    trials = optuna.load_study(study_name="tiny", storage=storage).trials
+    states = [t.state for t in trials]
+    assert states == [TrialState.COMPLETE, TrialState.FAIL, *[TrialState.COMPLETE] * 2]
+    assert trials[2].params == killed[1].params  # the interrupted trial, tried again
+    assert (sweep / "0" / "metrics.json").stat().st_mtime_ns == first  # not rerun
+    assert [j.name for j in job_dirs(sweep)] == ["0", "1", "2", "3"]  # job dir N = trial N
+    assert {r["job"] for r in read_summary(sweep) if r["status"] == "completed"} >= {"0", "2", "3"}
