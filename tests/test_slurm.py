@@ -43,6 +43,15 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float) -> str:
     return path.read_text().strip()
 
 
+def test_a_cluster_that_cannot_start_says_why(tmp_path, monkeypatch):
+    """No slurm-wlm on PATH: one error naming the missing programs and the package to install
+    (the fixture turns it into a test failure, never a skip)."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    cluster = local_slurm(tmp_path / "slurm")
+    with pytest.raises(SlurmUnavailable, match=r"slurmctld.*apt-get install slurm-wlm munge"):
+        cluster.__enter__()
+
+
 @pytest.mark.slow
 def test_a_requeued_slurm_job_resumes_its_run_and_ends_identical(slurm, tiny_data, tmp_path):
     sweep = tmp_path / "sweep"
