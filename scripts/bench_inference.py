@@ -51,6 +51,7 @@ from hydra.utils import instantiate  # noqa: E402
 from sr_lightning.config import CONF_DIR, register_resolvers  # noqa: E402
 from sr_lightning.inference import Generator, Upscaler  # noqa: E402
 from sr_lightning.machine import cpu_model  # noqa: E402
+from sr_lightning.nets import upsampling_kind  # noqa: E402
 
 METHODS = {"srcnn": 1, "espcn": 1, "vdsr": 1, "srresnet": 3}  # method -> paper channels
 VARIANTS = ("eager", "channels_last", "compile", "onnxruntime")
@@ -90,7 +91,7 @@ def build_generator(method: str, scale: int) -> Generator:
     GlobalHydra.instance().clear()
     torch.manual_seed(0)
     net = instantiate(cfg.model.net).eval()
-    return Generator(net, scale, channels, getattr(net, "upsampling", "post"), method)
+    return Generator(net, scale, channels, upsampling_kind(net), method)
 
 
 class _Module:
@@ -108,7 +109,8 @@ class _Module:
 
 
 def onnx_generator(gen: Generator, folder: Path, device: torch.device) -> Generator:
-    from sr_lightning.export import OnnxNet, export_module
+    from sr_lightning.export import export_module
+    from sr_lightning.model_files import OnnxNet
 
     path = folder / f"{gen.method}_x{gen.scale}.onnx"
     export_module(_Module(gen), path, "onnx", check=False, overwrite=True)

@@ -31,7 +31,6 @@ from typing import Any
 import hydra
 import torch
 from omegaconf import DictConfig
-from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from sr_lightning import zoo
@@ -58,25 +57,6 @@ log = logging.getLogger("sr_lightning.eval")
 register_resolvers()
 
 Predictor = Callable[[torch.Tensor], torch.Tensor]
-
-
-# -- the bicubic baseline ----------------------------------------------------------------------
-
-
-class BicubicNet(nn.Module):
-    """A pre-upsampling "net" that returns its input: with the module's bicubic upscale in
-    front, the model is the bicubic baseline, evaluated by exactly the same code as the rest."""
-
-    upsampling = "pre"
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x
-
-
-class BicubicModule(SRModule):
-    """``model=bicubic``: no weights, nothing to train."""
-
-    method = "bicubic"
 
 
 # -- self-ensemble --------------------------------------------------------------------------

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from sr_lightning.data.degradation import bicubic_upscale
+from sr_lightning.nets import upsampling_kind
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ def generator_from_module(module: Any) -> Generator:
         net=net,
         scale=int(module.scale),
         channels=int(module.channels),
-        upsampling=getattr(net, "upsampling", "post"),
+        upsampling=upsampling_kind(net),
         method=str(getattr(module, "method", "unknown")),
     )
 

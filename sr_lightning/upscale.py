@@ -31,8 +31,9 @@ from PIL import Image, UnidentifiedImageError
 
 from sr_lightning.config import CONF_DIR, register_resolvers
 from sr_lightning.data.images import IMAGE_EXTENSIONS
-from sr_lightning.export import atomic_output, load_generator, user_errors
+from sr_lightning.export import atomic_output, user_errors
 from sr_lightning.inference import Upscaler, resolve_device
+from sr_lightning.model_files import load_generator
 
 log = logging.getLogger("sr_lightning.upscale")
 

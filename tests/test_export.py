@@ -251,3 +251,27 @@ def test_loading_checks_what_the_user_asked_for(checkpoints, tmp_path):
         load_generator(torchscript=out, expect={"scale": 4})
     with pytest.raises(ValueError, match="exactly one"):
         load_generator(torchscript=out, ckpt_path=checkpoints["srresnet"])
+
+
+def test_an_onnx_file_without_an_upsampling_entry_takes_its_net_class_kind(checkpoints, tmp_path):
+    """Older or hand-edited files: the kind comes from the class the metadata names, not
+    from its name (BicubicNet is "pre"; no name list would know it)."""
+    import onnx
+
+    module = module_from_checkpoint(checkpoints["srcnn"])
+    out = export_module(module, tmp_path / "g.onnx", "onnx")
+    model = onnx.load(str(out))
+    props = {p.key: p.value for p in model.metadata_props if p.key != "upsampling"}
+    props["net"] = json.dumps({"_target_": "sr_lightning.nets.bicubic.BicubicNet"})
+    del model.metadata_props[:]
+    for key, value in props.items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(out))
+    assert load_generator(onnx=out).upsampling == "pre"
+    del props["net"]
+    del model.metadata_props[:]
+    for key, value in props.items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(out))
+    with pytest.raises(ValueError, match="neither 'upsampling' nor the net's class"):
+        load_generator(onnx=out)

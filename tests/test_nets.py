@@ -9,7 +9,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sr_lightning.nets import ESPCN, SRCNN, VDSR, Discriminator, SRResNet, count_parameters
+from sr_lightning.nets import (
+    ESPCN,
+    SRCNN,
+    VDSR,
+    Discriminator,
+    SRResNet,
+    count_parameters,
+    upsampling_kind,
+)
 
 # Odd, non-square LR size: catches padding and shuffle mistakes that square/even sizes hide.
 H, W = 7, 11
@@ -475,3 +483,13 @@ def test_bad_arguments_raise_value_error_naming_the_key(make, key: str) -> None:
 def test_srresnet_bad_scale_lists_supported_scales() -> None:
     with pytest.raises(ValueError, match=r"supported scales: 2, 3, 4, 8"):
         SRResNet(scale=5)
+
+
+def test_a_net_without_an_upsampling_kind_is_an_error_naming_the_fix() -> None:
+    """Nothing guesses pre/post from a class name: an undeclared kind stops the build."""
+    from sr_lightning.modules.base import SRModule
+
+    with pytest.raises(ValueError, match=r'Identity declares upsampling=None.*upsampling = "pre"'):
+        SRModule(net={"_target_": "torch.nn.Identity"}, optimizer=None)
+    module = SRModule(net={"_target_": "sr_lightning.nets.vdsr.VDSR", "depth": 3}, optimizer=None)
+    assert module.pre_upsampling and upsampling_kind(VDSR) == "pre"

@@ -22,6 +22,7 @@ from torchmetrics import MaxMetric
 from sr_lightning.data.degradation import bicubic_upscale
 from sr_lightning.losses.pixel import PixelLoss, check_loss_reduction, per_patch_scale
 from sr_lightning.metrics import SRMetrics
+from sr_lightning.nets import upsampling_kind
 from sr_lightning.schedules import BudgetLR, is_budget_schedule
 
 CHECKPOINT_KEY = "sr_lightning"
@@ -54,6 +55,7 @@ class SRModule(LightningModule):
         self.scale = int(scale)
         self.channels = int(channels)
         self.net = instantiate(net)
+        self.upsampling = upsampling_kind(self.net)
         loss = dict(loss or {"pixel": {"kind": "mse", "weight": 1.0}})
         pixel = loss.get("pixel") or {"kind": "mse", "weight": 0.0}
         self.pixel_loss = PixelLoss(pixel.get("kind", "mse"))
@@ -85,7 +87,7 @@ class SRModule(LightningModule):
 
     @property
     def pre_upsampling(self) -> bool:
-        return getattr(self.net, "upsampling", "post") == "pre"
+        return self.upsampling == "pre"
 
     def configure_model(self) -> None:
         """Compile the net only (compiling the whole LightningModule is not supported)."""

@@ -1,18 +1,45 @@
 """Plain ``nn.Module`` nets, built from config by Hydra ``_target_``; no Lightning here.
 
-Generators carry ``upsampling`` ("pre": takes the bicubic-upsampled image and keeps its size;
-"post": takes the LR image and upsamples itself) and ``scale`` (None for "pre" nets).
+Every generator class declares ``upsampling``: "pre" (takes the bicubic-upsampled image and
+keeps its size) or "post" (takes the LR image and upsamples itself). Training, export and
+tiled inference read it through :func:`upsampling_kind`; nothing guesses it from a name.
 """
 
 from torch import nn
 
+from sr_lightning.nets.bicubic import BicubicNet
 from sr_lightning.nets.discriminator import Discriminator
 from sr_lightning.nets.espcn import ESPCN
 from sr_lightning.nets.srcnn import SRCNN
 from sr_lightning.nets.srresnet import SRResNet
 from sr_lightning.nets.vdsr import VDSR
 
-__all__ = ["ESPCN", "SRCNN", "VDSR", "Discriminator", "SRResNet", "count_parameters"]
+__all__ = [
+    "ESPCN",
+    "SRCNN",
+    "UPSAMPLING_KINDS",
+    "VDSR",
+    "BicubicNet",
+    "Discriminator",
+    "SRResNet",
+    "count_parameters",
+    "upsampling_kind",
+]
+
+UPSAMPLING_KINDS = ("pre", "post")
+
+
+def upsampling_kind(net: nn.Module | type) -> str:
+    """The ``upsampling`` a generator (instance or class) declares; an error if it declares none."""
+    kind = getattr(net, "upsampling", None)
+    if kind not in UPSAMPLING_KINDS:
+        name = net.__name__ if isinstance(net, type) else type(net).__name__
+        raise ValueError(
+            f"net {name} declares upsampling={kind!r}: give the class an attribute "
+            '`upsampling = "pre"` (its input is the bicubic-upsampled image, same size out) or '
+            '`upsampling = "post"` (its input is the LR image; it upsamples by `scale` itself)'
+        )
+    return kind
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
