@@ -54,4 +54,20 @@ def _product(values) -> int | float:
     return out
 
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+CONF_PACKAGE = "sr_lightning.conf"
+_PACKAGE_DIR = Path(__file__).resolve().parent
+_CHECKOUT_CONF = _PACKAGE_DIR.parent / "conf"
+
+
+def _in_checkout() -> bool:
+    """Running from the repository (or an editable install of it), not from a wheel."""
+    return (_PACKAGE_DIR.parent / "pyproject.toml").is_file() and (
+        _CHECKOUT_CONF / "train.yaml"
+    ).is_file()
+
+
+# The configs: the checkout's top-level conf/ (edits show up at once), else the copy the
+# wheel ships as package data in sr_lightning/conf (setup.py maps conf/ there).
+CONF_DIR = _CHECKOUT_CONF if _in_checkout() else _PACKAGE_DIR / "conf"
+# what the apps give @hydra.main: a file path in a checkout, Hydra's pkg:// when installed
+CONFIG_PATH = str(CONF_DIR) if _in_checkout() else f"pkg://{CONF_PACKAGE}"

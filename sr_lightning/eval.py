@@ -42,7 +42,7 @@ from sr_lightning.checkpoints import (
     module_from_checkpoint,
     module_from_weights_state,
 )
-from sr_lightning.config import CONF_DIR, register_resolvers
+from sr_lightning.config import CONFIG_PATH, register_resolvers
 from sr_lightning.data.datasets import convert_channels, set_spec
 from sr_lightning.data.degradation import bicubic_upscale, degrade_eval, to_float
 from sr_lightning.data.images import ImageLoadError, list_images, load_image
@@ -633,7 +633,7 @@ def eval_settings(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="eval")
 def main(cfg: DictConfig) -> float:
     """Returns the first set's PSNR, so that sweeps over checkpoints can rank them."""
     if (cfg.get("extras") or {}).get("print_config"):

@@ -41,7 +41,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from sr_lightning.config import CONF_DIR, register_resolvers
+from sr_lightning.config import CONFIG_PATH, register_resolvers
 from sr_lightning.inference import generator_net
 from sr_lightning.model_files import (
     METADATA_FORMAT,
@@ -328,7 +328,7 @@ def run(cfg: DictConfig) -> Path:
     return written
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="export")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="export")
 def main(cfg: DictConfig) -> None:
     try:
         run(cfg)

@@ -28,7 +28,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from sr_lightning.builders import build_callbacks, build_datamodule, build_loggers, build_module
-from sr_lightning.config import CONF_DIR, register_resolvers
+from sr_lightning.config import CONFIG_PATH, register_resolvers
 from sr_lightning.data.cache import configure_compile_cache
 from sr_lightning.faults import PREVIOUS_NAME
 from sr_lightning.hydra_ddp import install_rank_command, job_process_group
@@ -265,7 +265,7 @@ def report(metrics: dict[str, float], output_dir: Path, trainer: L.Trainer | Non
     print(f"run directory: {output_dir}")
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     if cfg.get("extras", {}).get("print_config"):
         print_config(cfg)

@@ -29,7 +29,7 @@ import numpy as np
 from omegaconf import DictConfig
 from PIL import Image, UnidentifiedImageError
 
-from sr_lightning.config import CONF_DIR, register_resolvers
+from sr_lightning.config import CONFIG_PATH, register_resolvers
 from sr_lightning.data.images import IMAGE_EXTENSIONS
 from sr_lightning.export import atomic_output, user_errors
 from sr_lightning.inference import Upscaler, resolve_device
@@ -404,7 +404,7 @@ def _file_progress(jobs: list[Job], enabled: bool):
     return tqdm(jobs, desc="images", unit="img", dynamic_ncols=True, disable=None)
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="upscale")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="upscale")
 def main(cfg: DictConfig) -> None:
     try:
         run(cfg)

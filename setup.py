@@ -1,0 +1,19 @@
+"""Ships conf/ (kept at the repository's top level) inside the wheel as ``sr_lightning/conf``.
+
+Everything else is in pyproject.toml; a package-dir mapping for one folder cannot be
+combined with ``packages.find`` there. Each config group is a data-only package.
+"""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+CONF = Path(__file__).parent / "conf"
+groups = sorted(p.relative_to(CONF).as_posix() for p in CONF.rglob("*") if p.is_dir())
+conf_packages = ["sr_lightning.conf", *(f"sr_lightning.conf.{g.replace('/', '.')}" for g in groups)]
+
+setup(
+    packages=[*find_packages(include=["sr_lightning*", "hydra_plugins*"]), *conf_packages],
+    package_dir={"sr_lightning.conf": "conf"},
+    package_data={name: ["*.yaml"] for name in conf_packages},
+)
