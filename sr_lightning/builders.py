@@ -13,8 +13,9 @@ from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
-# keys of conf/model/*.yaml that describe the method rather than construct the module
-MODEL_META_KEYS = ("_target_", "method", "patch_size")
+# keys of conf/model/*.yaml read by others (Hydra, the data module, sr-report), not the module;
+# `method` is passed on: the yaml names the method, whatever the class
+MODEL_META_KEYS = ("_target_", "patch_size", "display")
 
 
 def to_plain(cfg: Any) -> Any:

@@ -18,6 +18,7 @@ parameters, time per image; written by ``sr-eval``) or, failing that, its
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import sys
@@ -31,24 +32,45 @@ from sr_lightning.published import PublishedResult, load_published
 log = logging.getLogger("sr_lightning.report")
 
 SET_ORDER = ("Set5", "Set14", "BSD100", "Urban100")
-DISPLAY_NAMES = {
-    "bicubic": "Bicubic",
-    "srcnn": "SRCNN",
-    "espcn": "ESPCN",
-    "vdsr": "VDSR",
-    "srresnet": "SRResNet",
-    "srgan": "SRGAN",
-}
-# one colour per method family, shared by our runs and the papers' points (tab10)
-FAMILY_COLOURS = {
-    "srcnn": "#1f77b4",
-    "espcn": "#ff7f0e",
-    "vdsr": "#2ca02c",
-    "srresnet": "#d62728",
-    "srgan": "#9467bd",
-    "bicubic": "#7f7f7f",
-}
-OTHER_COLOURS = ("#8c564b", "#e377c2", "#bcbd22", "#17becf")
+# colours of methods whose config names none (tab10's last four), picked by the name
+DEFAULT_COLOURS = ("#8c564b", "#e377c2", "#bcbd22", "#17becf")
+
+
+def method_styles() -> dict[str, dict[str, str]]:
+    """``{method: {"name", "colour"}}``: the ``display`` entries of conf/model/*.yaml (the
+    configs name and colour the methods, this file names none), then those runs brought."""
+    merged = {method: dict(style) for method, style in config_styles().items()}
+    for method, style in _RUN_STYLES.items():
+        merged.setdefault(method, {}).update(style)
+    return merged
+
+
+@functools.cache
+def config_styles() -> dict[str, dict[str, str]]:
+    from omegaconf import OmegaConf
+
+    from sr_lightning.config import CONF_DIR
+
+    styles: dict[str, dict[str, str]] = {}
+    for path in sorted((CONF_DIR / "model").glob("*.yaml")):
+        cfg = OmegaConf.load(path)
+        _add_style(styles, cfg.get("method"), cfg.get("display"))
+    return styles
+
+
+def add_run_style(method: Any, display: Any) -> None:
+    """A run's own ``model.display`` (a user's method, from its saved config)."""
+    _add_style(_RUN_STYLES, method, display)
+
+
+def _add_style(styles: dict, method: Any, display: Any) -> None:
+    if not isinstance(method, str) or not display:
+        return
+    entry = {k: str(display[k]) for k in ("name", "colour") if display.get(k)}
+    styles.setdefault(method.lower(), {}).update(entry)
+
+
+_RUN_STYLES: dict[str, dict[str, str]] = {}
 
 
 @dataclass
@@ -78,7 +100,7 @@ class Run:
 
 
 def display_name(method: str) -> str:
-    return DISPLAY_NAMES.get(method.lower(), method)
+    return method_styles().get(method.lower(), {}).get("name", method)
 
 
 def family(method: str) -> str:
@@ -87,10 +109,13 @@ def family(method: str) -> str:
 
 
 def colour(method: str) -> str:
+    """The configured colour of the method's family, else a default one chosen by name."""
+    styles = method_styles()
     fam = family(method)
-    if fam in FAMILY_COLOURS:
-        return FAMILY_COLOURS[fam]
-    return OTHER_COLOURS[sum(map(ord, fam)) % len(OTHER_COLOURS)]
+    for key in (method.lower(), fam):
+        if "colour" in styles.get(key, {}):
+            return styles[key]["colour"]
+    return DEFAULT_COLOURS[sum(map(ord, fam)) % len(DEFAULT_COLOURS)]
 
 
 # -- reading runs -------------------------------------------------------------------------------
@@ -112,6 +137,10 @@ def _info_from_hydra(run_dir: Path) -> dict[str, Any]:
 
     cfg = OmegaConf.load(path)
     info: dict[str, Any] = {}
+    add_run_style(
+        OmegaConf.select(cfg, "model.method", default=None),
+        OmegaConf.select(cfg, "model.display", default=None),
+    )
     for key, where in (
         ("method", "model.method"),
         ("scale", "scale"),
@@ -420,9 +449,9 @@ def plot_scale(
             ys.append(p.psnr)
         level, text = _bicubic_level(runs, published, set_name, scale)
         if level is not None:
-            ax.axhline(level, color=FAMILY_COLOURS["bicubic"], linestyle="--", linewidth=1.4)
+            ax.axhline(level, color=colour("bicubic"), linestyle="--", linewidth=1.4)
             if not bicubic_point:
-                side_labels.append((level, f"{text} {level:.2f}", FAMILY_COLOURS["bicubic"]))
+                side_labels.append((level, f"{text} {level:.2f}", colour("bicubic")))
             ys.append(level)
         ax.set_xscale("log")
         if xs:
@@ -450,7 +479,7 @@ def plot_scale(
             markersize=8,
             label="ours (sr-eval)",
         ),
-        Line2D([], [], color=FAMILY_COLOURS["bicubic"], linestyle="--", label="bicubic"),
+        Line2D([], [], color=colour("bicubic"), linestyle="--", label="bicubic"),
     ]
     if x == "params":
         handles.insert(

@@ -12,7 +12,6 @@ from sr_lightning.builders import build_datamodule, build_module
 from sr_lightning.data.datamodule import SRDataModule
 from sr_lightning.data.degradation import degrade_train
 from sr_lightning.data.imresize import imresize
-from sr_lightning.modules.espcn import ESPCNModule
 from sr_lightning.modules.srcnn import SRCNNModule
 from sr_lightning.modules.srresnet import SRResNetModule
 from sr_lightning.modules.vdsr import VDSRModule, clip_to_lr_bounds
@@ -21,18 +20,12 @@ from sr_lightning.schedules import BudgetLR
 from sr_lightning.train import train
 from tests.conftest import tiny_overrides
 
-# Small versions of each net, so that a training step takes milliseconds on a CPU.
+# Small versions of the nets these method-specific tests train, so a step takes milliseconds.
 SMALL_NETS = {
     "srcnn": [],
     "vdsr": ["model.net.depth=6", "model.net.width=16"],
     "srresnet": ["model.net.num_blocks=2", "model.net.width=16"],
     "espcn": [],
-}
-MODULES = {
-    "srcnn": SRCNNModule,
-    "vdsr": VDSRModule,
-    "srresnet": SRResNetModule,
-    "espcn": ESPCNModule,
 }
 
 
@@ -109,32 +102,7 @@ def test_srresnet_x4_preset_is_the_paper(compose_train, tmp_path: Path) -> None:
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in norm_free.net.modules())
 
 
-@pytest.mark.parametrize("method", ["srcnn", "vdsr", "srresnet", "espcn"])
-def test_model_config_builds_its_module(compose_train, method: str) -> None:
-    cfg = compose_train(f"model={method}")
-    module = build_module(cfg.model)
-    assert type(module) is MODULES[method] and module.method == method == cfg.model.method
-    # hyperparameters are plain containers, as weights_only checkpoints require
-    assert all(
-        isinstance(v, dict | list | str | int | float | bool | None)
-        for v in module.hparams.values()
-    )
-
-
-# --------------------------------------------------------------------------- shapes
-
-
-@pytest.mark.parametrize("scale", [2, 3, 4])
-@pytest.mark.parametrize("method,channels", [("srcnn", 1), ("vdsr", 1), ("srresnet", 3)])
-def test_module_output_shape(compose_train, method: str, channels: int, scale: int) -> None:
-    cfg = compose_train(
-        f"model={method}", f"scale={scale}", f"channels={channels}", *SMALL_NETS[method]
-    )
-    module = build_module(cfg.model).eval()
-    lr = _rand(2, channels, 7, 9)
-    with torch.no_grad():
-        sr = module(lr)
-    assert sr.shape == (2, channels, 7 * scale, 9 * scale)
+# Every model config's module, its method and output shapes: tests/test_configs.py (by glob).
 
 
 def test_pre_upsampling_module_uses_the_given_scale(compose_train) -> None:

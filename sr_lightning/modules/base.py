@@ -8,6 +8,7 @@ containers that ``torch.load(weights_only=True)`` accepts and that rebuild the s
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -29,9 +30,17 @@ CHECKPOINT_KEY = "sr_lightning"
 # the running sum and count of the epoch's training loss (a plain tensor and an int)
 EPOCH_LOSS_KEY = "sr_lightning_epoch_loss"
 
+log = logging.getLogger(__name__)
+
 
 class SRModule(LightningModule):
-    """Base module: subclasses name the method and add method-specific training logic."""
+    """Base module: subclasses add method-specific training logic.
+
+    ``method`` (the yaml's ``method:``) names the method in run names, checkpoints, reports
+    and exports; the class attribute is only the default for modules built without it.
+    ``init_from`` starts the net from another checkpoint's net: every tensor whose name and
+    shape match (EDSR's x3/x4 from its x2 model: all but the upsampler).
+    """
 
     method = "base"
 
@@ -49,9 +58,13 @@ class SRModule(LightningModule):
         last_layer_lr_mult: float = 1.0,
         channels_last: bool = False,
         compile: bool = False,
+        method: str | None = None,
+        init_from: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
+        if method is not None:
+            self.method = str(method)
         self.scale = int(scale)
         self.channels = int(channels)
         self.net = instantiate(net)
@@ -225,6 +238,41 @@ class SRModule(LightningModule):
         raise FloatingPointError(
             f"non-finite loss at global step {self.global_step} (term: {', '.join(bad)}). "
             "Lower the learning rate, enable gradient clipping, or check the data."
+        )
+
+    def on_fit_start(self) -> None:
+        # a resumed run (trainer.ckpt_path) keeps its own, already restored weights
+        if self.hparams.get("init_from") and not self.trainer.ckpt_path:
+            self.init_net_from(self.hparams.init_from)
+
+    def init_net_from(self, path: str) -> None:
+        """Copy every net tensor of checkpoint ``path`` whose name and shape match ours."""
+        from sr_lightning.checkpoints import (
+            check_expected,
+            checkpoint_info,
+            load_checkpoint,
+            select_net_state,
+        )
+
+        ckpt = load_checkpoint(path)
+        source = f"model.init_from={path}"
+        check_expected(checkpoint_info(ckpt), {"channels": self.channels}, source)
+        given = select_net_state(ckpt["state_dict"], self.net)
+        ours = self.net.state_dict()
+        matched = {k: v for k, v in given.items() if k in ours and v.shape == ours[k].shape}
+        if not matched:
+            raise ValueError(
+                f"{source}: no tensor of its net fits {type(self.net).__name__} (names or "
+                "shapes differ); initialise from a checkpoint of the same net"
+            )
+        self.net.load_state_dict(matched, strict=False)
+        skipped = sorted(set(ours) - set(matched))
+        log.info(
+            "%s: %d of %d net tensors loaded%s",
+            source,
+            len(matched),
+            len(ours),
+            f"; kept freshly initialised: {', '.join(skipped)}" if skipped else "",
         )
 
     def on_train_start(self) -> None:

@@ -78,6 +78,7 @@ class SRGANModule(SRModule):
         channels_last: bool = False,
         compile: bool = False,
         scheduler_monitor: str | None = None,
+        method: str | None = None,
     ) -> None:
         loss = dict(loss or {})
         adversarial = self.check_adversarial_config(loss.get("adversarial"))
@@ -120,6 +121,7 @@ class SRGANModule(SRModule):
             last_layer_lr_mult=last_layer_lr_mult,
             channels_last=channels_last,
             compile=compile,
+            method=method,
         )
         self.automatic_optimization = False
         self.discriminator = instantiate(discriminator)

@@ -1,0 +1,157 @@
+"""Every model config and every experiment preset, found by glob: a new yaml file is covered
+with no test edit (as lightning-hydra-template's ``experiment=glob(*)`` test).
+
+Each composes, builds its module (the class its ``_target_`` names, ``method`` from the yaml,
+plain-container hyperparameters, a declared upsampling kind, SR of the right size at every
+scale) and trains on tiny images for a step, writing a checkpoint that records its method
+and module class. Mandatory values (``???``, e.g. SRGAN's ``init_from``) are set to null and
+VGG weights are not downloaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf, open_dict
+
+from sr_lightning.builders import build_module
+from sr_lightning.config import CONF_DIR
+from sr_lightning.nets import upsampling_kind
+from sr_lightning.train import train
+from tests.conftest import tiny_overrides, write_images
+
+MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
+EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+# the bicubic baseline has no optimizer: nothing to train
+TRAINABLE = [m for m in MODELS if OmegaConf.load(CONF_DIR / "model" / f"{m}.yaml").optimizer]
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:VGGContentLoss uses randomly initialised:UserWarning",
+    "ignore:.*does not have many workers.*",
+    "ignore:.*smaller than the logging interval.*",
+    "ignore:.*LeafSpec.*",
+)
+
+
+def offline(cfg):
+    """Fill mandatory values with null and keep VGG weights off the network."""
+    with open_dict(cfg):
+        for key in list(cfg.model.keys()):
+            if OmegaConf.is_missing(cfg.model, key):
+                cfg.model[key] = None
+        if OmegaConf.select(cfg, "loss.content") is not None:
+            cfg.loss.content.pretrained = False
+    return cfg
+
+
+@pytest.fixture
+def smoke_data(tmp_path: Path) -> Path:
+    """Two training images as large as the largest preset patch (EDSR x4: 192 px), one val."""
+    root = tmp_path / "data"
+    write_images(root / "train", [(200, 200), (196, 204)])
+    write_images(root / "val", [(40, 32)], seed=1)
+    return root
+
+
+def smoke_overrides(data_root: Path) -> list[str]:
+    return [
+        *tiny_overrides(data_root),
+        "data.batch_size=1",
+        "data.patches_per_image=1",
+        "data.val_sets=[val]",
+        "data.test_sets=[val]",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=1",
+        "trainer.limit_val_batches=1",
+        "trainer.num_sanity_val_steps=0",
+        "test=false",
+    ]
+
+
+def check_run(cfg) -> None:
+    metrics = train(cfg)
+    train_values = [v for k, v in metrics.items() if k.startswith("train/")]
+    assert train_values and torch.isfinite(torch.tensor(train_values)).all()
+    assert torch.isfinite(torch.tensor(metrics["val/psnr"]))
+    ckpt = torch.load(
+        Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt",
+        map_location="cpu",
+        weights_only=True,
+    )
+    meta = ckpt["sr_lightning"]
+    assert meta["method"] == cfg.model.method
+    assert meta["module"] == cfg.model._target_
+    assert ckpt["global_step"] == 1
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_every_model_config_builds_its_module(compose_train, model: str) -> None:
+    cfg = offline(compose_train(f"model={model}", "channels=3"))
+    module = build_module(cfg.model).eval()
+    assert f"{type(module).__module__}.{type(module).__qualname__}" == cfg.model._target_
+    assert module.method == cfg.model.method
+    assert upsampling_kind(module.net) in ("pre", "post")
+    # hyperparameters are plain containers, as weights_only checkpoints require
+    assert all(
+        isinstance(v, dict | list | str | int | float | bool | None)
+        for v in module.hparams.values()
+    )
+    lr = torch.rand(1, 3, 7, 9)
+    for scale in (2, 3, 4):
+        # a post-upsampling net's upsampler is built for one scale
+        if scale != cfg.scale and module.upsampling == "post":
+            cfg = offline(compose_train(f"model={model}", f"scale={scale}", "channels=3"))
+            module = build_module(cfg.model).eval()
+        with torch.no_grad():
+            assert module(lr, scale).shape == (1, 3, 7 * scale, 9 * scale)
+
+
+@pytest.mark.parametrize("model", TRAINABLE)
+def test_every_model_config_trains_a_step(compose_train, smoke_data, model: str) -> None:
+    check_run(offline(compose_train(f"model={model}", *smoke_overrides(smoke_data))))
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes(compose_train, experiment: str) -> None:
+    cfg = offline(compose_train(f"experiment={experiment}"))
+    assert cfg.model.method and cfg.run_name
+    assert build_module(cfg.model).scale == cfg.scale
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_trains_a_step(compose_train, smoke_data, experiment: str) -> None:
+    check_run(offline(compose_train(f"experiment={experiment}", *smoke_overrides(smoke_data))))
+
+
+def test_the_yaml_method_names_the_run_checkpoint_report_and_export(
+    compose_train, smoke_data: Path, tmp_path: Path
+) -> None:
+    """``method`` comes from the yaml, not the class: one module class serves two methods."""
+    from sr_lightning.checkpoints import module_from_checkpoint
+    from sr_lightning.export import export_module
+    from sr_lightning.model_files import load_generator
+    from sr_lightning.report import colour, display_name
+
+    cfg = compose_train(
+        "model=srresnet",
+        "model.method=srresnet_nobn",
+        "model.net.norm=none",
+        "model.net.num_blocks=1",
+        "+model.display={name: SRResNet-noBN}",
+        *smoke_overrides(smoke_data),
+    )
+    assert cfg.run_name.startswith("srresnet_nobn_x")
+    check_run(cfg)
+    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    module = module_from_checkpoint(last)
+    assert type(module).method == "srresnet" and module.method == "srresnet_nobn"
+    out = export_module(module, tmp_path / "g.safetensors", "safetensors")
+    assert load_generator(weights=out).method == "srresnet_nobn"
+    # sr-report: the configs' names and colours; a method without one gets a default colour
+    assert display_name("espcn") == "ESPCN"
+    espcn_yaml = OmegaConf.load(CONF_DIR / "model" / "espcn.yaml")
+    assert colour("espcn") == espcn_yaml.display.colour
+    assert display_name("srresnet_nobn") == "srresnet_nobn"
+    assert colour("srresnet_nobn").startswith("#")
