@@ -328,3 +328,30 @@ def test_vdsr_multiscale_run_validates_checkpoints_and_reloads(compose_train, ti
         21,
         3,
     )
+
+
+def test_init_from_copies_the_matching_net_tensors_and_keeps_the_rest(
+    compose_train, tmp_path: Path
+) -> None:
+    """x3 from a x2 model (EDSR's recipe): all but the scale-specific upsampler is copied."""
+    x2 = build_module(compose_train("model=espcn", "scale=2").model)
+    path = tmp_path / "x2.ckpt"
+    state = {f"net.{k}": v for k, v in x2.net.state_dict().items()}
+    hparams = {"net": dict(x2.hparams.net)}
+    meta = {"channels": 1, "scale": 2}
+    torch.save({"state_dict": state, "sr_lightning": meta, "hyper_parameters": hparams}, path)
+    x3 = build_module(compose_train("model=espcn", "scale=3", f"+model.init_from={path}").model)
+    before = {k: v.clone() for k, v in x3.net.state_dict().items()}
+    x3.init_net_from(str(path))
+    after, given = x3.net.state_dict(), x2.net.state_dict()
+    copied = [k for k in after if given[k].shape == after[k].shape]
+    assert copied and len(copied) < len(after)
+    for k in after:
+        expected = given[k] if k in copied else before[k]
+        assert torch.equal(after[k], expected), k
+    with pytest.raises(
+        ValueError, match=r"holds a sr_lightning\.nets\.espcn\.ESPCN net, this run builds .*SRCNN"
+    ):
+        build_module(compose_train("model=srcnn").model).init_net_from(str(path))
+    with pytest.raises(ValueError, match="channels=3"):
+        build_module(compose_train("model=espcn", "channels=3").model).init_net_from(str(path))

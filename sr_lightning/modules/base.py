@@ -257,6 +257,13 @@ class SRModule(LightningModule):
         ckpt = load_checkpoint(path)
         source = f"model.init_from={path}"
         check_expected(checkpoint_info(ckpt), {"channels": self.channels}, source)
+        theirs = ((ckpt.get("hyper_parameters") or {}).get("net") or {}).get("_target_")
+        ours_target = (self.hparams.get("net") or {}).get("_target_")
+        if theirs and ours_target and theirs != ours_target:
+            raise ValueError(
+                f"{source} holds a {theirs} net, this run builds {ours_target}; initialise "
+                "from a checkpoint of the same net"
+            )
         given = select_net_state(ckpt["state_dict"], self.net)
         ours = self.net.state_dict()
         matched = {k: v for k, v in given.items() if k in ours and v.shape == ours[k].shape}
