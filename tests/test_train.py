@@ -46,6 +46,7 @@ def test_short_run_writes_checkpoints_logs_and_returns_best(tiny_data, compose_t
         "module": "sr_lightning.modules.espcn.ESPCNModule",
         "scale": 2,
         "channels": 1,
+        "val_psnr_best": pytest.approx(max(val), abs=1e-4),
     }
     assert ckpt["hyper_parameters"]["net"]["_target_"] == "sr_lightning.nets.espcn.ESPCN"
     assert ckpt["global_step"] == 3 * (6 * 4 // 4)

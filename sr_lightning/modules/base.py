@@ -29,6 +29,8 @@ from sr_lightning.schedules import BudgetLR, is_budget_schedule
 CHECKPOINT_KEY = "sr_lightning"
 # the running sum and count of the epoch's training loss (a plain tensor and an int)
 EPOCH_LOSS_KEY = "sr_lightning_epoch_loss"
+# the best val/psnr so far, in the metadata: MaxMetric state is not part of the state dict
+BEST_KEY = "val_psnr_best"
 
 log = logging.getLogger(__name__)
 
@@ -283,8 +285,6 @@ class SRModule(LightningModule):
         )
 
     def on_train_start(self) -> None:
-        # The sanity-check validation of an untrained model must not count as the best.
-        self.val_psnr_best.reset()
         # A step checkpoint is written before that step's scheduler update, so a resumed
         # run would train one step at the previous lr; a budget schedule recomputes its lr
         # from the restored step and Timer (the value the uninterrupted run had set).
@@ -388,6 +388,8 @@ class SRModule(LightningModule):
         self.log_results("val", results)
         primary = next(iter(results))
         self.log("val/psnr_bicubic", bicubic[primary]["psnr"])
+        if self._trainer is not None and self.trainer.sanity_checking:
+            return  # the sanity check of an untrained model must not count as the best
         self.val_psnr_best.update(results[primary]["psnr"])
         self.log("val/psnr_best", self.val_psnr_best.compute(), prog_bar=True)
 
@@ -439,8 +441,27 @@ class SRModule(LightningModule):
             "sum": None if self._loss_sum is None else self._loss_sum.detach().cpu(),
             "count": self._loss_count,
         }
+        if self.val_psnr_best.update_called:  # so that a resumed run knows its best so far
+            checkpoint[CHECKPOINT_KEY][BEST_KEY] = float(self.val_psnr_best.compute())
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Resume the epoch's loss sums and ``val/psnr_best`` (the sweepers' objective)."""
         saved = checkpoint.get(EPOCH_LOSS_KEY) or {}
         self._loss_sum = saved.get("sum")
         self._loss_count = int(saved.get("count", 0))
+        best = (checkpoint.get(CHECKPOINT_KEY) or {}).get(BEST_KEY)
+        if best is None:  # written before the best was saved: the monitored best checkpoint
+            best = next(
+                (
+                    state.get("best_model_score")
+                    for key, state in (checkpoint.get("callbacks") or {}).items()
+                    if "ModelCheckpoint" in str(key)
+                    and isinstance(state, dict)
+                    and state.get("monitor") == "val/psnr"
+                    and state.get("best_model_score") is not None
+                ),
+                None,
+            )
+        self.val_psnr_best.reset()
+        if best is not None and math.isfinite(float(best)):
+            self.val_psnr_best.update(float(best))
