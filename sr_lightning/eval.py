@@ -20,7 +20,6 @@ import io
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
 from sr_lightning import zoo
+from sr_lightning.atomic import write_atomic
 from sr_lightning.builders import build_module, to_plain
 from sr_lightning.checkpoints import (
     check_expected,
@@ -421,17 +421,6 @@ def sr_image(sr: torch.Tensor, raw: torch.Tensor, channels: int, scale: int) -> 
         chroma = rgb_to_ycbcr(bicubic_upscale(degrade_eval(rgb, scale), scale))[0, 1:]
         out = quantize(ycbcr_to_rgb(torch.cat([out, chroma])))
     return (out * 255.0).round().to(torch.uint8).cpu()
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write through a temporary file and a rename, so no reader sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def save_png(image: torch.Tensor, path: Path) -> None:

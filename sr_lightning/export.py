@@ -25,15 +25,12 @@ leaves nothing half-written, and an existing file is kept unless ``overwrite=tru
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import logging
-import os
 import sys
-import tempfile
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import hydra
@@ -41,6 +38,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from sr_lightning.atomic import atomic_output
 from sr_lightning.config import CONFIG_PATH, register_resolvers
 from sr_lightning.inference import generator_net
 from sr_lightning.model_files import (
@@ -95,56 +93,6 @@ def export_metadata(module: nn.Module, net: nn.Module, source: str = "") -> dict
 
 
 # -- writing ------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def atomic_output(path: Path, overwrite: bool) -> Iterator[Path]:
-    """A temporary path in ``path``'s folder, renamed to ``path`` only if the block succeeds.
-
-    Without ``overwrite``, an existing file is an error, checked before and at the rename
-    (a hard link, which fails if the name exists, where the file system supports one).
-    """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists; pass overwrite=true to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # hidden, and ending in the real suffix so that writers and readers know the format
-    fd, tmp_name = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.stem}.", suffix=f".part{path.suffix}"
-    )
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        publish(tmp, path, overwrite)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def publish(tmp: Path, path: Path, overwrite: bool) -> None:
-    """Rename a finished temporary file into place (atomic; never replaces unless asked)."""
-    if overwrite:
-        os.replace(tmp, path)
-        return
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        raise FileExistsError(f"{path} already exists; pass overwrite=true to replace it") from None
-    except OSError:  # no hard links here (some network / FUSE file systems)
-        if path.exists():
-            raise FileExistsError(
-                f"{path} already exists; pass overwrite=true to replace it"
-            ) from None
-        os.replace(tmp, path)
-        return
-    tmp.unlink()
 
 
 def standalone_generator(module: nn.Module) -> nn.Module:

@@ -14,7 +14,6 @@ import logging
 import os
 import random
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -26,23 +25,15 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from sr_lightning.atomic import atomic_output
+
 log = logging.getLogger(__name__)
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` into a temp file beside ``path``, fsync, then rename over it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path, durable=True) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
 
 
 # errors a second attempt can outlive (a network file system's hiccup); a full disk or a

@@ -27,19 +27,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from sr_lightning.atomic import write_atomic
 from sr_lightning.config import lower_is_better
-from sr_lightning.filelock import exclusive_lock
-
-try:  # POSIX; elsewhere the tables are rebuilt without a lock
-    import fcntl
-except ImportError:  # pragma: no cover
-    fcntl = None
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +66,7 @@ class SweepSummary(Callback):
         row = job_row(config, job_return, self.metrics)
         rows_dir = sweep_dir / ROWS_DIR
         rows_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write(rows_dir / f"{row['job']}.json", json.dumps(row, indent=1))
+        write_atomic(rows_dir / f"{row['job']}.json", json.dumps(row, indent=1))
         refresh(sweep_dir, self.metrics)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -138,11 +134,11 @@ def refresh(sweep_dir: Path, metrics: Sequence[str]) -> list[dict]:
     rows_dir = sweep_dir / ROWS_DIR
     if not rows_dir.is_dir():
         return []
-    with exclusive_lock(rows_dir / ".lock"):
+    with FileLock(rows_dir / ".lock"):
         rows = [read_json(path) for path in sorted(rows_dir.glob("*.json"))]
         rows = sort_rows([row for row in rows if row], metrics[0])
-        atomic_write(sweep_dir / "summary.md", render_markdown(rows, metrics, sweep_dir))
-        atomic_write(sweep_dir / "summary.csv", render_csv(rows, metrics))
+        write_atomic(sweep_dir / "summary.md", render_markdown(rows, metrics, sweep_dir))
+        write_atomic(sweep_dir / "summary.csv", render_csv(rows, metrics))
     return rows
 
 
@@ -227,13 +223,6 @@ def read_json(path: Path) -> dict:
     except (OSError, ValueError):
         return {}
     return value if isinstance(value, Mapping) else {}
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write a whole file or nothing: readers never see a half-written table."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _finite(value: Any) -> float | None:

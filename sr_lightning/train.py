@@ -16,7 +16,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from sr_lightning.atomic import write_atomic
 from sr_lightning.builders import build_callbacks, build_datamodule, build_loggers, build_module
 from sr_lightning.config import CONFIG_PATH, register_resolvers
 from sr_lightning.data.cache import configure_compile_cache
@@ -240,11 +240,7 @@ def best_checkpoint(trainer: L.Trainer) -> str | None:
 @rank_zero_only
 def write_summary(summary: dict[str, Any], output_dir: Path) -> None:
     """``metrics.json`` in the run dir, written whole or not at all (sweep summaries read it)."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    path = output_dir / SUMMARY_FILE
-    tmp = path.with_name(f".{SUMMARY_FILE}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(summary, indent=2, allow_nan=True) + "\n")
-    os.replace(tmp, path)
+    write_atomic(output_dir / SUMMARY_FILE, json.dumps(summary, indent=2, allow_nan=True) + "\n")
 
 
 @rank_zero_only

@@ -29,9 +29,10 @@ import numpy as np
 from omegaconf import DictConfig
 from PIL import Image, UnidentifiedImageError
 
+from sr_lightning.atomic import atomic_output
 from sr_lightning.config import CONFIG_PATH, register_resolvers
 from sr_lightning.data.images import IMAGE_EXTENSIONS
-from sr_lightning.export import atomic_output, user_errors
+from sr_lightning.export import user_errors
 from sr_lightning.inference import Upscaler, resolve_device
 from sr_lightning.model_files import load_generator
 

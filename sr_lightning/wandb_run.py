@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 import string
 import sys
@@ -21,6 +20,8 @@ from typing import Any
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, open_dict
+
+from sr_lightning.atomic import write_atomic
 
 ID_FILE = "wandb_id.txt"
 
@@ -65,10 +66,7 @@ def new_run_id(length: int = 8) -> str:
 def _save_id(id_file: Path, run_id: str) -> None:
     if id_file.is_file() and id_file.read_text().strip() == run_id:
         return
-    id_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = id_file.with_name(f".{id_file.name}.{os.getpid()}.tmp")
-    tmp.write_text(run_id + "\n")
-    os.replace(tmp, id_file)
+    write_atomic(id_file, run_id + "\n")
 
 
 @rank_zero_only

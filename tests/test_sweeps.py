@@ -16,7 +16,8 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from sr_lightning.sweep import SweepSummary, atomic_write, refresh
+from sr_lightning.atomic import write_atomic
+from sr_lightning.sweep import SweepSummary, refresh
 from tests.conftest import tiny_overrides
 
 REPO = Path(__file__).resolve().parent.parent
@@ -179,7 +180,7 @@ def test_single_runs_and_extra_ranks_write_no_summary(tmp_path, monkeypatch):
 def _finish_job(sweep: str, num: int) -> None:
     rows = Path(sweep) / ".summary"
     row = {"job": num, "status": "completed", "overrides": {"seed": str(num)}}
-    atomic_write(rows / f"{num}.json", json.dumps({**row, "val/psnr_best": 20.0 + num}))
+    write_atomic(rows / f"{num}.json", json.dumps({**row, "val/psnr_best": 20.0 + num}))
     refresh(Path(sweep), ["val/psnr_best"])
 
 

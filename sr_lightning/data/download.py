@@ -38,9 +38,8 @@ from urllib.error import HTTPError, URLError
 from urllib.parse import urlparse
 from urllib.request import Request, urlopen
 
+from filelock import FileLock
 from tqdm import tqdm
-
-from sr_lightning.filelock import exclusive_lock
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +206,7 @@ def download_file(
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     show = progress and bool(getattr(sys.stderr, "isatty", lambda: False)())
-    with exclusive_lock(dest.with_name(dest.name + ".lock")):
+    with FileLock(dest.with_name(dest.name + ".lock")):
         # Another process (e.g. another DDP rank) may have finished while we waited.
         if dest.is_file() and _is_good(dest, expected, size):
             return dest
