@@ -13,7 +13,6 @@ process as it found it: its process group destroyed and Lightning's rendezvous v
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import sys
@@ -22,14 +21,11 @@ from contextlib import contextmanager
 
 import torch.distributed as dist
 
+from sr_lightning.lightning_compat import replace_hydra_subprocess_cmd
+
 log = logging.getLogger(__name__)
 
 ENTRY_MODULE = "sr_lightning.train"
-# where Lightning looks up the command that starts the other ranks of a Hydra app
-_LAUNCHER_MODULES = (
-    "lightning.fabric.strategies.launchers.subprocess_script",
-    "lightning.pytorch.strategies.launchers.subprocess_script",
-)
 # Hydra overrides that still mean something to a rank running in run mode
 _PASSTHROUGH_HYDRA_KEYS = (
     "hydra.verbose",
@@ -76,15 +72,10 @@ def install_rank_command() -> None:
     signature since Lightning 1.6); if it is ever renamed, say so instead of silently
     falling back to rerunning the sweep.
     """
-    for name in _LAUNCHER_MODULES:
-        module = importlib.import_module(name)
-        if not hasattr(module, "_hydra_subprocess_cmd"):
-            log.warning(
-                "%s has no _hydra_subprocess_cmd: DDP ranks of a multirun may rerun the sweep",
-                name,
-            )
-            continue
-        module._hydra_subprocess_cmd = rank_command
+    for name in replace_hydra_subprocess_cmd(rank_command):
+        log.warning(
+            "%s has no _hydra_subprocess_cmd: DDP ranks of a multirun may rerun the sweep", name
+        )
 
 
 @contextmanager

@@ -42,6 +42,7 @@ from torch import nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from sr_lightning.data.degradation import bicubic_upscale
+from sr_lightning.lightning_compat import ddp_kwargs, logged_results, set_optimizer_step_hooks
 from sr_lightning.losses.adversarial import AdversarialLoss
 from sr_lightning.modules.base import CHECKPOINT_KEY, SRModule
 from sr_lightning.modules.ema import GeneratorEMA
@@ -221,12 +222,7 @@ class SRGANModule(SRModule):
         strategy = self.trainer.strategy
         if not isinstance(strategy, DDPStrategy):
             return
-        kwargs = getattr(strategy, "_ddp_kwargs", None)
-        if not isinstance(kwargs, dict):
-            raise RuntimeError(
-                "SRGAN needs DDP's find_unused_parameters=True but cannot set it on this "
-                "Lightning version; pass trainer.strategy=ddp_find_unused_parameters_true"
-            )
+        kwargs = ddp_kwargs(strategy)
         if kwargs.get("static_graph"):
             raise ValueError(
                 "SRGAN cannot train with DDP static_graph=True (its D and G phases use different "
@@ -342,13 +338,11 @@ class SRGANModule(SRModule):
         for opt in self.optimizers():
             if opt is counted:
                 continue
-            if not hasattr(opt, "_on_before_step") or not hasattr(opt, "_on_after_step"):
-                raise RuntimeError(
-                    "this Lightning version's LightningOptimizer has no step hooks; SRGAN "
-                    "cannot count one global step per batch"
-                )
-            opt._on_before_step = partial(profiler.start, "optimizer_step")
-            opt._on_after_step = partial(profiler.stop, "optimizer_step")
+            set_optimizer_step_hooks(
+                opt,
+                partial(profiler.start, "optimizer_step"),
+                partial(profiler.stop, "optimizer_step"),
+            )
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
         opt_g, opt_d = self.optimizers()
@@ -375,8 +369,7 @@ class SRGANModule(SRModule):
         value as if G had been trained. Marking those entries reset (what Lightning does at
         epoch end) leaves the rows empty instead.
         """
-        results = getattr(self.trainer, "_results", None)
-        for item in (results or {}).values():
+        for item in logged_results(self.trainer):
             meta = getattr(item, "meta", None)
             if meta is not None and meta.name.startswith(prefix) and hasattr(item, "has_reset"):
                 item.has_reset = True
