@@ -27,11 +27,11 @@ from pathlib import Path
 import hydra
 import numpy as np
 from omegaconf import DictConfig
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from sr_lightning.atomic import atomic_output
 from sr_lightning.config import CONFIG_PATH, register_resolvers
-from sr_lightning.data.images import IMAGE_EXTENSIONS
+from sr_lightning.data.images import IMAGE_EXTENSIONS, ImageLoadError, read_image
 from sr_lightning.export import user_errors
 from sr_lightning.inference import Upscaler, resolve_device
 from sr_lightning.model_files import load_generator
@@ -42,114 +42,7 @@ register_resolvers()
 
 OUTPUT_FORMATS = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "webp": ".webp", "bmp": ".bmp",
                   "tif": ".tif", "tiff": ".tif"}  # fmt: skip
-_EXIF_ORIENTATION = 0x0112
 _GLOB_CHARS = set("*?[")
-
-
-class ImageReadError(ValueError):
-    """An input that cannot be decoded; the message names the file."""
-
-
-# -- reading ------------------------------------------------------------------------------
-
-# Pillow decodes 16-bit colour PNGs to 8 bits. Its PNG decoder unfilters rows by the raw
-# mode's pixel size, so decoding the same stream twice, with the big-endian raw mode (high
-# bytes) and the little-endian one (which takes the other byte of each sample: the low
-# bytes), gives all 16 bits; grey+alpha (4 bytes a pixel) decodes whole as 8-bit RGBA.
-_WIDE_PNG = {"RGB;16B": ("RGB;16L", 3), "RGBA;16B": ("RGBA;16L", 4), "LA;16B": ("RGBA", 2)}
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """An image file as (H, W, C) uint8 or uint16, C = 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA.
-
-    EXIF orientation is applied. Palettes expand to RGB(A); CMYK and other colour modes
-    become RGB; 16-bit PNGs (grey, grey+alpha, RGB, RGBA) and 16-bit grey TIFFs stay 16-bit.
-    """
-    path = Path(path)
-    try:
-        with Image.open(path) as image:
-            rawmode = _png_rawmode(image)  # before getexif(), which may decode the PNG
-            orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
-            if rawmode in _WIDE_PNG:
-                array = _read_wide_png(path, rawmode)
-            else:
-                image.load()
-                array = _pil_to_array(image, path)
-    except Image.DecompressionBombError as err:
-        raise ImageReadError(
-            f"{path} has more pixels than Pillow's safety limit ({err}); if you trust the file, "
-            "raise PIL.Image.MAX_IMAGE_PIXELS in your own script"
-        ) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        if isinstance(err, ImageReadError):
-            raise
-        raise ImageReadError(f"cannot decode image {path}: {err}") from err
-    if array.ndim == 2:
-        array = array[:, :, None]
-    if 0 in array.shape:
-        raise ImageReadError(f"image {path} is empty ({array.shape[1]}x{array.shape[0]})")
-    return np.ascontiguousarray(orient(array, orientation))
-
-
-def _png_rawmode(image: Image.Image) -> str | None:
-    if image.format != "PNG" or len(image.tile) != 1:
-        return None
-    args = image.tile[0].args if hasattr(image.tile[0], "args") else image.tile[0][3]
-    return args if isinstance(args, str) else None
-
-
-def _decode_with_rawmode(path: Path, rawmode: str | None) -> np.ndarray:
-    with Image.open(path) as image:
-        if rawmode is not None:
-            tile = image.tile[0]
-            image.tile = [tile._replace(args=rawmode)]
-        image.load()
-        return np.asarray(image)
-
-
-def _read_wide_png(path: Path, rawmode: str) -> np.ndarray:
-    low_mode, channels = _WIDE_PNG[rawmode]
-    if rawmode == "LA;16B":
-        raw = _decode_with_rawmode(path, "RGBA").astype(np.uint16)  # L_hi, L_lo, A_hi, A_lo
-        return np.stack([raw[..., 0] << 8 | raw[..., 1], raw[..., 2] << 8 | raw[..., 3]], axis=-1)
-    high = _decode_with_rawmode(path, None).astype(np.uint16)
-    low = _decode_with_rawmode(path, low_mode).astype(np.uint16)
-    return (high << 8 | low)[..., :channels]
-
-
-def _pil_to_array(image: Image.Image, path: Path) -> np.ndarray:
-    mode = image.mode
-    if mode in ("L", "LA", "RGB", "RGBA"):
-        return np.asarray(image)
-    if mode == "1":
-        return np.asarray(image.convert("L"))
-    if mode.startswith("I;16"):
-        return np.asarray(image).astype(np.uint16)
-    if mode == "I":  # 16-bit data that Pillow holds in 32 bits
-        return np.clip(np.asarray(image), 0, 65535).astype(np.uint16)
-    if mode in ("P", "PA"):
-        has_alpha = mode == "PA" or "transparency" in image.info
-        return np.asarray(image.convert("RGBA" if has_alpha else "RGB"))
-    if mode == "F":
-        raise ImageReadError(
-            f"{path} holds 32-bit float pixels of unknown range; convert it to a 8- or 16-bit "
-            "PNG first"
-        )
-    return np.asarray(image.convert("RGB"))  # CMYK, YCbCr, LAB, HSV, RGBX, …
-
-
-def orient(array: np.ndarray, orientation: int) -> np.ndarray:
-    """Apply an EXIF orientation (1–8) to an (H, W, C) array, as ``ImageOps.exif_transpose``."""
-    ops = {
-        2: lambda a: a[:, ::-1],
-        3: lambda a: a[::-1, ::-1],
-        4: lambda a: a[::-1],
-        5: lambda a: a.transpose(1, 0, 2),
-        6: lambda a: np.rot90(a, -1),
-        7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),
-        8: lambda a: np.rot90(a, 1),
-    }
-    return ops[orientation](array) if orientation in ops else array
 
 
 # -- writing ------------------------------------------------------------------------------
@@ -376,7 +269,7 @@ def run(cfg: DictConfig) -> list[Path]:
     for job in _file_progress(jobs, bool(cfg.progress)):
         try:
             image = read_image(job.source)
-        except ImageReadError as err:
+        except ImageLoadError as err:
             if not cfg.skip_bad:
                 raise
             log.warning("skipping %s", err)

@@ -85,3 +85,17 @@ def test_list_images_ignores_other_files_and_reports_missing(tmp_path):
     empty.mkdir()
     with pytest.raises(FileNotFoundError, match="no images"):
         list_images(empty)
+
+
+def test_training_and_upscaling_share_one_decoder_16bit_colour_included(tmp_path):
+    """load_image is read_image reduced to opaque 8 bits: a 16-bit RGBA PNG keeps all its bits
+    for sr-upscale and rounds (v / 257) for training, alpha dropped."""
+    from sr_lightning.data.images import read_image
+    from sr_lightning.upscale import write_png16
+
+    rng = np.random.default_rng(0)
+    array = rng.integers(0, 65536, size=(5, 7, 4), dtype=np.uint16)
+    write_png16(array, tmp_path / "c16.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "c16.png"), array)
+    expected = np.rint(array[:, :, :3] / 257.0).astype(np.uint8).transpose(2, 0, 1)
+    np.testing.assert_array_equal(load_image(tmp_path / "c16.png").numpy(), expected)

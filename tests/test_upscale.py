@@ -18,8 +18,9 @@ from PIL import Image, ImageOps
 import sr_lightning.upscale as upscale
 from sr_lightning.checkpoints import module_from_checkpoint
 from sr_lightning.config import CONF_DIR
+from sr_lightning.data.images import ImageLoadError, orient, read_image
 from sr_lightning.export import export_module
-from sr_lightning.upscale import orient, read_image, write_png16
+from sr_lightning.upscale import write_png16
 from tests.test_export import make_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -134,7 +135,7 @@ def test_palette_grey_and_undecodable_inputs(tmp_path):
     Image.fromarray(np.zeros((5, 6), dtype=np.uint8)).save(tmp_path / "g.png")
     assert read_image(tmp_path / "g.png").shape == (5, 6, 1)
     (tmp_path / "bad.png").write_bytes(b"not an image")
-    with pytest.raises(upscale.ImageReadError, match=r"bad\.png"):
+    with pytest.raises(ImageLoadError, match=r"bad\.png"):
         read_image(tmp_path / "bad.png")
 
 

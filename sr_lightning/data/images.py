@@ -1,7 +1,9 @@
-"""Decoding HR images from disk into uint8 tensors, with clear errors for bad files.
+"""Decoding images from disk, with clear errors for bad files: the project's one decoder.
 
-Every loader in the project goes through :func:`load_image`, so that grey, palette,
-RGBA, 16-bit and EXIF-rotated files are handled the same way everywhere.
+:func:`read_image` keeps everything a file holds (8 or 16 bits, alpha, EXIF orientation
+applied) for ``sr-upscale``; :func:`load_image` reduces that to the opaque uint8 tensors that
+training and evaluation use. So grey, palette, RGBA, 16-bit and EXIF-rotated files are
+handled the same way everywhere.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 log = logging.getLogger(__name__)
 
@@ -55,59 +57,125 @@ def list_images(
     return files
 
 
-def _to_uint8(array: np.ndarray) -> np.ndarray:
-    """Bring 16-bit / 32-bit integer or float images to 8-bit levels by rounding."""
-    if array.dtype == np.uint8:
-        return array
-    if array.dtype == bool:
-        return array.astype(np.uint8) * 255
-    if np.issubdtype(array.dtype, np.floating):
-        return np.clip(np.rint(array * 255.0), 0, 255).astype(np.uint8)
-    # 16-bit data (also stored in 32-bit 'I' mode by Pillow): 65535 maps to 255.
-    return np.clip(np.rint(array.astype(np.float64) / 257.0), 0, 255).astype(np.uint8)
+_EXIF_ORIENTATION = 0x0112
+
+# Pillow decodes 16-bit colour PNGs to 8 bits. Its PNG decoder unfilters rows by the raw
+# mode's pixel size, so decoding the same stream twice, with the big-endian raw mode (high
+# bytes) and the little-endian one (which takes the other byte of each sample: the low
+# bytes), gives all 16 bits; grey+alpha (4 bytes a pixel) decodes whole as 8-bit RGBA.
+_WIDE_PNG = {"RGB;16B": ("RGB;16L", 3), "RGBA;16B": ("RGBA;16L", 4), "LA;16B": ("RGBA", 2)}
 
 
-def decode_pil(image: Image.Image) -> np.ndarray:
-    """A Pillow image as a uint8 array (H, W) for grey or (H, W, 3) for colour.
+def read_image(path: str | Path) -> np.ndarray:
+    """An image file as (H, W, C) uint8 or uint16, C = 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA.
 
-    Alpha is dropped (HR training images are opaque by convention), palettes are expanded,
-    and EXIF orientation is applied so that images look as a viewer shows them.
+    EXIF orientation is applied. Palettes expand to RGB(A); CMYK and other colour modes
+    become RGB; 16-bit PNGs (grey, grey+alpha, RGB, RGBA) and 16-bit grey TIFFs stay 16-bit.
     """
-    image = ImageOps.exif_transpose(image)
-    mode = image.mode
-    if mode in ("1", "L", "LA"):
-        return np.asarray(image.convert("L"))
-    if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        return _to_uint8(np.asarray(image))
-    if mode == "P":
-        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-    if image.mode != "RGB":
-        image = image.convert("RGB")
-    return np.asarray(image)
-
-
-def load_image(path: str | Path) -> torch.Tensor:
-    """Decode one file into a uint8 tensor (C, H, W) with C = 1 (grey) or 3 (RGB)."""
     path = Path(path)
     try:
         with Image.open(path) as image:
-            image.load()
-            array = decode_pil(image)
-    except (
-        UnidentifiedImageError,
-        Image.DecompressionBombError,
-        OSError,
-        SyntaxError,
-        ValueError,
-    ) as err:
+            rawmode = _png_rawmode(image)  # before getexif(), which may decode the PNG
+            orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+            if rawmode in _WIDE_PNG:
+                array = _read_wide_png(path, rawmode)
+            else:
+                image.load()
+                array = _pil_to_array(image, path)
+    except Image.DecompressionBombError as err:
         raise ImageLoadError(
-            f"cannot decode image {path}: {err}. Replace or remove the file, "
-            "or set data.skip_bad=true to skip unreadable images with a warning."
-        ) from err
+            f"{path} has more pixels than Pillow's safety limit ({err}); if you trust the file, "
+            "raise PIL.Image.MAX_IMAGE_PIXELS in your own script"
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        if isinstance(err, ImageLoadError):
+            raise
+        raise ImageLoadError(f"cannot decode image {path}: {err}") from err
     if array.ndim == 2:
         array = array[:, :, None]
-    if array.shape[0] == 0 or array.shape[1] == 0:
-        raise ImageLoadError(f"image {path} is empty ({array.shape[1]}x{array.shape[0]}).")
+    if 0 in array.shape:
+        raise ImageLoadError(f"image {path} is empty ({array.shape[1]}x{array.shape[0]})")
+    return np.ascontiguousarray(orient(array, orientation))
+
+
+def _png_rawmode(image: Image.Image) -> str | None:
+    if image.format != "PNG" or len(image.tile) != 1:
+        return None
+    args = image.tile[0].args if hasattr(image.tile[0], "args") else image.tile[0][3]
+    return args if isinstance(args, str) else None
+
+
+def _decode_with_rawmode(path: Path, rawmode: str | None) -> np.ndarray:
+    with Image.open(path) as image:
+        if rawmode is not None:
+            tile = image.tile[0]
+            image.tile = [tile._replace(args=rawmode)]
+        image.load()
+        return np.asarray(image)
+
+
+def _read_wide_png(path: Path, rawmode: str) -> np.ndarray:
+    low_mode, channels = _WIDE_PNG[rawmode]
+    if rawmode == "LA;16B":
+        raw = _decode_with_rawmode(path, "RGBA").astype(np.uint16)  # L_hi, L_lo, A_hi, A_lo
+        return np.stack([raw[..., 0] << 8 | raw[..., 1], raw[..., 2] << 8 | raw[..., 3]], axis=-1)
+    high = _decode_with_rawmode(path, None).astype(np.uint16)
+    low = _decode_with_rawmode(path, low_mode).astype(np.uint16)
+    return (high << 8 | low)[..., :channels]
+
+
+def _pil_to_array(image: Image.Image, path: Path) -> np.ndarray:
+    mode = image.mode
+    if mode in ("L", "LA", "RGB", "RGBA"):
+        return np.asarray(image)
+    if mode == "1":
+        return np.asarray(image.convert("L"))
+    if mode.startswith("I;16"):
+        return np.asarray(image).astype(np.uint16)
+    if mode == "I":  # 16-bit data that Pillow holds in 32 bits
+        return np.clip(np.asarray(image), 0, 65535).astype(np.uint16)
+    if mode in ("P", "PA"):
+        has_alpha = mode == "PA" or "transparency" in image.info
+        return np.asarray(image.convert("RGBA" if has_alpha else "RGB"))
+    if mode == "F":
+        raise ImageLoadError(
+            f"{path} holds 32-bit float pixels of unknown range; convert it to a 8- or 16-bit "
+            "PNG first"
+        )
+    return np.asarray(image.convert("RGB"))  # CMYK, YCbCr, LAB, HSV, RGBX, …
+
+
+def orient(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (1–8) to an (H, W, C) array, as ``ImageOps.exif_transpose``."""
+    ops = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: a.transpose(1, 0, 2),
+        6: lambda a: np.rot90(a, -1),
+        7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),
+        8: lambda a: np.rot90(a, 1),
+    }
+    return ops[orientation](array) if orientation in ops else array
+
+
+def load_image(path: str | Path) -> torch.Tensor:
+    """Decode one file into a uint8 tensor (C, H, W) with C = 1 (grey) or 3 (RGB).
+
+    Alpha is dropped (HR training images are opaque by convention) and 16-bit levels are
+    rounded to 8 bits (65535 -> 255).
+    """
+    try:
+        array = read_image(path)
+    except ImageLoadError as err:
+        raise ImageLoadError(
+            f"{err}. Replace or remove the file, or set data.skip_bad=true to skip unreadable "
+            "images with a warning."
+        ) from err.__cause__
+    if array.shape[2] in (2, 4):
+        array = array[:, :, :-1]
+    if array.dtype != np.uint8:
+        array = np.clip(np.rint(array.astype(np.float64) / 257.0), 0, 255).astype(np.uint8)
     return torch.from_numpy(array.transpose(2, 0, 1).copy())
 
 
