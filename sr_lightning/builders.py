@@ -13,9 +13,9 @@ from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
-# keys of conf/model/*.yaml read by others (Hydra, the data module, sr-report), not the module;
-# `method` is passed on: the yaml names the method, whatever the class
-MODEL_META_KEYS = ("_target_", "patch_size", "display")
+# keys of conf/model/*.yaml read by others (Hydra, the data module), not the module; `method`
+# and `display` are passed on: the yaml names the method, whatever the class
+MODEL_META_KEYS = ("_target_", "patch_size")
 
 
 def to_plain(cfg: Any) -> Any:

@@ -487,6 +487,7 @@ def run_info(
     """What ``sr-report`` needs beside results.json: the model, its size, and timings."""
     return {
         "method": model.method,
+        "display": (getattr(model.module, "hparams", None) or {}).get("display"),
         "scale": model.scale,
         "channels": model.channels,
         "params": model.params,

@@ -167,6 +167,7 @@ def read_run(results_path: Path, root: Path) -> Run | None:
         return None
     info_path = run_dir / "run_info.json"
     info = _read_json(info_path) if info_path.is_file() else _info_from_hydra(run_dir)
+    add_run_style(info.get("method"), info.get("display"))
     if info.get("method") is None or info.get("scale") is None:
         log.warning("%s: method or scale unknown (no run_info.json); skipped", run_dir)
         return None

@@ -40,6 +40,7 @@ class SRModule(LightningModule):
 
     ``method`` (the yaml's ``method:``) names the method in run names, checkpoints, reports
     and exports; the class attribute is only the default for modules built without it.
+    ``display`` (``{name, colour}``) is how ``sr-report`` shows it; it travels in checkpoints.
     ``init_from`` starts the net from another checkpoint's net: every tensor whose name and
     shape match (EDSR's x3/x4 from its x2 model: all but the upsampler).
     """
@@ -62,6 +63,7 @@ class SRModule(LightningModule):
         compile: bool = False,
         method: str | None = None,
         init_from: str | None = None,
+        display: Mapping | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)

@@ -80,6 +80,7 @@ class SRGANModule(SRModule):
         compile: bool = False,
         scheduler_monitor: str | None = None,
         method: str | None = None,
+        display: Mapping | None = None,
     ) -> None:
         loss = dict(loss or {})
         adversarial = self.check_adversarial_config(loss.get("adversarial"))
@@ -123,6 +124,7 @@ class SRGANModule(SRModule):
             channels_last=channels_last,
             compile=compile,
             method=method,
+            display=display,
         )
         self.automatic_optimization = False
         self.discriminator = instantiate(discriminator)
