@@ -5,27 +5,61 @@ Each composes, builds its module (the class its ``_target_`` names, ``method`` f
 plain-container hyperparameters, a declared upsampling kind, SR of the right size at every
 scale) and trains on tiny images for a step, writing a checkpoint that records its method
 and module class. Mandatory values (``???``, e.g. SRGAN's ``init_from``) are set to null and
-VGG weights are not downloaded.
+VGG weights are not downloaded. Nets over ``LARGE_NET`` parameters train in the slow suite.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from pathlib import Path
 
+import hydra
 import pytest
 import torch
 from omegaconf import OmegaConf, open_dict
 
 from sr_lightning.builders import build_module
 from sr_lightning.config import CONF_DIR
-from sr_lightning.nets import upsampling_kind
+from sr_lightning.nets import count_parameters, upsampling_kind
 from sr_lightning.train import train
 from tests.conftest import tiny_overrides, write_images
+
+# a CPU training step of a net this large (EDSR: 43M) takes half a minute: slow suite
+LARGE_NET = 10_000_000
+
+
+def model_yaml(name: str):
+    return OmegaConf.load(CONF_DIR / "model" / f"{name}.yaml")
+
+
+@functools.cache
+def net_parameters(model: str) -> int:
+    """Parameters of the model config's net at x4 RGB (built from its yaml alone)."""
+    cfg = OmegaConf.create({"scale": 4, "channels": 3, "net": model_yaml(model).net})
+    return count_parameters(hydra.utils.instantiate(cfg.net))
+
+
+def experiment_model(experiment: str) -> str:
+    defaults = OmegaConf.load(CONF_DIR / "experiment" / f"{experiment}.yaml").defaults
+    (model,) = [
+        v for d in defaults if isinstance(d, Mapping) for k, v in d.items() if k.endswith("/model")
+    ]
+    return model
+
+
+def by_size(names, model_of=lambda name: name) -> list:
+    """``names`` as pytest params, those of large nets marked ``slow``."""
+    return [
+        pytest.param(n, marks=pytest.mark.slow) if net_parameters(model_of(n)) > LARGE_NET else n
+        for n in names
+    ]
+
 
 MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 # the bicubic baseline has no optimizer: nothing to train
-TRAINABLE = [m for m in MODELS if OmegaConf.load(CONF_DIR / "model" / f"{m}.yaml").optimizer]
+TRAINABLE = by_size(m for m in MODELS if model_yaml(m).optimizer)
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:VGGContentLoss uses randomly initialised:UserWarning",
@@ -120,7 +154,7 @@ def test_every_experiment_composes(compose_train, experiment: str) -> None:
     assert build_module(cfg.model).scale == cfg.scale
 
 
-@pytest.mark.parametrize("experiment", EXPERIMENTS)
+@pytest.mark.parametrize("experiment", by_size(EXPERIMENTS, experiment_model))
 def test_every_experiment_trains_a_step(compose_train, smoke_data, experiment: str) -> None:
     check_run(offline(compose_train(f"experiment={experiment}", *smoke_overrides(smoke_data))))
 
