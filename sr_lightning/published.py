@@ -3,8 +3,9 @@
 The values are facts copied from the publications (Y-channel PSNR in dB / SSIM, border
 crop = scale, MATLAB bicubic LR): VDSR (Kim et al., CVPR'16, Table 3, which also
 re-evaluates SRCNN and bicubic), SRCNN (Dong et al., ECCV'14, 9-1-5 on 91 images), ESPCN
-(Shi et al., CVPR'16, 91 images) and SRGAN (Ledig et al., CVPR'17, Table 2; ×4, computed
-with a 4-pixel crop). ``params`` is the generator's parameter count.
+(Shi et al., CVPR'16, 91 images), SRGAN (Ledig et al., CVPR'17, Table 2; ×4, computed
+with a 4-pixel crop) and EDSR (Lim et al., CVPRW'17, Table 3, without self-ensemble; trained
+on DIV2K, parameters counted per scale). ``params`` is the generator's parameter count.
 
 They are kept here as CSV text so that an installed package always has them; a CSV of the
 same columns can be read with :func:`load_published` too.
@@ -68,6 +69,18 @@ SRResNet,BSD100,4,27.58,0.7620,1550000,SRGAN
 SRGAN,Set5,4,29.40,0.8472,1550000,SRGAN
 SRGAN,Set14,4,26.02,0.7397,1550000,SRGAN
 SRGAN,BSD100,4,25.16,0.6688,1550000,SRGAN
+EDSR,Set5,2,38.11,0.9601,40729603,EDSR
+EDSR,Set5,3,34.65,0.9282,43680003,EDSR
+EDSR,Set5,4,32.46,0.8968,43089923,EDSR
+EDSR,Set14,2,33.92,0.9195,40729603,EDSR
+EDSR,Set14,3,30.52,0.8462,43680003,EDSR
+EDSR,Set14,4,28.80,0.7876,43089923,EDSR
+EDSR,BSD100,2,32.32,0.9013,40729603,EDSR
+EDSR,BSD100,3,29.25,0.8093,43680003,EDSR
+EDSR,BSD100,4,27.71,0.7420,43089923,EDSR
+EDSR,Urban100,2,32.93,0.9351,40729603,EDSR
+EDSR,Urban100,3,28.80,0.8653,43680003,EDSR
+EDSR,Urban100,4,26.64,0.8033,43089923,EDSR
 """
 
 
