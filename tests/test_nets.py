@@ -493,3 +493,55 @@ def test_a_net_without_an_upsampling_kind_is_an_error_naming_the_fix() -> None:
         SRModule(net={"_target_": "torch.nn.Identity"}, optimizer=None)
     module = SRModule(net={"_target_": "sr_lightning.nets.vdsr.VDSR", "depth": 3}, optimizer=None)
     assert module.pre_upsampling and upsampling_kind(VDSR) == "pre"
+
+
+# -- EDSR ---------------------------------------------------------------------------------
+
+
+def test_edsr_parameter_counts_are_the_papers() -> None:
+    """EDSR-baseline 1,517,571 and EDSR 43,089,923 at x4 (conv weights + biases by hand)."""
+    from sr_lightning.nets.edsr import EDSR
+
+    def by_hand(blocks: int, w: int, c: int = 3, stages: int = 2) -> int:
+        conv = lambda i, o: i * o * 9 + o  # noqa: E731
+        return (
+            conv(c, w) + 2 * blocks * conv(w, w) + conv(w, w) + stages * conv(w, 4 * w) + conv(w, c)
+        )
+
+    assert count_parameters(EDSR(scale=4)) == by_hand(16, 64) == 1_517_571
+    wide = EDSR(scale=4, num_blocks=32, width=256, res_scale=0.1)
+    assert count_parameters(wide) == by_hand(32, 256) == 43_089_923
+
+
+@pytest.mark.parametrize("scale", [2, 3])
+def test_edsr_matches_functional_reference(scale: int) -> None:
+    """Head, scaled residual blocks, long skip, sub-pixel upsampler, tail; mean shift on RGB."""
+    from sr_lightning.nets.edsr import EDSR
+
+    torch.manual_seed(0)
+    net = EDSR(scale=scale, channels=3, num_blocks=2, width=8, res_scale=0.1).eval()
+    x = _rand(1, 3, 6, 7)
+    p = dict(net.named_parameters())
+    mean = torch.tensor([0.4488, 0.4371, 0.4040]).view(1, 3, 1, 1)
+
+    def conv(z, name):
+        return F.conv2d(z, p[f"{name}.weight"], p[f"{name}.bias"], padding=1)
+
+    h = conv(x - mean, "head")
+    r = h
+    for i in range(2):
+        r = r + 0.1 * conv(F.relu(conv(r, f"body.{i}.body.0")), f"body.{i}.body.2")
+    h = h + conv(r, "body_end")
+    y = conv(F.pixel_shuffle(conv(h, "upsample.0"), scale), "tail") + mean
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), y)
+    assert net(x).shape == (1, 3, 6 * scale, 7 * scale)
+    assert not any(k == "mean" for k in net.state_dict()), "the mean is a constant, not saved"
+
+
+def test_edsr_numbers_are_table_3_of_the_paper() -> None:
+    from sr_lightning.published import published
+
+    got = {(r.set, r.scale): (r.psnr, r.ssim) for r in published("EDSR")}
+    assert got[("Set5", 2)] == (38.11, 0.9601) and got[("Urban100", 4)] == (26.64, 0.8033)
+    assert len(got) == 12
