@@ -15,7 +15,6 @@ from typing import Any
 
 from sr_lightning.published import PublishedResult
 from sr_lightning.report import (
-    FAMILY_COLOURS,
     Run,
     _declutter,
     _run_labels,
@@ -141,7 +140,7 @@ def plot_perception_distortion(
             ys.append(y)
         bicubic = _bicubic_point(runs, set_name, scale)
         if bicubic is not None:
-            ax.scatter(*bicubic, s=80, marker="D", color=FAMILY_COLOURS["bicubic"], zorder=3)
+            ax.scatter(*bicubic, s=80, marker="D", color=colour("bicubic"), zorder=3)
             texts.append(
                 ax.annotate(
                     "Bicubic",
@@ -149,7 +148,7 @@ def plot_perception_distortion(
                     xytext=(6, 4),
                     textcoords="offset points",
                     fontsize=9,
-                    color=FAMILY_COLOURS["bicubic"],
+                    color=colour("bicubic"),
                     weight="bold",
                     bbox=LABEL_BOX,
                 )
@@ -207,7 +206,7 @@ def plot_perception_distortion(
             [],
             marker="D",
             linestyle="",
-            color=FAMILY_COLOURS["bicubic"],
+            color=colour("bicubic"),
             markersize=8,
             label="bicubic (same LR)",
         ),

@@ -70,13 +70,16 @@ pytestmark = pytest.mark.filterwarnings(
 
 
 def offline(cfg):
-    """Fill mandatory values with null and keep VGG weights off the network."""
+    """Fill mandatory values with null and keep VGG / AlexNet weights off the network."""
     with open_dict(cfg):
         for key in list(cfg.model.keys()):
             if OmegaConf.is_missing(cfg.model, key):
                 cfg.model[key] = None
         if OmegaConf.select(cfg, "loss.content") is not None:
             cfg.loss.content.pretrained = False
+        for name in ("lpips", "dists"):  # perceptual metrics need ImageNet backbones
+            if OmegaConf.select(cfg, f"callbacks.perceptual.{name}") is not None:
+                cfg.callbacks.perceptual[name].enabled = False
     return cfg
 
 
