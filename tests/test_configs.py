@@ -41,11 +41,15 @@ def net_parameters(model: str) -> int:
 
 
 def experiment_model(experiment: str) -> str:
+    """The model an experiment selects, also through an experiment it extends."""
     defaults = OmegaConf.load(CONF_DIR / "experiment" / f"{experiment}.yaml").defaults
-    (model,) = [
-        v for d in defaults if isinstance(d, Mapping) for k, v in d.items() if k.endswith("/model")
-    ]
-    return model
+    for d in defaults:
+        if isinstance(d, Mapping):
+            for key, value in d.items():
+                if key.endswith("/model"):
+                    return value
+    base = [d for d in defaults if isinstance(d, str) and d != "_self_"]
+    return experiment_model(base[0])
 
 
 def by_size(names, model_of=lambda name: name) -> list:
@@ -102,6 +106,7 @@ def smoke_overrides(data_root: Path) -> list[str]:
         "trainer.max_epochs=1",
         "trainer.limit_train_batches=1",
         "trainer.limit_val_batches=1",
+        "trainer.check_val_every_n_epoch=1",
         "trainer.num_sanity_val_steps=0",
         "test=false",
     ]
