@@ -6,14 +6,14 @@ combined with ``packages.find`` there. Each config group is a data-only package.
 
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 CONF = Path(__file__).parent / "conf"
 groups = sorted(p.relative_to(CONF).as_posix() for p in CONF.rglob("*") if p.is_dir())
 conf_packages = ["sr_lightning.conf", *(f"sr_lightning.conf.{g.replace('/', '.')}" for g in groups)]
 
 setup(
-    packages=[*find_packages(include=["sr_lightning*", "hydra_plugins*"]), *conf_packages],
+    packages=[*find_namespace_packages(include=["sr_lightning*", "hydra_plugins*"]), *conf_packages],
     package_dir={"sr_lightning.conf": "conf"},
     package_data={name: ["*.yaml"] for name in conf_packages},
 )
