@@ -43,6 +43,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from sr_lightning.config import CONF_DIR, register_resolvers
+from sr_lightning.errors import run_cli
 from sr_lightning.inference import Generator, generator_from_module, generator_net
 
 log = logging.getLogger("sr_lightning.export")
@@ -478,12 +479,17 @@ def run(cfg: DictConfig) -> Path:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="export")
-def main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> None:
     try:
         run(cfg)
     except user_errors() as err:
         print(f"sr-export: {err}", file=sys.stderr)
         raise SystemExit(1) from None
+
+
+def main() -> None:
+    """The ``sr-export`` console script: config errors (a key typo) are one block too."""
+    run_cli("sr-export", hydra_main)
 
 
 if __name__ == "__main__":

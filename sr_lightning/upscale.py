@@ -31,6 +31,7 @@ from PIL import Image, UnidentifiedImageError
 
 from sr_lightning.config import CONF_DIR, register_resolvers
 from sr_lightning.data.images import IMAGE_EXTENSIONS
+from sr_lightning.errors import run_cli
 from sr_lightning.export import atomic_output, load_generator, user_errors
 from sr_lightning.inference import Upscaler, resolve_device
 
@@ -404,12 +405,17 @@ def _file_progress(jobs: list[Job], enabled: bool):
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="upscale")
-def main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> None:
     try:
         run(cfg)
     except user_errors() as err:
         print(f"sr-upscale: {err}", file=sys.stderr)
         raise SystemExit(1) from None
+
+
+def main() -> None:
+    """The ``sr-upscale`` console script: config errors (a key typo) are one block too."""
+    run_cli("sr-upscale", hydra_main)
 
 
 if __name__ == "__main__":
