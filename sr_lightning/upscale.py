@@ -265,6 +265,11 @@ def collect_inputs(
     return files, root
 
 
+def names_a_file(output: Path) -> bool:
+    """``output=result.png``: an image file name (its extension says the format), not a folder."""
+    return output.suffix.lower().lstrip(".") in OUTPUT_FORMATS and not output.is_dir()
+
+
 def plan_jobs(
     files: Iterable[Path], root: Path | None, output: Path, fmt: str, suffix: str, scale: int
 ) -> list[Job]:
@@ -353,18 +358,32 @@ def run(cfg: DictConfig) -> list[Path]:
     if not cfg.get("input"):
         raise ValueError("input=PATH is required: an image, a folder or a quoted glob")
     if not cfg.get("output"):
-        raise ValueError("output=DIR is required: the folder the upscaled images go to")
+        raise ValueError(
+            "output= is required: the folder the upscaled images go to (or, for one input "
+            "image, the output file: output=result.png)"
+        )
     fmt = str(cfg.format).lower()
     if fmt != "same" and fmt not in OUTPUT_FORMATS:
         raise ValueError(f"format={cfg.format}: choose one of same, {', '.join(OUTPUT_FORMATS)}")
     output = Path(cfg.output).expanduser()
-    if output.exists() and not output.is_dir():
+    to_file = names_a_file(output)
+    if output.exists() and not output.is_dir() and not to_file:
         raise NotADirectoryError(f"output={output} is a file; output= names a folder")
-    files, root = collect_inputs(str(cfg.input), bool(cfg.recursive), exclude=output)
+    files, root = collect_inputs(
+        str(cfg.input), bool(cfg.recursive), exclude=None if to_file else output
+    )
+    if to_file and len(files) > 1:
+        raise ValueError(
+            f"output={cfg.output} names one image file, but input={cfg.input} has "
+            f"{len(files)} images; give a folder (output=<folder>) for several"
+        )
 
     upscaler = build_upscaler(cfg)
     g = upscaler.generator
-    jobs = plan_jobs(files, root, output, fmt, str(cfg.suffix), g.scale)
+    if to_file:
+        jobs = [Job(files[0], output)]
+    else:
+        jobs = plan_jobs(files, root, output, fmt, str(cfg.suffix), g.scale)
     jobs = check_jobs(jobs, bool(cfg.overwrite), bool(cfg.skip_existing))
     print(
         f"{g.method} x{g.scale} ({'luma' if g.channels == 1 else 'RGB'}) on {upscaler.device}: "

@@ -19,8 +19,22 @@ log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 
 
+SKIP_ADVICE = (
+    " Replace or remove the file, or set data.skip_bad=true to skip unreadable images with a "
+    "warning."
+)
+
+
 class ImageLoadError(ValueError):
-    """An image file that cannot be decoded; the message names the file and the fix."""
+    """An image file that cannot be decoded; the message names the file and the fix.
+
+    ``reason`` is the message without the advice, for the warning of a skipped file (which
+    must not suggest data.skip_bad=true: it is set).
+    """
+
+    def __init__(self, reason: str, advice: str = SKIP_ADVICE) -> None:
+        super().__init__(reason + advice)
+        self.reason = reason
 
 
 def list_images(
@@ -100,10 +114,7 @@ def load_image(path: str | Path) -> torch.Tensor:
         SyntaxError,
         ValueError,
     ) as err:
-        raise ImageLoadError(
-            f"cannot decode image {path}: {err}. Replace or remove the file, "
-            "or set data.skip_bad=true to skip unreadable images with a warning."
-        ) from err
+        raise ImageLoadError(f"cannot decode image {path}: {err}.") from err
     if array.ndim == 2:
         array = array[:, :, None]
     if array.shape[0] == 0 or array.shape[1] == 0:
@@ -122,7 +133,7 @@ def load_images(
         except ImageLoadError as err:
             if not skip_bad:
                 raise
-            log.warning("skipping %s", err)
+            log.warning("skipping %s", err.reason)
             continue
         names.append(Path(path).stem)
     return names, images
