@@ -37,6 +37,18 @@ class ImageLoadError(ValueError):
         self.reason = reason
 
 
+def download_hint(folder: Path) -> str:
+    """How to get a missing set that sr_lightning.data.download knows (DIV2K)."""
+    from sr_lightning.data.download import DATASETS
+
+    if folder.name not in DATASETS:
+        return ""
+    return (
+        f" {folder.name} can be downloaded: python -m sr_lightning.data.download {folder.name} "
+        f"--data-dir {folder.parent} (docs/data.md)."
+    )
+
+
 def list_images(
     folder: str | Path, include: Sequence[str] | None = None, recursive: bool = False
 ) -> list[Path]:
@@ -49,7 +61,7 @@ def list_images(
     if not folder.is_dir():
         raise FileNotFoundError(
             f"image folder not found: {folder}. Check paths.data_dir (set $SR_DATA_DIR) "
-            "or the set name in the data config."
+            "or the set name in the data config." + download_hint(folder)
         )
     pattern = "**/*" if recursive else "*"
     files = sorted(
