@@ -48,5 +48,26 @@ def check_train_config(cfg: DictConfig) -> None:
             "data=folder data.train_sets=[/path/to/hr] (folder names are looked up under "
             "paths.data_dir)."
         )
-    _sets(data.get("val_sets"), "data.val_sets")
-    _sets(data.get("test_sets"), "data.test_sets")
+    val_sets = _sets(data.get("val_sets"), "data.val_sets")
+    test_sets = _sets(data.get("test_sets"), "data.test_sets")
+    named = {"data.val_sets": val_sets}
+    if cfg.get("train", True):
+        named["data.train_sets"] = train_sets
+    if cfg.get("test"):
+        named["data.test_sets"] = test_sets
+    for key, specs in named.items():
+        check_folders(data, specs, key)
+
+
+def check_folders(data: DictConfig, specs: Sequence, key: str) -> None:
+    """Every set's folder of ``key`` exists and holds the images it lists (none is decoded)."""
+    from sr_lightning.builders import to_plain
+    from sr_lightning.data.datasets import set_spec
+    from sr_lightning.data.images import list_images
+
+    for spec in to_plain(list(specs)):
+        _, folder, include = set_spec(spec, data.get("data_dir") or ".")
+        try:
+            list_images(folder, include, bool(data.get("recursive")))
+        except FileNotFoundError as err:
+            raise ConfigError(f"{key}: {err}") from None

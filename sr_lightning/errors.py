@@ -79,6 +79,15 @@ def is_user_error(err: BaseException) -> bool:
     return isinstance(err, ValueError | OSError) and _raised_by_us(err)
 
 
+def closest(word: str, candidates: list[str], cutoff: float = 0.7) -> list[str]:
+    """The candidates most like ``word`` (ties kept), none when nothing is close."""
+    scores = {c: difflib.SequenceMatcher(None, word, c).ratio() for c in candidates}
+    best = max(scores.values(), default=0.0)
+    if best < cutoff:
+        return []
+    return [c for c, score in scores.items() if score >= best - 0.02]
+
+
 def suggest_key(err: BaseException) -> str:
     """``did you mean trainer.max_steps?`` for an unknown key, from the composed config."""
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError
@@ -92,7 +101,7 @@ def suggest_key(err: BaseException) -> str:
         keys = [str(k) for k in parent]
         full_key = str(getattr(inner, "full_key", key) or key)
         prefix = full_key[: -len(str(key))] if full_key.endswith(str(key)) else ""
-        close = difflib.get_close_matches(str(key), keys, n=2, cutoff=0.75)
+        close = closest(str(key), keys)
         if close:
             names = " or ".join(f"{prefix}{k}" for k in close)
             return f"did you mean {names}?"

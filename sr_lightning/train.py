@@ -147,17 +147,19 @@ def keep_previous_csv_logs(loggers: list[Logger]) -> None:
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit (or, with ``train=false``, validate) one configured experiment; returns its metrics."""
-    check_train_config(cfg)
+    quiet_third_party()
     output_dir = Path(cfg.paths.output_dir)
     fitting = bool(cfg.get("train", True))
-    ckpt_path = select_checkpoint(cfg, output_dir)
-    resumed = checkpoint_position(ckpt_path) if ckpt_path and fitting else None
-    if fitting and ckpt_path and Path(ckpt_path).resolve().is_relative_to(output_dir.resolve()):
-        done = completed_run(output_dir, cfg.trainer, resumed and resumed["global_step"])
-        if done is not None:
-            return report_completed(done, output_dir)
     trainer = None
     try:
+        check_train_config(cfg)
+        ckpt_path = select_checkpoint(cfg, output_dir)
+        resumed = checkpoint_position(ckpt_path) if ckpt_path and fitting else None
+        own = ckpt_path and Path(ckpt_path).resolve().is_relative_to(output_dir.resolve())
+        if fitting and own:
+            done = completed_run(output_dir, cfg.trainer, resumed and resumed["global_step"])
+            if done is not None:
+                return report_completed(done, output_dir)
         install_rank_command()
         if cfg.get("seed") is not None:
             L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -359,7 +361,6 @@ def report(metrics: dict[str, float], output_dir: Path, trainer: L.Trainer) -> N
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def hydra_main(cfg: DictConfig) -> float | None:
-    quiet_third_party()
     with exit_on_user_error("sr-train"):
         try:
             metrics = train(cfg)
@@ -372,6 +373,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
 
 def main() -> float | None:
     """The ``sr-train`` console script: a user error is one message block, exit status 2."""
+    quiet_third_party()  # before Hydra: a sweeper's own start-up (Optuna's alembic) too
     return run_cli("sr-train", hydra_main)
 
 
