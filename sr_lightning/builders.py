@@ -93,8 +93,15 @@ def _instantiate_user_facing(cfg: Mapping) -> Any:
 
 
 def build_loggers(logger_cfg: Mapping | None) -> list[Logger]:
-    return [
+    loggers = [
         hydra.utils.instantiate(lg, _convert_="all")
         for lg in (logger_cfg or {}).values()
         if isinstance(lg, Mapping) and "_target_" in lg
     ]
+    for lg in loggers:
+        # Lightning's WandbLogger always passes anonymous=None to wandb.init, which makes W&B
+        # warn that the (deprecated) setting has no effect; leaving it out changes nothing else
+        init = getattr(lg, "_wandb_init", None)
+        if isinstance(init, dict) and init.get("anonymous") is None:
+            init.pop("anonymous", None)
+    return loggers

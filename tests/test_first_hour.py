@@ -388,3 +388,23 @@ def test_metrics_json_reports_best_and_last_psnr_at_one_precision(compose_train,
     metrics = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())["metrics"]
     # one epoch: the best PSNR is that epoch's PSNR, exactly
     assert metrics["val/psnr_best"] == metrics["val/psnr"]
+
+
+def test_wandb_is_not_handed_the_deprecated_anonymous_setting(compose_train, monkeypatch):
+    """W&B warns about `anonymous` whenever it is passed (Lightning passes None)."""
+    import wandb
+
+    from sr_lightning.builders import build_loggers
+
+    seen = {}
+
+    def fake_init(**kwargs):
+        seen.update(kwargs)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(wandb, "init", fake_init)
+    cfg = compose_train("logger=wandb")
+    (wandb_logger,) = [lg for lg in build_loggers(cfg.logger) if type(lg).__name__ == "WandbLogger"]
+    with pytest.raises(RuntimeError, match="stop here"):
+        _ = wandb_logger.experiment
+    assert seen and "anonymous" not in seen

@@ -322,6 +322,7 @@ def test_optuna_two_trials_maximise_best_psnr_in_a_sqlite_study(tiny_data, tmp_p
         tmp_path,
     )
     assert code == 0, out[-3000:]
+    assert "alembic" not in out, "Optuna's storage migrations are not the user's business"
     sweep = only_sweep_dir(tmp_path)
     jobs = job_dirs(sweep)
     assert len(jobs) == 2
