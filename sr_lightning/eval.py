@@ -304,7 +304,7 @@ class BenchmarkImages(Dataset):
         try:
             image = load_image(path)
         except ImageLoadError as err:
-            return {**item, "error": str(err)}
+            return {**item, "error": err.reason}
         h, w = image.shape[-2:]
         item["image"] = image[:, : h - h % self.scale, : w - w % self.scale]
         return item
@@ -367,7 +367,7 @@ def evaluate_set(
     for item in loader:
         if "error" in item:
             if not skip_bad:
-                raise ImageLoadError(item["error"])
+                raise ImageLoadError(item["error"])  # with the advice to skip it
             log.warning("skipping %s", item["error"])
             continue
         raw = item["image"]

@@ -312,12 +312,8 @@ def run_stages(
 
 
 def callback_metrics(trainer: L.Trainer) -> dict[str, float]:
-    """Lightning's reported metrics as floats, all at one precision (float32, as logged).
-
-    Metrics arrive as float32 or float64 tensors; rounding all to float32 keeps
-    ``val/psnr_best`` equal to ``val/psnr`` of the epoch it comes from.
-    """
-    return {k: float(torch.as_tensor(v).float()) for k, v in trainer.callback_metrics.items()}
+    """Lightning's reported metrics as floats (``val/psnr_best`` at val/psnr's float64)."""
+    return {k: float(v) for k, v in trainer.callback_metrics.items()}
 
 
 def wants_validation(trainer: L.Trainer, datamodule: L.LightningDataModule) -> bool:

@@ -63,7 +63,8 @@ class SRModule(LightningModule):
         self.val_metrics = nn.ModuleDict()
         self.val_bicubic = nn.ModuleDict()
         self.test_metrics = nn.ModuleDict()
-        self.val_psnr_best = MaxMetric()
+        # float64 like the PSNR it tracks, so the best equals that epoch's val/psnr exactly
+        self.val_psnr_best = MaxMetric().set_dtype(torch.float64)
         # the compiled net is kept out of the module tree, so state_dict keys stay `net.*`
         object.__setattr__(self, "_compiled_net", None)
         # the epoch's training loss and a NaN/Inf flag, accumulated on the device (no sync)
