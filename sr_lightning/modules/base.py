@@ -17,7 +17,6 @@ from hydra.utils import instantiate
 from lightning.pytorch import LightningModule
 from lightning.pytorch.callbacks import Timer
 from torch import nn
-from torchmetrics import MaxMetric
 
 from sr_lightning.data.degradation import bicubic_upscale
 from sr_lightning.losses.pixel import PixelLoss, check_loss_reduction, per_patch_scale
@@ -63,8 +62,9 @@ class SRModule(LightningModule):
         self.val_metrics = nn.ModuleDict()
         self.val_bicubic = nn.ModuleDict()
         self.test_metrics = nn.ModuleDict()
-        # float64 like the PSNR it tracks, so the best equals that epoch's val/psnr exactly
-        self.val_psnr_best = MaxMetric().set_dtype(torch.float64)
+        # the best val/psnr so far, kept at val/psnr's own precision (float64; MaxMetric
+        # casts to float32), so it equals the val/psnr of the epoch it comes from
+        self._psnr_best: torch.Tensor | None = None
         # the compiled net is kept out of the module tree, so state_dict keys stay `net.*`
         object.__setattr__(self, "_compiled_net", None)
         # the epoch's training loss and a NaN/Inf flag, accumulated on the device (no sync)
@@ -228,7 +228,7 @@ class SRModule(LightningModule):
 
     def on_train_start(self) -> None:
         # The sanity-check validation of an untrained model must not count as the best.
-        self.val_psnr_best.reset()
+        self._psnr_best = None
         # A step checkpoint is written before that step's scheduler update, so a resumed
         # run would train one step at the previous lr; a budget schedule recomputes its lr
         # from the restored step and Timer (the value the uninterrupted run had set).
@@ -332,8 +332,11 @@ class SRModule(LightningModule):
         self.log_results("val", results)
         primary = next(iter(results))
         self.log("val/psnr_bicubic", bicubic[primary]["psnr"])
-        self.val_psnr_best.update(results[primary]["psnr"])
-        self.log("val/psnr_best", self.val_psnr_best.compute(), prog_bar=True)
+        psnr = results[primary]["psnr"].detach()
+        # fmax: a NaN epoch (a diverged run) does not wipe out the best
+        best = psnr if self._psnr_best is None else torch.fmax(self._psnr_best, psnr)
+        self._psnr_best = best
+        self.log("val/psnr_best", best, prog_bar=True)
 
     def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
         name = self.eval_set_names("test")[dataloader_idx]
