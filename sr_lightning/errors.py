@@ -68,10 +68,11 @@ def _raised_by_us(err: BaseException) -> bool:
 
 def is_user_error(err: BaseException) -> bool:
     """Errors whose message is written for the user: ours, and Hydra's config errors."""
-    from hydra.errors import ConfigCompositionException, MissingConfigException
+    from hydra.errors import CompactHydraException, MissingConfigException
     from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-    if isinstance(err, UserError | ConfigCompositionException | MissingConfigException):
+    # Hydra's compact errors: composition, override syntax, missing config
+    if isinstance(err, UserError | CompactHydraException | MissingConfigException):
         return True
     if isinstance(err, MissingMandatoryValue | OmegaConfBaseException):
         return True
@@ -112,10 +113,10 @@ def suggest_key(err: BaseException) -> str:
 
 def user_message(err: BaseException) -> str:
     """The message block of a user error: what is wrong, what exists, what to do."""
-    from hydra.errors import ConfigCompositionException
+    from hydra.errors import CompactHydraException
 
     root = root_cause(err)
-    if isinstance(root, ConfigCompositionException):
+    if isinstance(root, CompactHydraException):
         # Hydra's own text: "Could not override 'x'.\nTo append ... use +x=...\nKey ..."
         text = str(root).strip()
         cause = root.__cause__

@@ -40,9 +40,8 @@ def readme_commands() -> list[str]:
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", text, re.S):
         for line in block.splitlines():
-            words = shlex.split(line, comments=True)
-            if words:
-                commands.append(shlex.join(words))
+            if shlex.split(line, comments=True):
+                commands.append(" ".join(line.split("#", 1)[0].split()))
     return commands
 
 
