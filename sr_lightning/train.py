@@ -264,7 +264,6 @@ def report_completed(summary: dict[str, Any], output_dir: Path) -> dict[str, flo
         f"{summary.get('global_step')}); nothing to train. Raise trainer.max_epochs / "
         "trainer.max_steps to train further, or use resume=never for a fresh run."
     )
-    log.info(line)
     print(line)
     psnr = metrics.get("val/psnr")
     if psnr is not None:
