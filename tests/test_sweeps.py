@@ -373,7 +373,8 @@ def test_optuna_records_a_crashing_trial_as_failed_and_goes_on(tiny_data, tmp_pa
     sweep = only_sweep_dir(tmp_path)
     (failed,) = [j for j in job_dirs(sweep) if job_overrides(j)["data.batch_size"] == "1000"]
     log = (failed / "train.log").read_text()
-    assert "Traceback" in log and "data.batch_size=1000" in log  # the job's own log says why
+    assert "run failed" in log and "data.batch_size=1000" in log  # the job's own log says why
+    assert "Traceback" not in log and "Traceback" in (failed / "error.txt").read_text()
     rows = {r["data.batch_size"]: r for r in read_summary(sweep)}
     assert rows["1000"]["status"] == "failed" and "ValueError" in rows["1000"]["error"]
     assert rows["4"]["status"] == "completed"
