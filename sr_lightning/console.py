@@ -72,7 +72,7 @@ class LineProgress(ProgressBar):
     ``train.log``.
     """
 
-    KEYS = ("train/loss_epoch", "train/loss_step", "val/psnr", "val/psnr_best")
+    KEYS = ("train/loss_epoch", "train/loss_step", "val/psnr", "val/psnr_best", "val/lpips")
 
     def __init__(self, every_s: float = 60.0) -> None:
         super().__init__()

@@ -166,7 +166,7 @@ def test_eval_sweep_summaries_have_set_by_psnr_y_ssim_y_columns(tmp_path, compos
 
     compose_train(config_name="eval")  # registers the eval app's Hydra config
     patterns = list(HydraConfig.get().callbacks.sweep_summary.metrics)
-    assert patterns == ["*/psnr_y", "*/ssim_y"]
+    assert patterns[:2] == ["*/psnr_y", "*/ssim_y"]
     sweep = tmp_path / "sweep"
     summary = SweepSummary(patterns)
     for num, (scale, psnr, psnr14) in enumerate([(2, 33.66, 30.24), (4, 28.42, 26.0)]):
