@@ -86,7 +86,11 @@ class Workspace:
             if "hparams_search=optuna" in args:
                 args.append("hydra.sweeper.n_trials=2")
             if any(a.startswith("experiment=srgan") for a in args):
-                args.append("loss.content.pretrained=false")  # no network for VGG19 here
+                # no network here for the VGG19 (content loss) and AlexNet (LPIPS) weights
+                args += [
+                    "loss.content.pretrained=false",
+                    "callbacks.perceptual.lpips.enabled=false",
+                ]
         if module == "sr_lightning.upscale" and not torch.cuda.is_available():
             args = ["device=cpu" if a == "device=cuda" else a for a in args]
         done = subprocess.run(
