@@ -194,7 +194,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         try:
             metrics = run_stages(cfg, trainer, model, datamodule, ckpt_path)
         except BaseException:
-            finish_run(exit_code=1)
+            finish_after_failure()
             discard_unstarted_run_dir(output_dir, trainer)
             raise
         summary = {
@@ -276,6 +276,16 @@ def report_completed(summary: dict[str, Any], output_dir: Path) -> dict[str, flo
     return metrics
 
 
+def finish_after_failure() -> None:
+    """End the W&B run of a failed or preempted job without masking why it stopped: SIGTERM
+    reaches the job's whole process group, so W&B's service may already be gone, and its
+    ``ConnectionResetError`` would turn a requeue into a failed job."""
+    try:
+        finish_run(exit_code=1)
+    except Exception as err:
+        log.warning("could not close the W&B run (%s: %s)", type(err).__name__, err)
+
+
 def run_stages(
     cfg: DictConfig,
     trainer: L.Trainer,
@@ -338,7 +348,7 @@ def write_summary(summary: dict[str, Any], output_dir: Path) -> None:
 
 
 @rank_zero_only
-def report(metrics: dict[str, float], output_dir: Path, trainer: L.Trainer) -> None:
+def report(metrics: dict[str, float], output_dir: Path, trainer: L.Trainer | None) -> None:
     """Tell the user what the run reached and where everything went."""
     psnr, bicubic = metrics.get("val/psnr"), metrics.get("val/psnr_bicubic")
     if psnr is not None:
@@ -348,7 +358,7 @@ def report(metrics: dict[str, float], output_dir: Path, trainer: L.Trainer) -> N
         if "val/psnr_best" in metrics:
             line += f"; best {metrics['val/psnr_best']:.2f} dB"
         log.info(line)
-    best = best_checkpoint(trainer)
+    best = best_checkpoint(trainer) if trainer is not None else None
     if best:
         print(f"best checkpoint: {best}")
     print(f"run directory: {output_dir}")

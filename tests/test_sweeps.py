@@ -395,3 +395,80 @@ def test_submitit_local_job_runs_in_its_own_process_inside_the_sweep_dir(tiny_da
     assert {r["scale"] for r in read_summary(sweep)} == {"2", "3"}
     for job in jobs:
         assert json.loads((job / "metrics.json").read_text())["global_step"] > 0
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_rerun_in_place_ends_as_if_never_killed(tiny_data, tmp_path):
+    """SIGKILL of the multirun's process group in the middle of its second job; rerunning the
+    same command (same sweep dir) reads job 0 back, resumes job 1 from its last.ckpt and runs
+    jobs 2 and 3: the summary equals an uninterrupted sweep's."""
+    # 8 steps an epoch, last.ckpt every 4 steps; job 1 is killed at step 6
+    args = [*tiny_overrides(tiny_data), "data.patches_per_image=8", "trainer.max_epochs=1",
+            "callbacks.periodic_last.every_n_train_steps=4", "callbacks.image_panels=null",
+            "seed=1,2,3,4", "+callbacks.kill._target_=tests.kill_switch.KillSweepAtStep",
+            "+callbacks.kill.step=6", "+callbacks.kill.job=1"]  # fmt: skip
+    ref, sweep = tmp_path / "uninterrupted", tmp_path / "killed"
+    code, out = run_cli(["-m", f"hydra.sweep.dir={ref}", *args], tmp_path)
+    assert code == 0, out[-3000:]
+    os.environ["SR_TEST_KILL_SWEEP"] = "1"
+    try:
+        code, out = run_cli(["-m", f"hydra.sweep.dir={sweep}", *args], tmp_path)
+    finally:
+        del os.environ["SR_TEST_KILL_SWEEP"]
+    assert code == -signal.SIGKILL, out[-3000:]
+    assert [job.name for job in job_dirs(sweep)] == ["0", "1"]
+    assert not (sweep / "1" / "metrics.json").exists()
+    first = sweep / "0" / "checkpoints" / "last.ckpt"
+    untouched = {p: p.stat().st_mtime_ns for p in (first, sweep / "0" / "metrics.json")}
+
+    code, out = run_cli(["-m", f"hydra.sweep.dir={sweep}", *args], tmp_path)
+    assert code == 0, out[-3000:]
+    assert "run already complete" in out
+    assert {p: p.stat().st_mtime_ns for p in untouched} == untouched  # job 0 not retrained
+    resumed = json.loads((sweep / "1" / "metrics.json").read_text())
+    assert resumed["resumed_from"] == str(sweep / "1" / "checkpoints" / "last.ckpt")
+    full = json.loads((ref / "1" / "metrics.json").read_text())
+    assert resumed["resumed_at_step"] == 4 and resumed["global_step"] == full["global_step"] > 6
+    # LearningRateMonitor logs at an epoch's start, which a run resumed mid-epoch skips
+    assert resumed["metrics"] == {k: v for k, v in full["metrics"].items() if "lr-" not in k}
+    for job in ("0", "2", "3"):
+        assert json.loads((sweep / job / "metrics.json").read_text())["resumed_from"] is None
+    rows, expected = read_summary(sweep), read_summary(ref)
+    assert [r["job"] for r in rows] == [r["job"] for r in expected] and len(rows) == 4
+    assert rows == expected  # metrics, overrides, status, epochs, steps, dirs
+
+
+@pytest.mark.slow
+def test_a_killed_optuna_search_rerun_in_place_finishes_its_trials(tiny_data, tmp_path):
+    """The preset's study lives in the sweep dir; a search killed in its second trial and
+    rerun with the same sweep dir runs only the missing trials, the interrupted one again."""
+    import optuna
+    from optuna.trial import TrialState
+
+    sweep = tmp_path / "search"
+    args = [a for a in optuna_args(tiny_data, tmp_path / "unused.db") if "storage" not in a]
+    args = [*[a.replace("n_trials=2", "n_trials=3") for a in args], f"hydra.sweep.dir={sweep}",
+            "data.patches_per_image=8", "callbacks.periodic_last.every_n_train_steps=4",
+            "data.batch_size=choice(4,8)", "search.lr_patch_size=range(8,16,step=4)",
+            "+callbacks.kill._target_=tests.kill_switch.KillSweepAtStep",
+            "+callbacks.kill.step=3", "+callbacks.kill.job=1"]  # fmt: skip
+    os.environ["SR_TEST_KILL_SWEEP"] = "1"
+    try:
+        code, out = run_cli(args, tmp_path)
+    finally:
+        del os.environ["SR_TEST_KILL_SWEEP"]
+    assert code == -signal.SIGKILL, out[-3000:]
+    storage = f"sqlite:///{sweep / 'optuna.db'}"
+    killed = optuna.load_study(study_name="tiny", storage=storage).trials
+    assert [t.state for t in killed] == [TrialState.COMPLETE, TrialState.RUNNING]
+    first = (sweep / "0" / "metrics.json").stat().st_mtime_ns
+
+    code, out = run_cli(args, tmp_path)
+    assert code == 0, out[-3000:]
+    trials = optuna.load_study(study_name="tiny", storage=storage).trials
+    states = [t.state for t in trials]
+    assert states == [TrialState.COMPLETE, TrialState.FAIL, *[TrialState.COMPLETE] * 2]
+    assert trials[2].params == killed[1].params  # the interrupted trial, tried again
+    assert (sweep / "0" / "metrics.json").stat().st_mtime_ns == first  # not rerun
+    assert [j.name for j in job_dirs(sweep)] == ["0", "1", "2", "3"]  # job dir N = trial N
+    assert {r["job"] for r in read_summary(sweep) if r["status"] == "completed"} >= {"0", "2", "3"}
