@@ -13,7 +13,10 @@ groups = sorted(p.relative_to(CONF).as_posix() for p in CONF.rglob("*") if p.is_
 conf_packages = ["sr_lightning.conf", *(f"sr_lightning.conf.{g.replace('/', '.')}" for g in groups)]
 
 setup(
-    packages=[*find_namespace_packages(include=["sr_lightning*", "hydra_plugins*"]), *conf_packages],
+    packages=[
+        *find_namespace_packages(include=["sr_lightning*", "hydra_plugins*"]),
+        *conf_packages,
+    ],
     package_dir={"sr_lightning.conf": "conf"},
     package_data={name: ["*.yaml"] for name in conf_packages},
 )

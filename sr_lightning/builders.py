@@ -50,10 +50,14 @@ def build_callbacks(
 
     Given ``cfg.trainer`` with the progress bar on and no bar among the callbacks, a
     ``TQDMProgressBar`` refreshed every ``log_every_n_steps`` steps (when the logged values
-    change) is added. Lightning's default ``RichProgressBar`` reads the logged values back
-    after every batch whatever its refresh rate: a GPU sync and ~1 ms of Python per step.
+    change) is added on a terminal, and one log line per epoch otherwise (a redirected log
+    gets no carriage returns). Lightning's default ``RichProgressBar`` reads the logged
+    values back after every batch whatever its refresh rate: a GPU sync and ~1 ms of Python
+    per step. The model summary is one line (:class:`~sr_lightning.console.CompactModelSummary`).
     """
-    from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
+    from lightning.pytorch.callbacks import ModelSummary, ProgressBar, TQDMProgressBar
+
+    from sr_lightning.console import CompactModelSummary, LineProgress, interactive
 
     callbacks = [
         _instantiate_user_facing(cb)
@@ -63,8 +67,14 @@ def build_callbacks(
     trainer_cfg = trainer_cfg or {}
     wants_bar = trainer_cfg.get("enable_progress_bar", True) is not False
     if trainer_cfg and wants_bar and not any(isinstance(c, ProgressBar) for c in callbacks):
-        refresh = int(trainer_cfg.get("log_every_n_steps") or 10)
-        callbacks.append(TQDMProgressBar(refresh_rate=refresh))
+        if interactive():
+            refresh = int(trainer_cfg.get("log_every_n_steps") or 10)
+            callbacks.append(TQDMProgressBar(refresh_rate=refresh))
+        else:
+            callbacks.append(LineProgress())
+    wants_summary = trainer_cfg.get("enable_model_summary", True) is not False
+    if trainer_cfg and wants_summary and not any(isinstance(c, ModelSummary) for c in callbacks):
+        callbacks.append(CompactModelSummary())
     return callbacks
 
 
@@ -84,8 +94,15 @@ def _instantiate_user_facing(cfg: Mapping) -> Any:
 
 
 def build_loggers(logger_cfg: Mapping | None) -> list[Logger]:
-    return [
+    loggers = [
         hydra.utils.instantiate(lg, _convert_="all")
         for lg in (logger_cfg or {}).values()
         if isinstance(lg, Mapping) and "_target_" in lg
     ]
+    for lg in loggers:
+        # Lightning's WandbLogger always passes anonymous=None to wandb.init, which makes W&B
+        # warn that the (deprecated) setting has no effect; leaving it out changes nothing else
+        init = getattr(lg, "_wandb_init", None)
+        if isinstance(init, dict) and init.get("anonymous") is None:
+            init.pop("anonymous", None)
+    return loggers

@@ -17,7 +17,8 @@ def skimage_data_dir() -> str:
 
 def register_resolvers() -> None:
     """Resolvers used by conf/: ``${sr.skimage_data:}``, ``${sr.pid:}``, ``${sr.mul:17,${scale}}``,
-    ``${sr.if:${flag},a,b}`` and ``${sr.direction:${optimized_metric}}``."""
+    ``${sr.if:${flag},a,b}``, ``${sr.direction:${optimized_metric}}`` and
+    ``${sr.multiple_of:33,${scale}}``."""
     resolvers = {
         "sr.skimage_data": skimage_data_dir,
         "sr.pid": os.getpid,
@@ -25,6 +26,7 @@ def register_resolvers() -> None:
         "sr.mul": lambda *xs: _product(xs),
         "sr.if": lambda cond, yes, no: yes if cond else no,
         "sr.direction": metric_direction,
+        "sr.multiple_of": multiple_of,
     }
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):
@@ -45,6 +47,16 @@ def lower_is_better(metric: str) -> bool:
 def metric_direction(metric: str) -> str:
     """Optuna's direction for a metric: ``${sr.direction:${optimized_metric}}``."""
     return "minimize" if lower_is_better(metric) else "maximize"
+
+
+def multiple_of(size: int, scale: int) -> int:
+    """The smallest multiple of ``scale`` that is at least ``size`` (a patch of whole LR pixels).
+
+    A scale that is not a positive integer is returned as is, for the start-up check to name.
+    """
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+        return size
+    return -(-size // scale) * scale
 
 
 def _product(values) -> int | float:

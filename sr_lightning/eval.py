@@ -46,6 +46,7 @@ from sr_lightning.config import CONFIG_PATH, register_resolvers
 from sr_lightning.data.datasets import convert_channels, set_spec
 from sr_lightning.data.degradation import bicubic_upscale, degrade_eval, to_float
 from sr_lightning.data.images import ImageLoadError, list_images, load_image
+from sr_lightning.errors import exit_on_user_error, run_cli
 from sr_lightning.metrics import psnr_y, quantize, ssim_y
 from sr_lightning.modules.base import SRModule
 from sr_lightning.nets import count_parameters
@@ -283,7 +284,7 @@ class BenchmarkImages(Dataset):
         try:
             image = load_image(path)
         except ImageLoadError as err:
-            return {**item, "error": str(err)}
+            return {**item, "error": err.reason}
         h, w = image.shape[-2:]
         item["image"] = image[:, : h - h % self.scale, : w - w % self.scale]
         return item
@@ -346,7 +347,7 @@ def evaluate_set(
     for item in loader:
         if "error" in item:
             if not skip_bad:
-                raise ImageLoadError(item["error"])
+                raise ImageLoadError(item["error"])  # with the advice to skip it
             log.warning("skipping %s", item["error"])
             continue
         raw = item["image"]
@@ -624,12 +625,18 @@ def eval_settings(cfg: DictConfig) -> dict[str, Any]:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="eval")
-def main(cfg: DictConfig) -> float:
+def hydra_main(cfg: DictConfig) -> float:
     """Returns the first set's PSNR, so that sweeps over checkpoints can rank them."""
     if (cfg.get("extras") or {}).get("print_config"):
         print("\n".join(f"{k}: {v}" for k, v in eval_settings(cfg).items()))
-    results = evaluate(cfg)
+    with exit_on_user_error("sr-eval"):
+        results = evaluate(cfg)
     return next(iter(results.values()))["psnr_y"]
+
+
+def main() -> float:
+    """The ``sr-eval`` console script: a user error is one message block, exit status 2."""
+    return run_cli("sr-eval", hydra_main)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ from torch import nn
 
 from sr_lightning.atomic import atomic_output
 from sr_lightning.config import CONFIG_PATH, register_resolvers
+from sr_lightning.errors import run_cli
 from sr_lightning.inference import generator_net
 from sr_lightning.model_files import (
     METADATA_FORMAT,
@@ -277,12 +278,17 @@ def run(cfg: DictConfig) -> Path:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="export")
-def main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> None:
     try:
         run(cfg)
     except user_errors() as err:
         print(f"sr-export: {err}", file=sys.stderr)
         raise SystemExit(1) from None
+
+
+def main() -> None:
+    """The ``sr-export`` console script: config errors (a key typo) are one block too."""
+    run_cli("sr-export", hydra_main)
 
 
 if __name__ == "__main__":

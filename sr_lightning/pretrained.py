@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from sr_lightning.data.download import KNOWN_FILES, DownloadError, RemoteFile, download_file
+from sr_lightning.errors import UserError
 
 # torchvision's IMAGENET1K_V1 weights; the key names the architecture as torchvision does
 BACKBONES: dict[str, RemoteFile] = {
@@ -29,8 +30,11 @@ BACKBONES: dict[str, RemoteFile] = {
 }
 
 
-class WeightsUnavailableError(RuntimeError):
-    """Pretrained backbone weights are neither given, nor cached, nor downloadable."""
+class WeightsUnavailableError(UserError, RuntimeError):
+    """Pretrained backbone weights are neither given, nor cached, nor downloadable.
+
+    A user error: sr-train / sr-eval print its message as one block, without a traceback.
+    """
 
 
 def _file(backbone: str) -> RemoteFile:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sr_lightning.errors import EXIT_USER_ERROR, is_user_error, print_user_error, show_tracebacks
 from sr_lightning.published import PublishedResult, load_published
 
 log = logging.getLogger("sr_lightning.report")
@@ -571,9 +572,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         published = [] if args.no_published else load_published(args.published)
         files = write_report(args.dirs, args.out, published)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"sr-report: {err}", file=sys.stderr)
-        return 2
+    except Exception as err:
+        if show_tracebacks() or not is_user_error(err):
+            raise
+        print_user_error("sr-report", err, hint="SR_DEBUG=1")
+        return EXIT_USER_ERROR
     print(files[0].read_text(encoding="utf-8"))
     for f in files:
         print(f"wrote {f}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import fnmatch
 import io
 import json
 import logging
@@ -36,11 +37,13 @@ from omegaconf import DictConfig
 
 from sr_lightning.atomic import write_atomic
 from sr_lightning.config import lower_is_better
+from sr_lightning.errors import format_failure
 
 log = logging.getLogger(__name__)
 
 ROWS_DIR = ".summary"
 RUN_SUMMARY = "metrics.json"  # written by sr_lightning.train in every run dir
+EVAL_RESULTS = "results.json"  # written by sr_lightning.eval: {set: {psnr_y, ssim_y, images}}
 
 
 class SweepSummary(Callback):
@@ -75,12 +78,13 @@ class SweepSummary(Callback):
         rows = refresh(sweep_dir, self.metrics)
         if rows:
             best = rows[0]
-            value = best.get(self.metrics[0])
+            metric = (expand_metrics(self.metrics, rows) or self.metrics)[0]
+            value = best.get(metric)
             log.info(
                 "sweep summary: %s (best: job %s, %s = %s)",
                 sweep_dir / "summary.md",
                 best["job"],
-                self.metrics[0],
+                metric,
                 "n/a" if value is None else f"{value:.4f}",
             )
 
@@ -107,9 +111,11 @@ def job_row(config: DictConfig, job_return: JobReturn, metrics: Sequence[str]) -
     job_dir = Path(str(config.hydra.runtime.output_dir))
     sweep_dir = Path(str(config.hydra.sweep.dir))
     run = read_json(job_dir / RUN_SUMMARY)
-    values = dict(run.get("metrics") or {})
+    values = dict(run.get("metrics") or {}) | eval_metrics(read_json(job_dir / EVAL_RESULTS))
     ok = job_return.status == JobStatus.COMPLETED
-    if ok and metrics[0] not in values:  # e.g. a task without metrics.json: its return value
+    if (
+        ok and "*" not in metrics[0] and metrics[0] not in values
+    ):  # e.g. a task without metrics.json: its return value
         with contextlib.suppress(TypeError, ValueError):
             values[metrics[0]] = float(job_return.return_value)
     error = None if ok else getattr(job_return, "_return_value", None)
@@ -117,16 +123,44 @@ def job_row(config: DictConfig, job_return: JobReturn, metrics: Sequence[str]) -
         rel_dir = str(job_dir.relative_to(sweep_dir))
     except ValueError:
         rel_dir = str(job_dir)
+    names = expand_metrics(metrics, [values])
     return {
         "job": int(config.hydra.job.num),
         "status": "completed" if ok else "failed",
-        "error": None if error is None else f"{type(error).__name__}: {error}",
+        "error": None if error is None else format_failure(error),
         "overrides": parse_overrides(config.hydra.overrides.task),
-        **{name: _finite(values.get(name)) for name in metrics},
+        **{name: _finite(values.get(name)) for name in names},
         "epochs": run.get("epochs"),
         "global_step": run.get("global_step"),
         "dir": rel_dir,
     }
+
+
+def eval_metrics(results: Mapping) -> dict[str, float]:
+    """sr-eval's ``{"Set5": {"psnr_y": 30.1, ...}}`` as ``{"Set5/psnr_y": 30.1, ...}``."""
+    return {
+        f"{name}/{key}": value
+        for name, scores in results.items()
+        if isinstance(scores, Mapping)
+        for key, value in scores.items()
+        if key != "images"
+    }
+
+
+def expand_metrics(metrics: Sequence[str], rows: Sequence[Mapping]) -> list[str]:
+    """Metric names, with patterns (``*/psnr_y``) replaced by the matching names of the rows.
+
+    Matches keep the order they first appear in (sr-eval: set by set, PSNR then SSIM).
+    """
+    names: list[str] = []
+    for row in rows:
+        for key in row:
+            if key not in names and any(
+                "*" in m and "/" in key and fnmatch.fnmatchcase(key, m) for m in metrics
+            ):
+                names.append(key)
+    plain = [m for m in metrics if "*" not in m]
+    return plain + names if plain else names
 
 
 def refresh(sweep_dir: Path, metrics: Sequence[str]) -> list[dict]:
@@ -136,7 +170,9 @@ def refresh(sweep_dir: Path, metrics: Sequence[str]) -> list[dict]:
         return []
     with FileLock(rows_dir / ".lock"):
         rows = [read_json(path) for path in sorted(rows_dir.glob("*.json"))]
-        rows = sort_rows([row for row in rows if row], metrics[0])
+        rows = [row for row in rows if row]
+        metrics = expand_metrics(metrics, rows) or list(metrics)
+        rows = sort_rows(rows, metrics[0])
         write_atomic(sweep_dir / "summary.md", render_markdown(rows, metrics, sweep_dir))
         write_atomic(sweep_dir / "summary.csv", render_csv(rows, metrics))
     return rows
@@ -186,7 +222,7 @@ def render_markdown(rows: list[dict], metrics: Sequence[str], sweep_dir: Path) -
             str(row.get("job", "")),
             *(row.get("overrides", {}).get(k, "") for k in keys),
             *(_format(row.get(m)) for m in metrics),
-            _shorten(status, 100),
+            _shorten(status, 300),
             row.get("dir", ""),
         ]
         lines.append("| " + " | ".join(_escape(c) for c in cells) + " |")

@@ -12,10 +12,10 @@ is what a requeued SLURM job needs: same run dir, so same checkpoints and same W
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +27,30 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from sr_lightning.atomic import write_atomic
-from sr_lightning.builders import build_callbacks, build_datamodule, build_loggers, build_module
+from sr_lightning.builders import (
+    build_callbacks,
+    build_datamodule,
+    build_loggers,
+    build_module,
+    to_plain,
+)
+from sr_lightning.checks import check_train_config
 from sr_lightning.config import CONFIG_PATH, register_resolvers
+from sr_lightning.console import quiet_third_party
 from sr_lightning.data.cache import configure_compile_cache
+from sr_lightning.errors import (
+    ConfigError,
+    exit_on_user_error,
+    format_failure,
+    in_multirun,
+    is_user_error,
+    root_cause,
+    run_cli,
+    traceback_text,
+)
 from sr_lightning.faults import PREVIOUS_NAME
 from sr_lightning.hydra_ddp import install_rank_command, job_process_group
+from sr_lightning.run_state import SUMMARY_FILE, completed_run, training_budget
 from sr_lightning.wandb_run import assign_run_id, finish_run, update_summary
 
 log = logging.getLogger("sr_lightning.train")
@@ -39,7 +58,6 @@ log = logging.getLogger("sr_lightning.train")
 register_resolvers()
 
 RESUME_MODES = ("auto", "never")
-SUMMARY_FILE = "metrics.json"
 
 
 def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> str | None:
@@ -48,9 +66,15 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> str | None:
         return None
     if ckpt_path == "last":
         last = find_resume_checkpoint(output_dir)
-        return str(last) if last else None
+        if last is None:
+            raise ConfigError(
+                f"ckpt_path=last: no checkpoint in {output_dir}/checkpoints (last*.ckpt) nor "
+                f"{output_dir}/hpc_ckpt_*.ckpt. Point it at the run to resume: "
+                "ckpt_path=last hydra.run.dir=<that run's directory>."
+            )
+        return str(last)
     if not Path(ckpt_path).is_file():
-        raise FileNotFoundError(f"ckpt_path={ckpt_path} does not exist")
+        raise ConfigError(f"ckpt_path={ckpt_path} does not exist")
     return ckpt_path
 
 
@@ -65,36 +89,13 @@ def find_resume_checkpoint(output_dir: Path) -> Path | None:
     return max(existing, key=lambda path: path.stat().st_mtime) if existing else None
 
 
-def config_digest(cfg: DictConfig) -> str:
-    """A fingerprint of the resolved job config: what a finished run is recognised by."""
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    return hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def finished_run(cfg: DictConfig, output_dir: Path) -> dict[str, Any] | None:
-    """This run dir's ``metrics.json`` when it records a finished run of this very config.
-
-    Re-running a killed sweep in place (same ``hydra.sweep.dir``) reads its finished jobs back
-    instead of retraining them. Any change of config (more epochs, another lr) trains again,
-    resuming from ``last.ckpt``; so do ``resume=never``, ``ckpt_path=...`` and ``train=false``.
-    """
-    explicit = cfg.get("ckpt_path") not in (None, "", "null")
-    if explicit or str(cfg.get("resume", "auto")) != "auto" or not cfg.get("train", True):
-        return None
-    try:
-        summary = json.loads((output_dir / SUMMARY_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return summary if summary.get("config_digest") == config_digest(cfg) else None
-
-
 def select_checkpoint(cfg: DictConfig, output_dir: Path) -> str | None:
     """``ckpt_path`` when set; else, with ``resume=auto``, the run dir's own latest checkpoint."""
     if cfg.get("ckpt_path") not in (None, "", "null"):
         return resolve_ckpt_path(cfg.ckpt_path, output_dir)
     mode = str(cfg.get("resume", "auto"))
     if mode not in RESUME_MODES:
-        raise ValueError(
+        raise ConfigError(
             f"resume={mode}: use resume=auto (continue from this run dir's last.ckpt when it "
             "exists) or resume=never (always start from scratch)"
         )
@@ -146,59 +147,132 @@ def keep_previous_csv_logs(loggers: list[Logger]) -> None:
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit (or, with ``train=false``, validate) one configured experiment; returns its metrics."""
-    install_rank_command()
-    if cfg.get("seed") is not None:
-        L.seed_everything(cfg.seed, workers=True)
+    quiet_third_party()
     output_dir = Path(cfg.paths.output_dir)
-    digest = config_digest(cfg)  # before assign_run_id writes the W&B id into cfg
-    done = finished_run(cfg, output_dir)
-    if done is not None:
-        log.info("%s holds a finished run of this config: not retraining it", output_dir)
-        report(done["metrics"], output_dir, None)
-        return done["metrics"]
     fitting = bool(cfg.get("train", True))
-    ckpt_path = select_checkpoint(cfg, output_dir)
-    resumed = checkpoint_position(ckpt_path) if ckpt_path and fitting else None
-    if ckpt_path:
-        where = (
-            f" (epoch {resumed['epoch']}, global step {resumed['global_step']})" if resumed else ""
-        )
-        log.info("%s from %s%s", "resuming" if fitting else "weights", ckpt_path, where)
-    elif not fitting:
-        log.warning("train=false without ckpt_path: validating an untrained model")
-    wandb_id = assign_run_id(cfg, output_dir)
-
-    datamodule = build_datamodule(cfg.data)
-    configure_compile_cache(cfg.paths.cache_dir)  # before any torch.compile runs
-    model = build_module(cfg.model)
-    callbacks = build_callbacks(cfg.get("callbacks"), cfg.trainer)
-    loggers = build_loggers(cfg.get("logger"))
-    if resumed:
-        keep_previous_csv_logs(loggers)
-    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
-    for lg in loggers:
-        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    trainer = None
+    try:
+        check_train_config(cfg)
+        ckpt_path = select_checkpoint(cfg, output_dir)
+        resumed = checkpoint_position(ckpt_path) if ckpt_path and fitting else None
+        own = ckpt_path and Path(ckpt_path).resolve().is_relative_to(output_dir.resolve())
+        if fitting and own:
+            done = completed_run(output_dir, cfg.trainer, resumed and resumed["global_step"])
+            if done is not None:
+                return report_completed(done, output_dir)
+        install_rank_command()
+        if cfg.get("seed") is not None:
+            L.seed_everything(cfg.seed, workers=True, verbose=False)
+        if ckpt_path:
+            where = (
+                f" (epoch {resumed['epoch']}, global step {resumed['global_step']})"
+                if resumed
+                else ""
+            )
+            log.info("%s from %s%s", "resuming" if fitting else "weights", ckpt_path, where)
+        elif not fitting:
+            log.warning("train=false without ckpt_path: validating an untrained model")
+        # the model first: it refuses a scale it cannot do before the data suggests patch sizes
+        model = build_module(cfg.model)
+        datamodule = build_datamodule(cfg.data)
+        if cfg.get("extras", {}).get("print_config"):
+            print_config(cfg)
+        wandb_id = assign_run_id(cfg, output_dir)
+        configure_compile_cache(cfg.paths.cache_dir)  # before any torch.compile runs
+        callbacks = build_callbacks(cfg.get("callbacks"), cfg.trainer)
+        loggers = build_loggers(cfg.get("logger"))
+        if resumed:
+            keep_previous_csv_logs(loggers)
+        trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+        for lg in loggers:
+            lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    except BaseException:
+        discard_unstarted_run_dir(output_dir, trainer)
+        raise
 
     with job_process_group():
         try:
             metrics = run_stages(cfg, trainer, model, datamodule, ckpt_path)
         except BaseException:
             finish_after_failure()
+            discard_unstarted_run_dir(output_dir, trainer)
             raise
         summary = {
+            "completed": fitting,
             "metrics": metrics,
             "epochs": trainer.current_epoch,
             "global_step": trainer.global_step,
+            "budget": training_budget(to_plain(cfg.trainer)),
             "best_checkpoint": best_checkpoint(trainer),
             "resumed_from": ckpt_path if resumed else None,
             "resumed_at_step": resumed["global_step"] if resumed else None,
             "wandb_id": wandb_id,
-            "config_digest": digest,
         }
         update_summary(loggers, {"best_checkpoint": summary["best_checkpoint"] or ""})
         finish_run(exit_code=0)
     write_summary(summary, output_dir)
     report(metrics, output_dir, trainer)
+    return metrics
+
+
+def user_named_run_dir() -> bool:
+    """True unless Hydra made this run's dir from the default pattern (no hydra.run.dir=)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return True
+    hc = HydraConfig.get()
+    if hc.mode == RunMode.MULTIRUN:
+        return True  # a sweep's job dirs are listed in its summary
+    return any(o.lstrip("+").startswith("hydra.run.dir=") for o in hc.overrides.hydra)
+
+
+@rank_zero_only
+def discard_unstarted_run_dir(output_dir: Path, trainer: L.Trainer | None) -> None:
+    """A run that failed before its first training step leaves no run dir behind.
+
+    Unless the user named that dir (``hydra.run.dir=``), or it holds a checkpoint or a
+    finished run's metrics.json.
+    """
+    if trainer is not None and trainer.global_step > 0:
+        return
+    if user_named_run_dir() or not output_dir.is_dir():
+        return
+    if (output_dir / SUMMARY_FILE).exists() or any(output_dir.rglob("*.ckpt")):
+        return
+    close_log_files_in(output_dir)
+    shutil.rmtree(output_dir, ignore_errors=True)
+
+
+def close_log_files_in(folder: Path) -> None:
+    """Detach and close the logging file handlers writing into ``folder`` (Hydra's job log)."""
+    folder = folder.resolve()
+    for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
+        for handler in list(getattr(logger, "handlers", [])):
+            path = getattr(handler, "baseFilename", None)
+            if path and Path(path).resolve().is_relative_to(folder):
+                logger.removeHandler(handler)
+                handler.close()
+
+
+def report_completed(summary: dict[str, Any], output_dir: Path) -> dict[str, float]:
+    """A re-run of a finished run: say so and give its final metrics; nothing is touched."""
+    metrics = {k: float(v) for k, v in (summary.get("metrics") or {}).items()}
+    line = (
+        f"run already complete: {output_dir} (epoch {summary.get('epochs')}, global step "
+        f"{summary.get('global_step')}); nothing to train. Raise trainer.max_epochs / "
+        "trainer.max_steps to train further, or use resume=never for a fresh run."
+    )
+    print(line)
+    psnr = metrics.get("val/psnr")
+    if psnr is not None:
+        print(
+            f"final val/psnr {psnr:.2f} dB"
+            + (f"; best {metrics['val/psnr_best']:.2f} dB" if "val/psnr_best" in metrics else "")
+        )
+    if summary.get("best_checkpoint"):
+        print(f"best checkpoint: {summary['best_checkpoint']}")
     return metrics
 
 
@@ -219,17 +293,43 @@ def run_stages(
     datamodule: L.LightningDataModule,
     ckpt_path: str | None,
 ) -> dict[str, float]:
-    """fit or validate, then test when asked; the metrics Lightning reports at the end."""
+    """fit or validate, then test when asked; the metrics Lightning reports at the end.
+
+    A fit too short to reach its first validation is validated once at the end, so every
+    run reports its PSNR.
+    """
     fitting = bool(cfg.get("train", True))
     if fitting:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        metrics = callback_metrics(trainer)
+        if "val/psnr" not in metrics and wants_validation(trainer, datamodule):
+            log.info(
+                "no validation ran during training (it runs every %s epoch(s), see "
+                "trainer.check_val_every_n_epoch / val_check_interval); validating the final "
+                "weights now. best_checkpoint stays empty: it is chosen during training.",
+                trainer.check_val_every_n_epoch,
+            )
+            trainer.validate(model, datamodule=datamodule, verbose=False)
+            metrics.update(callback_metrics(trainer))
     else:
         trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt_path)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        metrics = callback_metrics(trainer)
     if cfg.get("test"):
         trainer.test(model, datamodule=datamodule, ckpt_path=None if fitting else ckpt_path)
-        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+        metrics.update(callback_metrics(trainer))
     return metrics
+
+
+def callback_metrics(trainer: L.Trainer) -> dict[str, float]:
+    """Lightning's reported metrics as floats (``val/psnr_best`` at val/psnr's float64)."""
+    return {k: float(v) for k, v in trainer.callback_metrics.items()}
+
+
+def wants_validation(trainer: L.Trainer, datamodule: L.LightningDataModule) -> bool:
+    """True when validation is configured (sets to validate, batches allowed)."""
+    if getattr(trainer, "limit_val_batches", 1) == 0 or trainer.interrupted:
+        return False
+    return bool(getattr(datamodule, "val_set_names", None))
 
 
 def best_checkpoint(trainer: L.Trainer) -> str | None:
@@ -254,7 +354,6 @@ def report(metrics: dict[str, float], output_dir: Path, trainer: L.Trainer | Non
         if "val/psnr_best" in metrics:
             line += f"; best {metrics['val/psnr_best']:.2f} dB"
         log.info(line)
-        print(line)
     best = best_checkpoint(trainer) if trainer is not None else None
     if best:
         print(f"best checkpoint: {best}")
@@ -262,26 +361,36 @@ def report(metrics: dict[str, float], output_dir: Path, trainer: L.Trainer | Non
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
-def main(cfg: DictConfig) -> float | None:
-    if cfg.get("extras", {}).get("print_config"):
-        print_config(cfg)
-    try:
-        metrics = train(cfg)
-    except Exception as err:
-        log_failure(err, cfg)
-        raise
+def hydra_main(cfg: DictConfig) -> float | None:
+    with exit_on_user_error("sr-train"):
+        try:
+            metrics = train(cfg)
+        except Exception as err:
+            log_failure(err, Path(cfg.paths.output_dir))
+            raise
     value = metrics.get(cfg.get("optimized_metric") or "")
     return None if value is None or math.isnan(value) else value
 
 
-def log_failure(err: Exception, cfg: DictConfig) -> None:
-    """Put a failed job's traceback in its own log: a sweep only reports the exception."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
+def main() -> float | None:
+    """The ``sr-train`` console script: a user error is one message block, exit status 2."""
+    quiet_third_party()  # before Hydra: a sweeper's own start-up (Optuna's alembic) too
+    return run_cli("sr-train", hydra_main)
 
-    in_sweep = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-    # a single run's traceback is printed by Hydra right after this line
-    log.error("run failed: %s: %s", type(err).__name__, err, exc_info=in_sweep)
+
+def log_failure(err: Exception, output_dir: Path) -> None:
+    """A sweep job's failure: one line in the log, the traceback in ``<job dir>/error.txt``.
+
+    A single run's user error is printed once by the caller; a bug keeps its traceback.
+    """
+    if not in_multirun():
+        if not is_user_error(root_cause(err)):
+            log.error("run failed: %s", format_failure(err))
+        return
+    log.error("run failed: %s", format_failure(err))
+    if output_dir.is_dir():
+        (output_dir / "error.txt").write_text(traceback_text(err))
+        log.error("traceback: %s", output_dir / "error.txt")
 
 
 @rank_zero_only

@@ -32,6 +32,7 @@ from PIL import Image
 from sr_lightning.atomic import atomic_output
 from sr_lightning.config import CONFIG_PATH, register_resolvers
 from sr_lightning.data.images import IMAGE_EXTENSIONS, ImageLoadError, read_image
+from sr_lightning.errors import run_cli
 from sr_lightning.export import user_errors
 from sr_lightning.inference import Upscaler, resolve_device
 from sr_lightning.model_files import load_generator
@@ -159,6 +160,11 @@ def collect_inputs(
     return files, root
 
 
+def names_a_file(output: Path) -> bool:
+    """``output=result.png``: an image file name (its extension says the format), not a folder."""
+    return output.suffix.lower().lstrip(".") in OUTPUT_FORMATS and not output.is_dir()
+
+
 def plan_jobs(
     files: Iterable[Path], root: Path | None, output: Path, fmt: str, suffix: str, scale: int
 ) -> list[Job]:
@@ -247,18 +253,32 @@ def run(cfg: DictConfig) -> list[Path]:
     if not cfg.get("input"):
         raise ValueError("input=PATH is required: an image, a folder or a quoted glob")
     if not cfg.get("output"):
-        raise ValueError("output=DIR is required: the folder the upscaled images go to")
+        raise ValueError(
+            "output= is required: the folder the upscaled images go to (or, for one input "
+            "image, the output file: output=result.png)"
+        )
     fmt = str(cfg.format).lower()
     if fmt != "same" and fmt not in OUTPUT_FORMATS:
         raise ValueError(f"format={cfg.format}: choose one of same, {', '.join(OUTPUT_FORMATS)}")
     output = Path(cfg.output).expanduser()
-    if output.exists() and not output.is_dir():
+    to_file = names_a_file(output)
+    if output.exists() and not output.is_dir() and not to_file:
         raise NotADirectoryError(f"output={output} is a file; output= names a folder")
-    files, root = collect_inputs(str(cfg.input), bool(cfg.recursive), exclude=output)
+    files, root = collect_inputs(
+        str(cfg.input), bool(cfg.recursive), exclude=None if to_file else output
+    )
+    if to_file and len(files) > 1:
+        raise ValueError(
+            f"output={cfg.output} names one image file, but input={cfg.input} has "
+            f"{len(files)} images; give a folder (output=<folder>) for several"
+        )
 
     upscaler = build_upscaler(cfg)
     g = upscaler.generator
-    jobs = plan_jobs(files, root, output, fmt, str(cfg.suffix), g.scale)
+    if to_file:
+        jobs = [Job(files[0], output)]
+    else:
+        jobs = plan_jobs(files, root, output, fmt, str(cfg.suffix), g.scale)
     jobs = check_jobs(jobs, bool(cfg.overwrite), bool(cfg.skip_existing))
     print(
         f"{g.method} x{g.scale} ({'luma' if g.channels == 1 else 'RGB'}) on {upscaler.device}: "
@@ -299,12 +319,17 @@ def _file_progress(jobs: list[Job], enabled: bool):
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="upscale")
-def main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> None:
     try:
         run(cfg)
     except user_errors() as err:
         print(f"sr-upscale: {err}", file=sys.stderr)
         raise SystemExit(1) from None
+
+
+def main() -> None:
+    """The ``sr-upscale`` console script: config errors (a key typo) are one block too."""
+    run_cli("sr-upscale", hydra_main)
 
 
 if __name__ == "__main__":

@@ -325,3 +325,22 @@ def test_the_console_script_leaves_no_run_directory(models, tmp_path):
     again = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 1
     assert "already exist" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_an_output_with_an_image_extension_is_that_file(models, tmp_path):
+    """``output=result.png`` writes result.png (not a folder of that name); several inputs
+    into one file name are refused before anything is written."""
+    inputs = tmp_path / "in"
+    write_inputs(inputs)
+    target = tmp_path / "result.png"
+    args = [f"weights={models['srresnet']}", f"output={target}"]
+    written = upscale.run(compose_upscale(f"input={inputs / 'rgb.png'}", *args))
+    assert written == [target] and target.is_file()
+    assert read_image(target).shape == (26, 22, 3)
+    jpg = tmp_path / "result.jpg"
+    upscale.run(compose_upscale(f"input={inputs / 'rgb.png'}", *args[:1], f"output={jpg}"))
+    with Image.open(jpg) as image:
+        assert image.format == "JPEG"
+    with pytest.raises(ValueError, match=r"names one image file.*4 images"):
+        upscale.run(compose_upscale(f"input={inputs}", *args[:1], f"output={tmp_path / 'x.png'}"))
+    assert not (tmp_path / "x.png").exists()

@@ -37,6 +37,7 @@ from sr_lightning.data.device_cache import (
 )
 from sr_lightning.data.paired import PairedPatchDataset, use_paired
 from sr_lightning.data.resumable import ResumableLoader, resumable_loader
+from sr_lightning.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +185,7 @@ class SRDataModule(LightningDataModule):
                 self.val_sets = [holdout]
             self.train_set = train
             self.val_sets = self.val_sets + self._load(self.val_specs)
+            self.check_eval_images(self.val_sets, self.val_specs, "val")
             log.info(
                 "train: %d images (%s); val: %s",
                 len(train),
@@ -192,8 +194,33 @@ class SRDataModule(LightningDataModule):
             )
         if stage in ("validate",) and not self.val_sets:
             self.val_sets = self._load(self.val_specs)
+            self.check_eval_images(self.val_sets, self.val_specs, "val")
         if stage in (None, "test") and not self.test_sets:
             self.test_sets = self._load(self.test_specs)
+            self.check_eval_images(self.test_sets, self.test_specs, "test")
+
+    def check_eval_images(
+        self, sets: Sequence[ImageSet], specs: Sequence[str | Mapping], split: str
+    ) -> None:
+        """Fail at set-up, naming the file, on an image too small to be scored at the scale.
+
+        PSNR / SSIM crop ``scale`` pixels from each border of the modcropped image; an image
+        with nothing left would otherwise fail in the middle of validation.
+        """
+        folders = {name: folder for name, folder, _ in (set_spec(s, self.data_dir) for s in specs)}
+        for image_set in sets:
+            for i, name in enumerate(image_set.names):
+                h, w = image_set.images.shape(i)[-2:]
+                if min(h - h % self.scale, w - w % self.scale) > 2 * self.scale:
+                    continue
+                folder = folders.get(image_set.name)
+                path = next(folder.glob(f"{name}.*"), folder / name) if folder else name
+                raise UserError(
+                    f"{split} image {path} ({w}x{h}) is too small to evaluate at x{self.scale} "
+                    f"(PSNR/SSIM crop {self.scale} pixels from each border). Remove it from "
+                    f"its folder, or list the images to use in data.{split}_sets with "
+                    "{name, dir, include: [...]}."
+                )
 
     @property
     def val_set_names(self) -> list[str]:

@@ -164,7 +164,7 @@ def image_decoder(channels: int, skip_bad: bool) -> Callable[[Path], torch.Tenso
         except ImageLoadError as err:
             if not skip_bad:
                 raise
-            log.warning("skipping %s", err)
+            log.warning("skipping %s", err.reason)
             return None
 
     return decode
@@ -182,18 +182,17 @@ def header_shape(path: Path, channels: int) -> tuple[int, int, int]:
             else:
                 exif = image.getexif()
     except (Image.DecompressionBombError, OSError, SyntaxError, ValueError) as err:
-        raise ImageLoadError(
-            f"cannot read image header {path}: {err}. Replace or remove the file, "
-            "or set data.skip_bad=true to skip unreadable images with a warning."
-        ) from err
+        raise ImageLoadError(f"cannot read image header {path}: {err}.") from err
     if exif.get(0x0112, 1) in (5, 6, 7, 8):  # orientations that transpose the image
         w, h = h, w
     return channels, h, w
 
 
 def _header_shapes(
-    files: Sequence[Path], channels: int, skip_bad: bool
+    files: Sequence[Path], channels: int, skip_bad: bool, quiet: bool = False
 ) -> tuple[list[Path], list[tuple[int, int, int]]]:
+    """Shapes from the headers; a bad file raises, or with ``skip_bad`` is left out (and
+    reported, unless ``quiet``: a scan whose caller decodes, and reports, afterwards)."""
     kept, shapes = [], []
     for path in files:
         try:
@@ -201,7 +200,8 @@ def _header_shapes(
         except ImageLoadError as err:
             if not skip_bad:
                 raise
-            log.warning("skipping %s", err)
+            if not quiet:
+                log.warning("skipping %s", err.reason)
             continue
         kept.append(path)
     return kept, shapes
@@ -222,7 +222,7 @@ def resolve_cache_mode(
     if not cache_dir:
         return "ram"
     # a header that does not parse counts as empty here; decoding reports it properly
-    _, shapes = _header_shapes(files, channels, skip_bad=True)
+    _, shapes = _header_shapes(files, channels, skip_bad=True, quiet=True)
     return "disk" if estimate_decoded_bytes(shapes) > AUTO_RAM_LIMIT_BYTES else "ram"
 
 

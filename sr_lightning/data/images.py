@@ -21,8 +21,34 @@ log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 
 
+SKIP_ADVICE = (
+    " Replace or remove the file, or set data.skip_bad=true to skip unreadable images with a "
+    "warning."
+)
+
+
 class ImageLoadError(ValueError):
-    """An image file that cannot be decoded; the message names the file and the fix."""
+    """An image file that cannot be decoded; the message names the file and the fix.
+
+    ``reason`` is the message without the advice, for the warning of a skipped file (which
+    must not suggest data.skip_bad=true: it is set).
+    """
+
+    def __init__(self, reason: str, advice: str = SKIP_ADVICE) -> None:
+        super().__init__(reason + advice)
+        self.reason = reason
+
+
+def download_hint(folder: Path) -> str:
+    """How to get a missing set that sr_lightning.data.download knows (DIV2K)."""
+    from sr_lightning.data.download import DATASETS
+
+    if folder.name not in DATASETS:
+        return ""
+    return (
+        f" {folder.name} can be downloaded: python -m sr_lightning.data.download {folder.name} "
+        f"--data-dir {folder.parent} (docs/data.md)."
+    )
 
 
 def list_images(
@@ -37,7 +63,7 @@ def list_images(
     if not folder.is_dir():
         raise FileNotFoundError(
             f"image folder not found: {folder}. Check paths.data_dir (set $SR_DATA_DIR) "
-            "or the set name in the data config."
+            "or the set name in the data config." + download_hint(folder)
         )
     pattern = "**/*" if recursive else "*"
     files = sorted(
@@ -85,12 +111,12 @@ def read_image(path: str | Path) -> np.ndarray:
     except Image.DecompressionBombError as err:
         raise ImageLoadError(
             f"{path} has more pixels than Pillow's safety limit ({err}); if you trust the file, "
-            "raise PIL.Image.MAX_IMAGE_PIXELS in your own script"
+            "raise PIL.Image.MAX_IMAGE_PIXELS in your own script."
         ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         if isinstance(err, ImageLoadError):
             raise
-        raise ImageLoadError(f"cannot decode image {path}: {err}") from err
+        raise ImageLoadError(f"cannot decode image {path}: {err}.") from err
     if array.ndim == 2:
         array = array[:, :, None]
     if 0 in array.shape:
@@ -190,7 +216,7 @@ def load_images(
         except ImageLoadError as err:
             if not skip_bad:
                 raise
-            log.warning("skipping %s", err)
+            log.warning("skipping %s", err.reason)
             continue
         names.append(Path(path).stem)
     return names, images

@@ -18,7 +18,6 @@ from hydra.utils import instantiate
 from lightning.pytorch import LightningModule
 from lightning.pytorch.callbacks import Timer
 from torch import nn
-from torchmetrics import MaxMetric
 
 from sr_lightning.data.degradation import bicubic_upscale
 from sr_lightning.losses.pixel import PixelLoss, check_loss_reduction, per_patch_scale
@@ -29,7 +28,7 @@ from sr_lightning.schedules import BudgetLR, is_budget_schedule
 CHECKPOINT_KEY = "sr_lightning"
 # the running sum and count of the epoch's training loss (a plain tensor and an int)
 EPOCH_LOSS_KEY = "sr_lightning_epoch_loss"
-# the best val/psnr so far, in the metadata: MaxMetric state is not part of the state dict
+# the best val/psnr so far, in the metadata (it is not part of the state dict)
 BEST_KEY = "val_psnr_best"
 
 log = logging.getLogger(__name__)
@@ -82,7 +81,9 @@ class SRModule(LightningModule):
         self.val_metrics = nn.ModuleDict()
         self.val_bicubic = nn.ModuleDict()
         self.test_metrics = nn.ModuleDict()
-        self.val_psnr_best = MaxMetric()
+        # the best val/psnr so far, kept at val/psnr's own precision (float64; MaxMetric
+        # casts to float32), so it equals the val/psnr of the epoch it comes from
+        self._psnr_best: torch.Tensor | None = None
         # the compiled net is kept out of the module tree, so state_dict keys stay `net.*`
         object.__setattr__(self, "_compiled_net", None)
         # the epoch's training loss and a NaN/Inf flag, accumulated on the device (no sync)
@@ -392,8 +393,11 @@ class SRModule(LightningModule):
         self.log("val/psnr_bicubic", bicubic[primary]["psnr"])
         if self._trainer is not None and self.trainer.sanity_checking:
             return  # the sanity check of an untrained model must not count as the best
-        self.val_psnr_best.update(results[primary]["psnr"])
-        self.log("val/psnr_best", self.val_psnr_best.compute(), prog_bar=True)
+        psnr = results[primary]["psnr"].detach()
+        # fmax: a NaN epoch (a diverged run) does not wipe out the best
+        best = psnr if self._psnr_best is None else torch.fmax(self._psnr_best.to(psnr), psnr)
+        self._psnr_best = best
+        self.log("val/psnr_best", best, prog_bar=True)
 
     def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
         name = self.eval_set_names("test")[dataloader_idx]
@@ -443,8 +447,8 @@ class SRModule(LightningModule):
             "sum": None if self._loss_sum is None else self._loss_sum.detach().cpu(),
             "count": self._loss_count,
         }
-        if self.val_psnr_best.update_called:  # so that a resumed run knows its best so far
-            checkpoint[CHECKPOINT_KEY][BEST_KEY] = float(self.val_psnr_best.compute())
+        if self._psnr_best is not None:  # so that a resumed run knows its best so far
+            checkpoint[CHECKPOINT_KEY][BEST_KEY] = float(self._psnr_best)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Resume the epoch's loss sums and ``val/psnr_best`` (the sweepers' objective)."""
@@ -464,6 +468,5 @@ class SRModule(LightningModule):
                 ),
                 None,
             )
-        self.val_psnr_best.reset()
-        if best is not None and math.isfinite(float(best)):
-            self.val_psnr_best.update(float(best))
+        finite = best is not None and math.isfinite(float(best))
+        self._psnr_best = torch.tensor(float(best), dtype=torch.float64) if finite else None
