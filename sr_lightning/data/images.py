@@ -30,6 +30,9 @@ SKIP_ADVICE = (
 class ImageLoadError(ValueError):
     """An image file that cannot be decoded; the message names the file and the fix.
 
+    :func:`read_image` (shared with sr-upscale) gives no advice; :func:`load_image`, the
+    data sets' decoder, adds the advice to skip unreadable images.
+
     ``reason`` is the message without the advice, for the warning of a skipped file (which
     must not suggest data.skip_bad=true: it is set).
     """
@@ -111,16 +114,19 @@ def read_image(path: str | Path) -> np.ndarray:
     except Image.DecompressionBombError as err:
         raise ImageLoadError(
             f"{path} has more pixels than Pillow's safety limit ({err}); if you trust the file, "
-            "raise PIL.Image.MAX_IMAGE_PIXELS in your own script."
+            "raise PIL.Image.MAX_IMAGE_PIXELS in your own script.",
+            advice="",
         ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         if isinstance(err, ImageLoadError):
             raise
-        raise ImageLoadError(f"cannot decode image {path}: {err}.") from err
+        raise ImageLoadError(f"cannot decode image {path}: {err}.", advice="") from err
     if array.ndim == 2:
         array = array[:, :, None]
     if 0 in array.shape:
-        raise ImageLoadError(f"image {path} is empty ({array.shape[1]}x{array.shape[0]})")
+        raise ImageLoadError(
+            f"image {path} is empty ({array.shape[1]}x{array.shape[0]}).", advice=""
+        )
     return np.ascontiguousarray(orient(array, orientation))
 
 
@@ -166,7 +172,8 @@ def _pil_to_array(image: Image.Image, path: Path) -> np.ndarray:
     if mode == "F":
         raise ImageLoadError(
             f"{path} holds 32-bit float pixels of unknown range; convert it to a 8- or 16-bit "
-            "PNG first"
+            "PNG first.",
+            advice="",
         )
     return np.asarray(image.convert("RGB"))  # CMYK, YCbCr, LAB, HSV, RGBX, …
 
@@ -194,10 +201,7 @@ def load_image(path: str | Path) -> torch.Tensor:
     try:
         array = read_image(path)
     except ImageLoadError as err:
-        raise ImageLoadError(
-            f"{err}. Replace or remove the file, or set data.skip_bad=true to skip unreadable "
-            "images with a warning."
-        ) from err.__cause__
+        raise ImageLoadError(err.reason) from err.__cause__  # with the training-set advice
     if array.shape[2] in (2, 4):
         array = array[:, :, :-1]
     if array.dtype != np.uint8:
