@@ -260,9 +260,6 @@ class PerceptualValidation(Callback):
         scores = self.scorer(outputs["sr"].detach(), batch["hr"], pl_module.scale)
         self._means(set_name, pl_module).update(scores)
 
-    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self.best = {}  # the sanity check's untrained model must not count as the best
-
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         results = {}
         for set_name, metric in self.means.items():
@@ -277,6 +274,8 @@ class PerceptualValidation(Callback):
                     pl_module.log(f"val/{name}", value.float(), prog_bar=name == "lpips")
                 if len(results) > 1:
                     pl_module.log(f"val/{set_name}/{name}", value.float())
+        if trainer.sanity_checking:
+            return  # the untrained model must not count as the best (nor wipe a resumed one)
         for name, value in next(iter(results.values())).items():
             self.best[name] = min(self.best.get(name, float("inf")), float(value))
             pl_module.log(f"val/{name}_best", self.best[name])

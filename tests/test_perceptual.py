@@ -333,3 +333,33 @@ def test_srgan_validates_and_keeps_best_by_lpips_and_sr_eval_matches_the_referen
             assert results[key] == pytest.approx(mean, abs=1e-12)
         info = json.loads((tmp_path / f"eval_{name}" / "run_info.json").read_text())
         assert set(info["bicubic"]["val"]) == {"psnr_y", "ssim_y", "lpips", "dists"}
+
+
+def test_lpips_best_survives_a_resume_and_ignores_the_sanity_check(backbones):
+    """The lowest val/lpips is the whole run's: restored from the checkpoint, not reset by a
+    new fit, and never taken from the sanity check of an untrained model."""
+    from sr_lightning.perceptual import PerceptualValidation
+
+    logged = {}
+    module = SimpleNamespace(
+        scale=2, device=torch.device("cpu"), eval_set_names=lambda stage: ["val"],
+        log=lambda key, value, **_: logged.__setitem__(key, float(value)),
+    )  # fmt: skip
+    callback = PerceptualValidation(**settings(backbones, dists=False))
+    callback.load_state_dict({"best": {"lpips": 1e-6}})  # what the resumed checkpoint held
+    sr, hr = _pair()
+
+    def validate(sanity: bool, sr: torch.Tensor) -> None:
+        trainer = SimpleNamespace(sanity_checking=sanity)
+        callback.on_validation_start(trainer, module)
+        callback.on_validation_batch_end(trainer, module, {"sr": sr}, {"hr": hr}, 0)
+        callback.on_validation_epoch_end(trainer, module)
+
+    if hasattr(callback, "on_train_start"):
+        callback.on_train_start(SimpleNamespace(sanity_checking=False), module)
+    validate(True, sr)  # sanity check: logged, not the best
+    assert "val/lpips_best" not in logged and callback.best == {"lpips": 1e-6}
+    validate(False, sr)
+    assert logged["val/lpips"] > 1e-6
+    assert logged["val/lpips_best"] == pytest.approx(1e-6)
+    assert callback.state_dict() == {"best": {"lpips": pytest.approx(1e-6)}}
