@@ -75,8 +75,9 @@ def quantize(x: torch.Tensor) -> torch.Tensor:
     return torch.floor(x.clamp(0.0, 1.0) * 255.0 + 0.5) / 255.0
 
 
-def _prepare(sr: torch.Tensor, hr: torch.Tensor, crop: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Quantized-SR and HR luma on the [0, 255] scale, float64, borders cropped."""
+def check_pair(sr: torch.Tensor, hr: torch.Tensor, crop: int) -> None:
+    """SR and HR batches every full-reference metric accepts: equal (N, C, H, W), C 1 or 3, and
+    images larger than twice the border crop."""
     if sr.shape != hr.shape or sr.dim() != 4 or sr.shape[1] not in (1, 3):
         raise ValueError(
             "expected sr and hr of equal shape (N, C, H, W) with C 1 or 3, "
@@ -84,6 +85,11 @@ def _prepare(sr: torch.Tensor, hr: torch.Tensor, crop: int) -> tuple[torch.Tenso
         )
     if crop < 0 or 2 * crop >= min(sr.shape[-2:]):
         raise ValueError(f"crop={crop} leaves nothing of a {tuple(sr.shape[-2:])} image")
+
+
+def _prepare(sr: torch.Tensor, hr: torch.Tensor, crop: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Quantized-SR and HR luma on the [0, 255] scale, float64, borders cropped."""
+    check_pair(sr, hr, crop)
     sr = quantize(sr.to(torch.float64))
     hr = hr.to(torch.float64)
     if sr.shape[1] == 3:

@@ -23,7 +23,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor, nn
 from torchmetrics import Metric
 
-from sr_lightning.metrics import quantize
+from sr_lightning.metrics import check_pair, quantize
 from sr_lightning.pretrained import load_backbone_state_dict, load_features, weights_present
 
 log = logging.getLogger(__name__)
@@ -101,13 +101,7 @@ class DISTSNet(nn.Module):
 
 def perceptual_inputs(sr: Tensor, hr: Tensor, crop: int) -> tuple[Tensor, Tensor]:
     """The protocol's inputs: 8-bit-rounded SR and the HR, float32, cropped, three channels."""
-    if sr.shape != hr.shape or sr.dim() != 4 or sr.shape[1] not in (1, 3):
-        raise ValueError(
-            "expected sr and hr of equal shape (N, C, H, W) with C 1 or 3, "
-            f"got {tuple(sr.shape)} and {tuple(hr.shape)}"
-        )
-    if crop < 0 or 2 * crop >= min(sr.shape[-2:]):
-        raise ValueError(f"crop={crop} leaves nothing of a {tuple(sr.shape[-2:])} image")
+    check_pair(sr, hr, crop)
     sr, hr = quantize(sr.float()), hr.float().clamp(0.0, 1.0)
     if crop:
         sr, hr = sr[..., crop:-crop, crop:-crop], hr[..., crop:-crop, crop:-crop]

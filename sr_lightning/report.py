@@ -341,6 +341,22 @@ def _declutter(texts: list[Any], step: float = 11.0, tries: int = 8) -> None:
         placed.append(text.get_window_extent(renderer))
 
 
+def ours_legend_handle():
+    """The legend entry of this project's evaluated runs, the same in every figure."""
+    from matplotlib.lines import Line2D
+
+    return Line2D(
+        [],
+        [],
+        marker="o",
+        linestyle="",
+        markerfacecolor="#bbbbbb",
+        markeredgecolor="black",
+        markersize=8,
+        label="ours (sr-eval)",
+    )
+
+
 def _label_right_edge(ax: Any, labels: list[tuple[float, str, str]]) -> None:
     """Labels for horizontal lines, just outside the right edge, pushed apart to stay legible."""
     if not labels:
@@ -471,16 +487,7 @@ def plot_scale(
         ax.grid(True, which="major", alpha=0.35)
         ax.grid(True, which="minor", alpha=0.12)
     handles = [
-        Line2D(
-            [],
-            [],
-            marker="o",
-            linestyle="",
-            markerfacecolor="#bbbbbb",
-            markeredgecolor="black",
-            markersize=8,
-            label="ours (sr-eval)",
-        ),
+        ours_legend_handle(),
         Line2D([], [], color=colour("bicubic"), linestyle="--", label="bicubic"),
     ]
     if x == "params":

@@ -22,6 +22,7 @@ from sr_lightning.report import (
     display_name,
     family,
     ordered_sets,
+    ours_legend_handle,
 )
 
 PERCEPTUAL = ("lpips", "dists")
@@ -191,16 +192,7 @@ def plot_perception_distortion(
         ax.grid(True, alpha=0.35)
         point_labels.append(texts)
     handles = [
-        Line2D(
-            [],
-            [],
-            marker="o",
-            linestyle="",
-            markerfacecolor="#bbbbbb",
-            markeredgecolor="black",
-            markersize=8,
-            label="ours (sr-eval)",
-        ),
+        ours_legend_handle(),
         Line2D(
             [],
             [],
