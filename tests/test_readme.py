@@ -62,6 +62,37 @@ def test_readme_commands_are_found():
     assert all(c.split()[0] in (*MODULES, "make") for c in commands), commands
 
 
+def _rrdbnet(num_filters: int, num_blocks: int) -> torch.nn.Module:
+    from spandrel.architectures.ESRGAN import ESRGAN
+
+    return ESRGAN(in_nc=3, out_nc=3, num_filters=num_filters, num_blocks=num_blocks, scale=4)
+
+
+def _span() -> torch.nn.Module:
+    from spandrel.architectures.SPAN import SPAN
+
+    return SPAN(num_in_ch=3, num_out_ch=3, feature_channels=8, upscale=4)
+
+
+# the released files the README names, made here as random-weight instances (no network):
+# small ones to evaluate and upscale with, and conf/model/rrdbnet.yaml's own size to fine-tune
+RELEASED_MODELS = {
+    "RealESRGAN_x4plus.pth": lambda: _rrdbnet(8, 1),
+    "4x_SPAN.safetensors": _span,
+    "RRDB_PSNR_x4.pth": lambda: _rrdbnet(64, 23),
+}
+
+
+def save_released(net: torch.nn.Module, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
+    if path.suffix == ".safetensors":
+        save_file(state, str(path))
+    else:
+        torch.save(state, path)
+
+
 class Workspace:
     """The scratch folder the README's commands run in, and what they made."""
 
@@ -142,6 +173,9 @@ class Workspace:
             ckpt = self.newest_run("srresnet") / "checkpoints" / "last.ckpt"
             self.run(["sr-export", f"ckpt_path={ckpt}", "format=safetensors",
                       "output=srresnet_x4.safetensors"])  # fmt: skip
+        for name, make in RELEASED_MODELS.items():
+            if f"={name}" in args and not (self.root / name).exists():
+                save_released(make(), self.root / name)
         for folder in ("photos", "shots"):
             if f"input={folder}" in args and not (self.root / folder).exists():
                 write_images(self.root / folder, [(40, 32), (36, 36)])
