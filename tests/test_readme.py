@@ -21,6 +21,7 @@ import pytest
 import torch
 
 from tests.conftest import write_images
+from tests.slurm_cluster import SlurmUnavailable, local_slurm
 
 REPO = Path(__file__).resolve().parent.parent
 MODULES = {
@@ -107,13 +108,16 @@ class Workspace:
             "WANDB_SILENT": "true",
         }
 
-    def run(self, words: list[str]) -> str:
+    def run(self, words: list[str], env: dict[str, str] | None = None) -> str:
         module = MODULES["sr-train" if words[:2] == ["make", "train"] else words[0]]
         args = words[2:] if words[0] == "make" else words[1:]
         flags = [a for a in args if a.startswith("-")]
         args = [a for a in args if not a.startswith("-")]
         if module == "sr_lightning.train":
             args += TRAIN_BUDGET
+            if "hydra/launcher=slurm" in args:
+                # the test's one-node cluster has no GPU and two CPUs
+                args += ["hydra.launcher.gpus_per_node=null", "hydra.launcher.cpus_per_task=1"]
             if "hparams_search=optuna" in args:
                 args.append("hydra.sweeper.n_trials=2")
             if any(a.startswith("experiment=srgan") for a in args):
@@ -127,7 +131,7 @@ class Workspace:
         done = subprocess.run(
             [sys.executable, "-m", module, *flags, *args],
             cwd=self.root,
-            env=self.env,
+            env={**self.env, **(env or {})},
             capture_output=True,
             text=True,
             timeout=900,
@@ -208,7 +212,15 @@ def test_every_readme_command_runs_as_written(workspace):
             continue
         words = workspace.substitute(command)
         workspace.prepare(words)
-        out = workspace.run(words)
+        if "hydra/launcher=slurm" in command:
+            # a single-node SLURM on 127.0.0.1 for the submitit command (.ci/run installs it)
+            try:
+                with local_slurm(workspace.root.parent / "slurm") as cluster:
+                    out = workspace.run(words, env={"SLURM_CONF": cluster["SLURM_CONF"]})
+            except SlurmUnavailable as err:
+                pytest.fail(f"the local SLURM did not start: {err}")
+        else:
+            out = workspace.run(words)
         if words[:2] == ["sr-train", "-m"] and "hparams_search" not in command:
             sweep = sorted((workspace.root / "logs" / "train" / "multiruns").iterdir())[-1]
             summary = (sweep / "summary.md").read_text()
