@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-from sr_lightning.machine import cpu_model  # noqa: E402
+from sr_lightning.runtime.machine import cpu_model  # noqa: E402
 
 # NVIDIA H100 SXM5 datasheet: 989.4 dense BF16 tensor TFLOPS (1979 with 2:4 sparsity).
 H100_BF16_DENSE_FLOPS = 989.4e12
@@ -109,7 +109,7 @@ def compose_config(overrides: Sequence[str], workdir: Path) -> Any:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from sr_lightning.config import CONF_DIR, register_resolvers
+    from sr_lightning.core.config import CONF_DIR, register_resolvers
 
     register_resolvers()  # here, not at import: bench_gpu.py imports this file without Hydra
     GlobalHydra.instance().clear()
@@ -218,7 +218,7 @@ def lightning_trainer(
     import hydra
     from lightning.pytorch.callbacks import ProgressBar
 
-    from sr_lightning.builders import build_callbacks, build_loggers
+    from sr_lightning.core.builders import build_callbacks, build_loggers
 
     built = []
     if callbacks:
@@ -269,7 +269,7 @@ def steady(times: Sequence[float]) -> float:
 
 
 def bench_framework_overhead(workdir: Path, quick: bool) -> dict:
-    from sr_lightning.builders import build_module
+    from sr_lightning.core.builders import build_module
 
     plan = {"espcn": (60, 5) if quick else (200, 9), "srresnet": (6, 2) if quick else (12, 5)}
     out: dict[str, Any] = {
@@ -672,8 +672,8 @@ def bench_convergence(workdir: Path, data_dir: Path, quick: bool) -> dict:
     import hydra
     from lightning.pytorch import Callback
 
-    from sr_lightning.builders import build_datamodule, build_module
-    from sr_lightning.metrics import SRMetrics
+    from sr_lightning.core.builders import build_datamodule, build_module
+    from sr_lightning.core.metrics import SRMetrics
 
     budget_s = 45.0 if quick else 480.0
     cfg = compose_config(
@@ -786,7 +786,7 @@ ANATOMY = (
 
 def overhead_anatomy(workdir: Path, batch_size: int = 1, steps: int = 200, runs: int = 5) -> str:
     """CPU ms per ESPCN step as ingredients are added; a tiny batch magnifies the overhead."""
-    from sr_lightning.builders import build_module
+    from sr_lightning.core.builders import build_module
 
     cfg = compose_config(OVERHEAD_MODELS["espcn"][0], workdir / "anatomy")
     batch = make_batch(cfg, batch_size)
@@ -826,7 +826,7 @@ def overhead_anatomy(workdir: Path, batch_size: int = 1, steps: int = 200, runs:
 
 def profile_steps(workdir: Path, steps: int = 300) -> str:
     """cProfile of sr-train's ESPCN training loop: the Python functions a step spends time in."""
-    from sr_lightning.builders import build_module
+    from sr_lightning.core.builders import build_module
 
     cfg = compose_config(OVERHEAD_MODELS["espcn"][0], workdir / "profile")
     batch = make_batch(cfg, OVERHEAD_MODELS["espcn"][1])

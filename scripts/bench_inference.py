@@ -48,10 +48,10 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.core.global_hydra import GlobalHydra  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 
-from sr_lightning.config import CONF_DIR, register_resolvers  # noqa: E402
-from sr_lightning.inference import Generator, Upscaler  # noqa: E402
-from sr_lightning.machine import cpu_model  # noqa: E402
+from sr_lightning.core.config import CONF_DIR, register_resolvers  # noqa: E402
+from sr_lightning.core.inference import Generator, Upscaler  # noqa: E402
 from sr_lightning.nets import upsampling_kind  # noqa: E402
+from sr_lightning.runtime.machine import cpu_model  # noqa: E402
 
 METHODS = {"srcnn": 1, "espcn": 1, "vdsr": 1, "srresnet": 3}  # method -> paper channels
 VARIANTS = ("eager", "channels_last", "compile", "onnxruntime")
@@ -109,8 +109,8 @@ class _Module:
 
 
 def onnx_generator(gen: Generator, folder: Path, device: torch.device) -> Generator:
-    from sr_lightning.export import export_module
-    from sr_lightning.model_files import OnnxNet
+    from sr_lightning.apps.export import export_module
+    from sr_lightning.core.model_files import OnnxNet
 
     path = folder / f"{gen.method}_x{gen.scale}.onnx"
     export_module(_Module(gen), path, "onnx", check=False, overwrite=True)
@@ -296,7 +296,7 @@ def memory(args: argparse.Namespace) -> None:
     an hour on a small CPU); the report then adds the part of the uint8 output buffer those
     tiles did not write, which is all a full run holds in addition.
     """
-    import sr_lightning.inference as inference
+    import sr_lightning.core.inference as inference
 
     gen = build_generator("srresnet", 4)
     rng = np.random.default_rng(0)

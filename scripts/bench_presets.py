@@ -82,7 +82,7 @@ def train_preset(
     cmd = [
         sys.executable,
         "-m",
-        "sr_lightning.train",
+        "sr_lightning.apps.train",
         f"experiment={preset}",
         "trainer=cpu",
         f"trainer.max_time=00:00:{seconds // 60:02d}:{seconds % 60:02d}",

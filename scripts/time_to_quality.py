@@ -32,7 +32,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from sr_lightning.machine import cpu_model  # noqa: E402
+from sr_lightning.runtime.machine import cpu_model  # noqa: E402
 
 PAPER = {"espcn_x3": 32.55, "srcnn_x3_cpu": 32.39}  # Set5 x3, the papers' tables
 BICUBIC_SET5_X3 = 30.39

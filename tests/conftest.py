@@ -15,7 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 from PIL import Image
 
-from sr_lightning.config import CONF_DIR, register_resolvers
+from sr_lightning.core.config import CONF_DIR, register_resolvers
 
 # Tiny convolutions are slower with two competing threads than with one (2-core machines,
 # pytest-xdist with two workers); one thread per test process is the fast setting.

@@ -35,8 +35,8 @@ import pytest
 import torch
 from PIL import Image
 
+from sr_lightning.core.metrics import psnr_y, ssim_y, to_luma_uint8
 from sr_lightning.data.imresize import imresize
-from sr_lightning.metrics import psnr_y, ssim_y, to_luma_uint8
 
 # (set, scale): (published PSNR, published SSIM, measured PSNR, measured SSIM)
 TABLE = {

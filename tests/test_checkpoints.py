@@ -12,8 +12,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from sr_lightning.builders import build_module
-from sr_lightning.checkpoints import (
+from sr_lightning.core.builders import build_module
+from sr_lightning.core.checkpoints import (
     UnsafeFileError,
     checkpoint_info,
     load_checkpoint,
@@ -85,6 +85,26 @@ def test_checkpoint_round_trip_rebuilds_the_same_model(espcn_module, tmp_path):
         "scale": 3,
         "channels": 1,
     }
+    lr = torch.rand(1, 1, 12, 10)
+    with torch.no_grad():
+        torch.testing.assert_close(module.sr_for_eval(lr), espcn_module.sr_for_eval(lr))
+
+
+def test_a_checkpoint_naming_pre_regroup_module_paths_still_loads(espcn_module, tmp_path):
+    """Checkpoints written before the apps/core/runtime layout name e.g. the schedule as
+    ``sr_lightning.schedules.BudgetLR``, which no longer imports: loading for evaluation must
+    not instantiate it (only the net and the module class are rebuilt)."""
+    import importlib
+
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("sr_lightning.schedules")
+    espcn_module.hparams["scheduler"] = {
+        "_target_": "sr_lightning.schedules.BudgetLR",
+        "_partial_": True,
+        "milestones": [0.7, 0.9],
+    }
+    path = save_lightning_style(espcn_module, tmp_path / "old.ckpt")
+    module = module_from_checkpoint(path)
     lr = torch.rand(1, 1, 12, 10)
     with torch.no_grad():
         torch.testing.assert_close(module.sr_for_eval(lr), espcn_module.sr_for_eval(lr))

@@ -19,10 +19,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf, open_dict
 
-from sr_lightning.builders import build_module
-from sr_lightning.config import CONF_DIR
+from sr_lightning.apps.train import train
+from sr_lightning.core.builders import build_module
+from sr_lightning.core.config import CONF_DIR
 from sr_lightning.nets import count_parameters, upsampling_kind
-from sr_lightning.train import train
 from tests.conftest import tiny_overrides, write_images
 
 # a CPU training step of a net this large (EDSR: 43M) takes half a minute: slow suite
@@ -176,10 +176,10 @@ def test_the_yaml_method_names_the_run_checkpoint_report_and_export(
     compose_train, smoke_data: Path, tmp_path: Path
 ) -> None:
     """``method`` comes from the yaml, not the class: one module class serves two methods."""
-    from sr_lightning.checkpoints import module_from_checkpoint
-    from sr_lightning.export import export_module
-    from sr_lightning.model_files import load_generator
-    from sr_lightning.report import colour, display_name
+    from sr_lightning.apps.export import export_module
+    from sr_lightning.apps.report import colour, display_name
+    from sr_lightning.core.checkpoints import module_from_checkpoint
+    from sr_lightning.core.model_files import load_generator
 
     cfg = compose_train(
         "model=srresnet",

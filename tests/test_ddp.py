@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sr_lightning.train import train
+from sr_lightning.apps.train import train
 from tests.conftest import tiny_overrides
 from tests.test_sweeps import job_dirs, only_sweep_dir, read_summary, run_cli
 

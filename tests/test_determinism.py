@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from omegaconf import open_dict
 
-from sr_lightning.train import train
+from sr_lightning.apps.train import train
 from tests.conftest import tiny_overrides
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sr_lightning.apps.train import train
 from sr_lightning.data.datasets import CropPositions, ImageSet, PatchDataset
 from sr_lightning.data.device_cache import PackedImages, packed_bytes, use_device_cache
-from sr_lightning.train import train
 from tests.conftest import make_datamodule, tiny_overrides
 
 CPU = torch.device("cpu")

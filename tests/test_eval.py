@@ -17,12 +17,12 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from sr_lightning.checkpoints import UnsafeFileError
+from sr_lightning.apps.eval import dihedral_ensemble, evaluate, sr_image
+from sr_lightning.apps.train import train
+from sr_lightning.core.checkpoints import UnsafeFileError
+from sr_lightning.core.inference import rgb_to_ycbcr
 from sr_lightning.data.degradation import bicubic_upscale, degrade_eval
 from sr_lightning.data.imresize import imresize
-from sr_lightning.eval import dihedral_ensemble, evaluate, sr_image
-from sr_lightning.inference import rgb_to_ycbcr
-from sr_lightning.train import train
 from tests.conftest import tiny_overrides, write_images
 
 # VDSR (CVPR'16) Table 3, bicubic rows, as in tests/test_bicubic_parity.py
@@ -101,7 +101,7 @@ def test_bicubic_matches_the_published_table(data_dir, compose_eval, tmp_path, s
 
 def test_the_console_script_runs_and_skips_missing_sets(data_dir, tmp_path):
     exe = Path(sys.executable).with_name("sr-eval")
-    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "sr_lightning.eval"]
+    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "sr_lightning.apps.eval"]
     run_dir = tmp_path / "cli"
     proc = subprocess.run(
         [
@@ -158,7 +158,7 @@ def test_a_checkpoint_reproduces_the_val_psnr_training_logged(
         1,
         22729,
     )
-    # tiled through sr_lightning.inference (the hook for very large images): the same numbers
+    # tiled through sr_lightning.core.inference (the hook for very large images): the same numbers
     tiled = evaluate(compose_eval(*cfg_args, "tile=16"))["val"]
     assert tiled["psnr_y"] == pytest.approx(results["val"]["psnr_y"], abs=1e-6)
     # the same generator as exported weights (safetensors with metadata, no model=) agrees

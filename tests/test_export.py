@@ -16,12 +16,12 @@ from safetensors import safe_open
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from sr_lightning.builders import build_module
-from sr_lightning.checkpoints import module_from_checkpoint
-from sr_lightning.config import CONF_DIR, register_resolvers
-from sr_lightning.export import export_module, load_generator
-from sr_lightning.export import run as run_export
-from sr_lightning.inference import Upscaler, generator_from_module
+from sr_lightning.apps.export import export_module, load_generator
+from sr_lightning.apps.export import run as run_export
+from sr_lightning.core.builders import build_module
+from sr_lightning.core.checkpoints import module_from_checkpoint
+from sr_lightning.core.config import CONF_DIR, register_resolvers
+from sr_lightning.core.inference import Upscaler, generator_from_module
 
 register_resolvers()
 
@@ -197,7 +197,7 @@ def test_onnx_has_dynamic_height_and_width_and_runs_at_two_sizes(checkpoints, tm
 
 
 def test_a_failed_check_publishes_nothing(checkpoints, tmp_path, monkeypatch):
-    import sr_lightning.export as export
+    import sr_lightning.apps.export as export
 
     module = module_from_checkpoint(checkpoints["srresnet"])
     monkeypatch.setattr(export, "VERIFY_ATOL", -1.0)  # every check fails

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from sr_lightning import eval as eval_app
-from sr_lightning import export, report, train, upscale
+from sr_lightning.apps import eval as eval_app
+from sr_lightning.apps import export, report, train, upscale
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "extending.md"
 APPS = {
@@ -102,7 +102,7 @@ def test_checkpoints_of_user_classes_are_refused_until_their_package_is_trusted(
     tmp_path, monkeypatch, data_dir
 ) -> None:
     """Without SR_TRUSTED_MODULES the checkpoint's classes are not imported: one clear error."""
-    from sr_lightning.checkpoints import UnsafeFileError, module_from_checkpoint
+    from sr_lightning.core.checkpoints import UnsafeFileError, module_from_checkpoint
 
     files, _ = doc_blocks()
     for name, body in files.items():

@@ -17,14 +17,14 @@ import pytest
 import torch
 from omegaconf import open_dict
 
-from sr_lightning import faults
-from sr_lightning.faults import (
+from sr_lightning.apps.train import train
+from sr_lightning.runtime import faults
+from sr_lightning.runtime.faults import (
     CheckpointWriteError,
     RNGStateCheckpoint,
     atomic_torch_save,
     save_checkpoint_file,
 )
-from sr_lightning.train import train
 from tests.conftest import tiny_overrides
 
 
@@ -56,7 +56,7 @@ def test_rng_states_round_trip_through_a_weights_only_checkpoint(tmp_path):
 
 def _train_cmd(tiny_data: Path, run_dir: Path, *extra: str) -> list[str]:
     return [
-        sys.executable, "-m", "sr_lightning.train",
+        sys.executable, "-m", "sr_lightning.apps.train",
         *tiny_overrides(tiny_data),
         f"hydra.run.dir={run_dir}",
         "extras.print_config=false",

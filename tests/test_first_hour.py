@@ -21,8 +21,9 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 from PIL import Image
 
-from sr_lightning.checks import check_train_config
-from sr_lightning.errors import (
+from sr_lightning.apps.train import train
+from sr_lightning.runtime.checks import check_train_config
+from sr_lightning.runtime.errors import (
     ConfigError,
     UserError,
     format_failure,
@@ -30,9 +31,8 @@ from sr_lightning.errors import (
     root_cause,
     user_message,
 )
-from sr_lightning.run_state import completed_run, training_budget
-from sr_lightning.sweep import SweepSummary
-from sr_lightning.train import train
+from sr_lightning.runtime.run_state import completed_run, training_budget
+from sr_lightning.runtime.sweep import SweepSummary
 from tests.conftest import tiny_overrides
 
 REPO = Path(__file__).resolve().parent.parent
@@ -104,7 +104,7 @@ def test_rerunning_a_finished_run_keeps_and_reports_its_results(
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_srcnn_patch_follows_the_scale(compose_train, scale):
     """The README sweep `model=srcnn,espcn,vdsr scale=2,3,4` failed SRCNN at x2 and x4."""
-    from sr_lightning.builders import build_datamodule
+    from sr_lightning.core.builders import build_datamodule
 
     cfg = compose_train("model=srcnn", f"scale={scale}")
     patch = cfg.data.patch_size
@@ -193,7 +193,7 @@ def test_eval_sweep_summaries_have_set_by_psnr_y_ssim_y_columns(tmp_path, compos
 
 
 def test_a_user_error_is_one_block_with_no_config_dump_and_no_run_dir(tmp_path):
-    out = sr_cli("sr_lightning.train", ["data.batch_size=0"], tmp_path)
+    out = sr_cli("sr_lightning.apps.train", ["data.batch_size=0"], tmp_path)
     assert out.returncode == 2
     assert out.stderr.splitlines() == [
         "sr-train: error: data.batch_size=0: must be an integer >= 1.",
@@ -203,18 +203,18 @@ def test_a_user_error_is_one_block_with_no_config_dump_and_no_run_dir(tmp_path):
     assert not (tmp_path / "logs" / "train" / "runs").exists() or not any(
         (tmp_path / "logs" / "train" / "runs").iterdir()
     ), "a run that never started leaves no run dir"
-    named = sr_cli("sr_lightning.train", ["scale=0", "hydra.run.dir=mine"], tmp_path)
+    named = sr_cli("sr_lightning.apps.train", ["scale=0", "hydra.run.dir=mine"], tmp_path)
     assert named.returncode == 2 and "scale=0" in named.stderr
     assert (tmp_path / "mine").is_dir(), "a dir the user named is kept"
-    full = sr_cli("sr_lightning.train", ["scale=0"], tmp_path, HYDRA_FULL_ERROR="1")
+    full = sr_cli("sr_lightning.apps.train", ["scale=0"], tmp_path, HYDRA_FULL_ERROR="1")
     assert full.returncode != 0 and "Traceback" in full.stderr and "ConfigError" in full.stderr
 
 
 def test_a_key_typo_suggests_the_closest_keys(tmp_path):
-    out = sr_cli("sr_lightning.train", ["trainer.max_step=3"], tmp_path)
+    out = sr_cli("sr_lightning.apps.train", ["trainer.max_step=3"], tmp_path)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "did you mean trainer.max_steps?" in out.stderr
-    ev = sr_cli("sr_lightning.eval", ["model=bicubic", "scale=2", "tta_=true"], tmp_path)
+    ev = sr_cli("sr_lightning.apps.eval", ["model=bicubic", "scale=2", "tta_=true"], tmp_path)
     assert (
         ev.returncode == 2 and "sr-eval: error:" in ev.stderr and "did you mean tta?" in ev.stderr
     )
@@ -344,7 +344,7 @@ def check_quiet(text: str) -> None:
 
 def test_make_train_output_is_short_quiet_and_line_per_epoch(tmp_path):
     """`make train` (sr-train with no arguments) redirected to a file, on a tiny budget."""
-    out = sr_cli("sr_lightning.train", MAKE_TRAIN_TINY, tmp_path)
+    out = sr_cli("sr_lightning.apps.train", MAKE_TRAIN_TINY, tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     text = out.stdout + out.stderr
     check_quiet(text)
@@ -359,10 +359,10 @@ def test_make_train_output_is_short_quiet_and_line_per_epoch(tmp_path):
 
 @pytest.mark.slow  # two more runs of make train (~30 s on 2 busy cores)
 def test_resuming_make_train_says_nothing_false(tmp_path):
-    first = sr_cli("sr_lightning.train", [*MAKE_TRAIN_TINY, "hydra.run.dir=run"], tmp_path)
+    first = sr_cli("sr_lightning.apps.train", [*MAKE_TRAIN_TINY, "hydra.run.dir=run"], tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     more = ["trainer.max_epochs=3", "data.patches_per_image=4", "hydra.run.dir=run"]
-    resumed = sr_cli("sr_lightning.train", more, tmp_path)
+    resumed = sr_cli("sr_lightning.apps.train", more, tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     check_quiet(resumed.stdout + resumed.stderr)
     assert "epoch 2/3" in resumed.stdout + resumed.stderr
@@ -372,7 +372,7 @@ def test_resuming_make_train_says_nothing_false(tmp_path):
 
 
 def test_a_run_too_short_to_validate_is_validated_at_the_end(compose_train, tiny_data, caplog):
-    caplog.set_level(logging.INFO, logger="sr_lightning.train")
+    caplog.set_level(logging.INFO, logger="sr_lightning.apps.train")
     # 6 images x 4 patches / batch 4 = 6 steps an epoch; stop after 2
     cfg = compose_train(*tiny_overrides(tiny_data), "trainer.max_steps=2")
     metrics = train(cfg)
@@ -394,7 +394,7 @@ def test_wandb_is_not_handed_the_deprecated_anonymous_setting(compose_train, mon
     """W&B warns about `anonymous` whenever it is passed (Lightning passes None)."""
     import wandb
 
-    from sr_lightning.builders import build_loggers
+    from sr_lightning.core.builders import build_loggers
 
     seen = {}
 

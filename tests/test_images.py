@@ -90,8 +90,8 @@ def test_list_images_ignores_other_files_and_reports_missing(tmp_path):
 def test_training_and_upscaling_share_one_decoder_16bit_colour_included(tmp_path):
     """load_image is read_image reduced to opaque 8 bits: a 16-bit RGBA PNG keeps all its bits
     for sr-upscale and rounds (v / 257) for training, alpha dropped."""
+    from sr_lightning.apps.upscale import write_png16
     from sr_lightning.data.images import read_image
-    from sr_lightning.upscale import write_png16
 
     rng = np.random.default_rng(0)
     array = rng.integers(0, 65536, size=(5, 7, 4), dtype=np.uint16)

@@ -9,8 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from sr_lightning.data.imresize import imresize
-from sr_lightning.inference import (
+from sr_lightning.core.inference import (
     Generator,
     Upscaler,
     measure_receptive_radius,
@@ -19,7 +18,8 @@ from sr_lightning.inference import (
     rgb_to_ycbcr,
     ycbcr_to_rgb,
 )
-from sr_lightning.metrics import rgb_to_y
+from sr_lightning.core.metrics import rgb_to_y
+from sr_lightning.data.imresize import imresize
 from sr_lightning.nets import ESPCN, SRCNN, VDSR, SRResNet
 
 
@@ -273,7 +273,7 @@ def test_windows_are_bounded_by_tile_plus_overlap_and_batched():
 
 
 def test_auto_tile_fits_the_memory_budget(monkeypatch):
-    import sr_lightning.inference as inference
+    import sr_lightning.core.inference as inference
 
     gen = srresnet_x2()
     up = Upscaler(gen, tile="auto", tile_overlap=6)

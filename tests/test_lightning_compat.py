@@ -14,7 +14,7 @@ from lightning.pytorch.core.optimizer import LightningOptimizer
 from lightning.pytorch.strategies import DDPStrategy
 from packaging.requirements import Requirement
 
-from sr_lightning import lightning_compat as compat
+from sr_lightning.runtime import lightning_compat as compat
 
 
 def test_pyproject_allows_exactly_the_tested_lightning_range_and_it_is_installed() -> None:

@@ -8,7 +8,9 @@ import pytest
 import torch
 from lightning.pytorch import Callback, Trainer
 
-from sr_lightning.builders import build_datamodule, build_module
+from sr_lightning.apps.train import train
+from sr_lightning.core.builders import build_datamodule, build_module
+from sr_lightning.core.schedules import BudgetLR
 from sr_lightning.data.datamodule import SRDataModule
 from sr_lightning.data.degradation import degrade_train
 from sr_lightning.data.imresize import imresize
@@ -16,8 +18,6 @@ from sr_lightning.modules.srcnn import SRCNNModule
 from sr_lightning.modules.srresnet import SRResNetModule
 from sr_lightning.modules.vdsr import VDSRModule, clip_to_lr_bounds
 from sr_lightning.nets import SRCNN, VDSR, SRResNet
-from sr_lightning.schedules import BudgetLR
-from sr_lightning.train import train
 from tests.conftest import tiny_overrides
 
 # Small versions of the nets these method-specific tests train, so a step takes milliseconds.

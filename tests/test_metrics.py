@@ -9,7 +9,7 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from sr_lightning.metrics import SRMetrics, psnr_y, quantize, rgb_to_y, ssim_y, to_luma_uint8
+from sr_lightning.core.metrics import SRMetrics, psnr_y, quantize, rgb_to_y, ssim_y, to_luma_uint8
 
 
 def _levels(shape: tuple[int, ...], seed: int) -> torch.Tensor:

@@ -540,7 +540,7 @@ def test_edsr_matches_functional_reference(scale: int) -> None:
 
 
 def test_edsr_numbers_are_table_3_of_the_paper() -> None:
-    from sr_lightning.published import published
+    from sr_lightning.core.published import published
 
     got = {(r.set, r.scale): (r.psnr, r.ssim) for r in published("EDSR")}
     assert got[("Set5", 2)] == (38.11, 0.9601) and got[("Urban100", 4)] == (26.64, 0.8033)

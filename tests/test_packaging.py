@@ -100,7 +100,9 @@ def test_the_installed_wheel_trains_evaluates_exports_upscales_and_reports(tmp_p
         assert done.returncode == 0, f"{cmd}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
         return done.stdout
 
-    where = run("python", "-c", "import sr_lightning.config as c; print(c.__file__, c.CONFIG_PATH)")
+    where = run(
+        "python", "-c", "import sr_lightning.core.config as c; print(c.__file__, c.CONFIG_PATH)"
+    )
     module_file, config_path = where.split()
     assert Path(module_file).is_relative_to(tmp_path / "venv"), module_file
     assert config_path == "pkg://sr_lightning.conf"

@@ -1,4 +1,4 @@
-"""LPIPS / DISTS (sr_lightning.perceptual): equal to the reference packages on the same images
+"""LPIPS / DISTS (sr_lightning.core.perceptual): equal to the reference packages on the same images
 and the same backbone file (a seeded random one made here), in validation, sr-eval and the
 SRGAN preset's checkpoint selection; offline without weights, one clear line at start-up.
 
@@ -21,9 +21,9 @@ from torch import nn
 from torchvision.models import alexnet
 from torchvision.models import vgg as tv_vgg
 
+from sr_lightning.core.perceptual import PerceptualMeans, build_scorer
+from sr_lightning.core.pretrained import WeightsUnavailableError
 from sr_lightning.data import download as dl
-from sr_lightning.perceptual import PerceptualMeans, build_scorer
-from sr_lightning.pretrained import WeightsUnavailableError
 from tests.conftest import tiny_overrides
 
 lpips = pytest.importorskip("lpips")  # a dev dependency (pyproject.toml)
@@ -170,7 +170,7 @@ def _offline(monkeypatch, tmp_path) -> list[str]:
 def test_srgan_preset_offline_without_weights_fails_at_start_up_in_one_line(
     tiny_data, compose_train, tmp_path, monkeypatch
 ):
-    from sr_lightning.train import train
+    from sr_lightning.apps.train import train
 
     calls = _offline(monkeypatch, tmp_path)
     no_vgg = "loss.content.pretrained=false"  # the content loss's VGG19 would be missed first
@@ -209,7 +209,7 @@ def test_a_missing_weights_path_names_the_key(tmp_path):
 def test_sr_eval_auto_is_on_for_srgan_only_with_weights_on_disk_and_true_fails_clearly(
     backbones, tmp_path, monkeypatch
 ):
-    from sr_lightning.perceptual import enabled_metrics
+    from sr_lightning.core.perceptual import enabled_metrics
 
     calls = _offline(monkeypatch, tmp_path)
     auto = {"lpips": {"enabled": "auto", "net": "alex", "weights_path": None}}
@@ -250,7 +250,7 @@ TINY_GAN = [
 @pytest.fixture
 def srgan_run(tiny_data, compose_train, backbones, tmp_path, monkeypatch) -> Path:
     """A two-epoch SRGAN run with LPIPS and DISTS in validation (the random backbones)."""
-    from sr_lightning.train import train
+    from sr_lightning.apps.train import train
 
     _offline(monkeypatch, tmp_path)
     cfg = compose_train(
@@ -280,9 +280,9 @@ def test_srgan_validates_and_keeps_best_by_lpips_and_sr_eval_matches_the_referen
 ):
     """One short SRGAN run serves both: its validation and checkpoint, then sr-eval."""
     check_validation_logged_lpips_and_kept_the_lowest(srgan_run)
+    from sr_lightning.apps.eval import evaluate
     from sr_lightning.data.degradation import bicubic_upscale, degrade_eval, to_float
     from sr_lightning.data.images import load_image
-    from sr_lightning.eval import evaluate
     from sr_lightning.modules.base import SRModule
 
     ref_lpips = reference_lpips(backbones["alexnet"], "alex", monkeypatch)
@@ -313,7 +313,7 @@ def test_srgan_validates_and_keeps_best_by_lpips_and_sr_eval_matches_the_referen
         )
         module = None
         if name == "srgan":
-            from sr_lightning.checkpoints import module_from_checkpoint
+            from sr_lightning.core.checkpoints import module_from_checkpoint
 
             module = module_from_checkpoint(str(srgan_run / "checkpoints" / "last.ckpt")).eval()
             assert isinstance(module, SRModule)
@@ -338,7 +338,7 @@ def test_srgan_validates_and_keeps_best_by_lpips_and_sr_eval_matches_the_referen
 def test_lpips_best_survives_a_resume_and_ignores_the_sanity_check(backbones):
     """The lowest val/lpips is the whole run's: restored from the checkpoint, not reset by a
     new fit, and never taken from the sanity check of an untrained model."""
-    from sr_lightning.perceptual import PerceptualValidation
+    from sr_lightning.core.perceptual import PerceptualValidation
 
     logged = {}
     module = SimpleNamespace(

@@ -17,7 +17,7 @@ import torch
 from lightning.pytorch import Callback, Trainer
 
 from scripts import bench
-from sr_lightning.builders import build_module
+from sr_lightning.core.builders import build_module
 from sr_lightning.data.datamodule import SRDataModule
 from sr_lightning.data.datasets import ImageSet, PatchDataset
 from sr_lightning.data.imresize import imresize

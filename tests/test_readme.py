@@ -25,11 +25,11 @@ from tests.slurm_cluster import SlurmUnavailable, local_slurm
 
 REPO = Path(__file__).resolve().parent.parent
 MODULES = {
-    "sr-train": "sr_lightning.train",
-    "sr-eval": "sr_lightning.eval",
-    "sr-upscale": "sr_lightning.upscale",
-    "sr-export": "sr_lightning.export",
-    "sr-report": "sr_lightning.report",
+    "sr-train": "sr_lightning.apps.train",
+    "sr-eval": "sr_lightning.apps.eval",
+    "sr-upscale": "sr_lightning.apps.upscale",
+    "sr-export": "sr_lightning.apps.export",
+    "sr-report": "sr_lightning.apps.report",
 }
 # appended to every sr-train command: two steps, one validation image per set
 TRAIN_BUDGET = ["trainer.max_steps=2", "trainer.limit_val_batches=1"]
@@ -113,7 +113,7 @@ class Workspace:
         args = words[2:] if words[0] == "make" else words[1:]
         flags = [a for a in args if a.startswith("-")]
         args = [a for a in args if not a.startswith("-")]
-        if module == "sr_lightning.train":
+        if module == "sr_lightning.apps.train":
             args += TRAIN_BUDGET
             if "hydra/launcher=slurm" in args:
                 # the test's one-node cluster has no GPU and two CPUs
@@ -126,7 +126,7 @@ class Workspace:
                     "loss.content.pretrained=false",
                     "callbacks.perceptual.lpips.enabled=false",
                 ]
-        if module == "sr_lightning.upscale" and not torch.cuda.is_available():
+        if module == "sr_lightning.apps.upscale" and not torch.cuda.is_available():
             args = ["device=cpu" if a == "device=cuda" else a for a in args]
         done = subprocess.run(
             [sys.executable, "-m", module, *flags, *args],

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from sr_lightning.published import load_published, published
-from sr_lightning.report import find_runs, main
+from sr_lightning.apps.report import find_runs, main
+from sr_lightning.core.published import load_published, published
 
 
 def fake_run(

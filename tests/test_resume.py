@@ -13,10 +13,10 @@ import pytest
 import torch
 from omegaconf import open_dict
 
+from sr_lightning.apps.train import train
 from sr_lightning.data.datamodule import _positions_as_is
 from sr_lightning.data.datasets import CropPositions, load_set
 from sr_lightning.data.resumable import resumable_loader
-from sr_lightning.train import train
 from tests.conftest import tiny_overrides
 from tests.kill_switch import Crash
 
@@ -67,7 +67,7 @@ def _subprocess_env() -> dict[str, str]:
 
 
 def _train_cmd(tiny_data: Path, run_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "sr_lightning.train", *tiny_overrides(tiny_data), *RUN,
+    return [sys.executable, "-m", "sr_lightning.apps.train", *tiny_overrides(tiny_data), *RUN,
             f"hydra.run.dir={run_dir}", *extra]  # fmt: skip
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from lightning.pytorch import Callback
 
-from sr_lightning.train import train
+from sr_lightning.apps.train import train
 from tests.conftest import tiny_overrides
 
 pytestmark = pytest.mark.filterwarnings(

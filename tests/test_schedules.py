@@ -12,8 +12,8 @@ from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.callbacks import timer as timer_module
 
-from sr_lightning.builders import build_datamodule, build_module
-from sr_lightning.schedules import BudgetLR, budget_factor
+from sr_lightning.core.builders import build_datamodule, build_module
+from sr_lightning.core.schedules import BudgetLR, budget_factor
 from tests.conftest import tiny_overrides
 
 

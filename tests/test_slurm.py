@@ -59,7 +59,7 @@ def test_a_requeued_slurm_job_resumes_its_run_and_ends_identical(slurm, tiny_dat
     job = [*tiny_overrides(tiny_data), *RUN, "logger=wandb"]
     env = {**slurm, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sr_lightning.train", "-m", "hydra/launcher=slurm",
+        [sys.executable, "-m", "sr_lightning.apps.train", "-m", "hydra/launcher=slurm",
          "hydra.launcher.gpus_per_node=null", "hydra.launcher.cpus_per_task=1",
          f"hydra.sweep.dir={sweep}", *job, "seed=7,8",
          "+callbacks.requeue._target_=tests.kill_switch.WaitForRequeue",
@@ -96,7 +96,7 @@ def test_a_requeued_slurm_job_resumes_its_run_and_ends_identical(slurm, tiny_dat
     # the uninterrupted run of the same config and seed, outside SLURM
     ref = tmp_path / "uninterrupted"
     subprocess.run(
-        [sys.executable, "-m", "sr_lightning.train", *job, "seed=7", f"hydra.run.dir={ref}"],
+        [sys.executable, "-m", "sr_lightning.apps.train", *job, "seed=7", f"hydra.run.dir={ref}"],
         cwd=tmp_path, env={**env, "SLURM_CONF": ""}, check=True, capture_output=True,
         timeout=SWEEP_TIMEOUT_S,
     )  # fmt: skip

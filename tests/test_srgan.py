@@ -21,7 +21,12 @@ from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import OmegaConf
 
-from sr_lightning.builders import build_callbacks, build_datamodule, build_loggers, build_module
+from sr_lightning.core.builders import (
+    build_callbacks,
+    build_datamodule,
+    build_loggers,
+    build_module,
+)
 from sr_lightning.modules.srgan import SRGANModule
 from tests.conftest import tiny_overrides
 

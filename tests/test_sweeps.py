@@ -16,15 +16,15 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from sr_lightning.atomic import write_atomic
-from sr_lightning.sweep import SweepSummary, refresh
+from sr_lightning.runtime.atomic import write_atomic
+from sr_lightning.runtime.sweep import SweepSummary, refresh
 from tests.conftest import tiny_overrides
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def run_cli(args: list[str], cwd: Path, timeout: float = 600) -> tuple[int, str]:
-    """``python -m sr_lightning.train ARGS`` in ``cwd``; on timeout its whole process group
+    """``python -m sr_lightning.apps.train ARGS`` in ``cwd``; on timeout its whole process group
     (DDP ranks, submitit jobs) is killed, so a hang fails the test instead of the CI job."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     flags = [a for a in args if a.startswith("-")]  # Hydra wants them before the overrides
@@ -33,7 +33,7 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 600) -> tuple[int, str]
         [
             sys.executable,
             "-m",
-            "sr_lightning.train",
+            "sr_lightning.apps.train",
             *flags,
             "extras.print_config=false",
             *overrides,
@@ -131,7 +131,7 @@ def test_summary_is_refreshed_as_jobs_end_best_first_with_failures_last(tmp_path
 
 
 def test_lpips_ranks_lowest_first_and_optuna_minimises_it(tmp_path):
-    from sr_lightning.config import metric_direction
+    from sr_lightning.core.config import metric_direction
 
     sweep = tmp_path / "sweep"
     summary = SweepSummary(["val/lpips_best", "val/lpips_best", "val/psnr"])
@@ -150,7 +150,7 @@ def test_lpips_ranks_lowest_first_and_optuna_minimises_it(tmp_path):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from sr_lightning.config import CONF_DIR
+    from sr_lightning.core.config import CONF_DIR
 
     for overrides, metric, direction in (
         (["experiment=srgan_x4"], "val/lpips_best", "minimize"),
@@ -208,7 +208,7 @@ def test_slurm_preset_asks_for_the_trainers_nodes_and_devices(tmp_path, monkeypa
     from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
     from omegaconf import open_dict
 
-    from sr_lightning.config import CONF_DIR
+    from sr_lightning.core.config import CONF_DIR
 
     fake_bin = tmp_path / "bin"  # submitit insists on finding srun
     fake_bin.mkdir()
@@ -243,7 +243,7 @@ def test_slurm_preset_asks_for_the_trainers_nodes_and_devices(tmp_path, monkeypa
             if key not in ("submitit_folder", "max_num_timeout")
         }
     )
-    script = executor._executor._make_submission_file_text("python -m sr_lightning.train", "0")
+    script = executor._executor._make_submission_file_text("python -m sr_lightning.apps.train", "0")
     for line in (
         "--nodes=2",
         "--ntasks-per-node=4",  # one task (DDP rank) per GPU

@@ -13,8 +13,8 @@ import torch
 from hydra.errors import ConfigCompositionException, HydraException
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
-from sr_lightning.output_dir import check_output_dir, unwritable_reason
-from sr_lightning.train import train
+from sr_lightning.apps.train import train
+from sr_lightning.runtime.output_dir import check_output_dir, unwritable_reason
 from tests.conftest import tiny_overrides
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,7 +53,7 @@ def test_short_run_writes_checkpoints_logs_and_returns_best(tiny_data, compose_t
 
 
 def test_last_layer_runs_at_a_tenth_of_the_lr(tiny_data, compose_train):
-    from sr_lightning.builders import build_module
+    from sr_lightning.core.builders import build_module
 
     cfg = compose_train(*tiny_overrides(tiny_data))
     module = build_module(cfg.model)
@@ -95,7 +95,7 @@ def test_every_config_group_option_composes(compose_train):
 
 def run_cli(args: list[str], cwd: Path, **env) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "sr_lightning.train", *args],
+        [sys.executable, "-m", "sr_lightning.apps.train", *args],
         cwd=cwd,
         env={**os.environ, **env},
         capture_output=True,
@@ -117,7 +117,7 @@ def test_cli_fast_dev_run_reports_where_results_went(tiny_data, tmp_path):
 @pytest.mark.slow
 def test_two_runs_started_together_get_their_own_dirs(tiny_data, tmp_path):
     args = [*tiny_overrides(tiny_data), "debug=fdr", "extras.print_config=false"]
-    cmd = [sys.executable, "-m", "sr_lightning.train", *args]
+    cmd = [sys.executable, "-m", "sr_lightning.apps.train", *args]
     procs = [
         subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         for _ in range(2)

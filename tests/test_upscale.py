@@ -15,12 +15,12 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from PIL import Image, ImageOps
 
-import sr_lightning.upscale as upscale
-from sr_lightning.checkpoints import module_from_checkpoint
-from sr_lightning.config import CONF_DIR
+import sr_lightning.apps.upscale as upscale
+from sr_lightning.apps.export import export_module
+from sr_lightning.apps.upscale import write_png16
+from sr_lightning.core.checkpoints import module_from_checkpoint
+from sr_lightning.core.config import CONF_DIR
 from sr_lightning.data.images import ImageLoadError, orient, read_image
-from sr_lightning.export import export_module
-from sr_lightning.upscale import write_png16
 from tests.test_export import make_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -312,7 +312,7 @@ def test_the_console_script_leaves_no_run_directory(models, tmp_path):
     cmd = [
         sys.executable,
         "-m",
-        "sr_lightning.upscale",
+        "sr_lightning.apps.upscale",
         f"input={inputs}/rgb.png",
         "output=out",
         f"weights={models['srresnet']}",

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sr_lightning.train import train
+from sr_lightning.apps.train import train
 from tests.conftest import tiny_overrides
 
 BLOCK = 32 * 1024
@@ -220,7 +220,7 @@ def _summary(records: list) -> dict:
 def test_sr_eval_results_go_to_the_checkpoints_training_run_else_an_eval_run(
     tiny_data, compose_train, tmp_path, monkeypatch
 ):
-    from sr_lightning.eval import evaluate
+    from sr_lightning.apps.eval import evaluate
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     run_dir = tmp_path / "run"

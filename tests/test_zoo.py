@@ -24,12 +24,12 @@ from spandrel.architectures.ESRGAN import ESRGAN
 from spandrel.architectures.SPAN import SPAN
 from spandrel.architectures.SwinIR import SwinIR
 
-from sr_lightning.checkpoints import UnsafeFileError
+from sr_lightning.apps.eval import dihedral_ensemble, evaluate
+from sr_lightning.core.checkpoints import UnsafeFileError
+from sr_lightning.core.metrics import psnr_y, to_luma_uint8
+from sr_lightning.core.zoo import UnknownModelError
 from sr_lightning.data.imresize import imresize
-from sr_lightning.eval import dihedral_ensemble, evaluate
-from sr_lightning.metrics import psnr_y, to_luma_uint8
 from sr_lightning.nets.zoo import SpandrelNet
-from sr_lightning.zoo import UnknownModelError
 
 SCALE = 4
 IMAGES = ["bird", "head"]  # two Set5 images keep each evaluation to about a second
@@ -236,7 +236,7 @@ def compose_app(name: str, *overrides: str):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from sr_lightning.config import CONF_DIR
+    from sr_lightning.core.config import CONF_DIR
 
     GlobalHydra.instance().clear()
     try:
@@ -248,7 +248,7 @@ def compose_app(name: str, *overrides: str):
 
 @pytest.mark.parametrize("arch", ["esrgan", "srvgg_compact", "span"])
 def test_sr_upscale_with_a_released_model_is_the_same_tiled_and_untiled(arch, tmp_path):
-    from sr_lightning import upscale
+    from sr_lightning.apps import upscale
 
     net = released(arch)
     path = save_release(net, tmp_path / f"{arch}.safetensors")
@@ -274,7 +274,7 @@ def test_sr_upscale_with_a_released_model_is_the_same_tiled_and_untiled(arch, tm
 def test_sr_export_writes_a_file_that_sr_eval_and_spandrel_both_read(
     data_dir, compose_eval, tmp_path
 ):
-    from sr_lightning.export import run as run_export
+    from sr_lightning.apps.export import run as run_export
 
     net = released("esrgan")
     pth = save_release(net, tmp_path / "esrgan.pth")
@@ -293,7 +293,7 @@ def test_sr_export_writes_a_file_that_sr_eval_and_spandrel_both_read(
 
 
 def test_sr_export_onnx_of_a_released_model_is_verified(tmp_path, capsys):
-    from sr_lightning.export import run as run_export
+    from sr_lightning.apps.export import run as run_export
 
     pth = save_release(released("srvgg_compact"), tmp_path / "compact.pth")
     written = run_export(compose_app("export", f"weights={pth}", "format=onnx"))
@@ -323,7 +323,7 @@ def rrdbnet_parameters(nf: int, gc: int, blocks: int, channels: int, scale: int)
 
 
 def test_rrdbnet_config_has_the_esrgan_papers_parameter_count(compose_train):
-    from sr_lightning.builders import build_module
+    from sr_lightning.core.builders import build_module
 
     module = build_module(compose_train("model=rrdbnet", "scale=4", "channels=3").model)
     count = sum(p.numel() for p in module.net.parameters())
@@ -336,7 +336,7 @@ def test_rrdbnet_config_has_the_esrgan_papers_parameter_count(compose_train):
     "model,arch", [("swinir_light", "SwinIR"), ("span", "SPAN"), ("srvgg_compact", "Compact")]
 )
 def test_every_spandrel_model_config_builds_its_architecture(compose_train, model, arch):
-    from sr_lightning.builders import build_module
+    from sr_lightning.core.builders import build_module
 
     module = build_module(compose_train(f"model={model}", "scale=4", "channels=3").model)
     assert isinstance(module.net, SpandrelNet) and module.net.arch == arch
@@ -346,14 +346,14 @@ def test_every_spandrel_model_config_builds_its_architecture(compose_train, mode
 
 
 def test_a_config_whose_net_disagrees_with_the_run_is_one_clear_error(compose_train):
-    from sr_lightning.builders import build_module
+    from sr_lightning.core.builders import build_module
 
     with pytest.raises(ValueError, match=r"x4 with 3 channels .* channels=1"):
         build_module(compose_train("model=span", "scale=4", "channels=1").model)
 
 
 def test_a_spandrel_net_trains_two_batches_under_sr_train(tiny_data, compose_train, tmp_path):
-    from sr_lightning.train import train
+    from sr_lightning.apps.train import train
     from tests.conftest import tiny_overrides
 
     init = save_release(
@@ -398,7 +398,7 @@ def test_a_spandrel_net_trains_two_batches_under_sr_train(tiny_data, compose_tra
 
 
 def test_init_from_a_released_model_of_another_architecture_is_refused(compose_train, tmp_path):
-    from sr_lightning.builders import build_module
+    from sr_lightning.core.builders import build_module
     from sr_lightning.modules.zoo import init_generator
 
     path = save_release(released("span"), tmp_path / "span.pth")
@@ -422,7 +422,7 @@ def test_init_from_a_released_model_of_another_architecture_is_refused(compose_t
 def test_srgan_trains_a_spandrel_generator_from_a_released_model(
     tiny_data, compose_train, tmp_path
 ):
-    from sr_lightning.train import train
+    from sr_lightning.apps.train import train
     from tests.conftest import tiny_overrides
 
     init = save_release(released("esrgan"), tmp_path / "esrgan.pth")
@@ -454,7 +454,7 @@ def test_srgan_trains_a_spandrel_generator_from_a_released_model(
 
 
 def test_a_scale_the_architecture_cannot_build_is_refused(compose_train):
-    from sr_lightning.builders import build_module
+    from sr_lightning.core.builders import build_module
 
     # spandrel's RRDBNet upsamples in x2 stages: asked for x3 it builds x2, which is caught
     with pytest.raises(ValueError, match=r"x2 with 3 channels but the run is scale=3"):

@@ -37,7 +37,7 @@ from sr_lightning.data.device_cache import (
 )
 from sr_lightning.data.paired import PairedPatchDataset, use_paired
 from sr_lightning.data.resumable import ResumableLoader, resumable_loader
-from sr_lightning.errors import UserError
+from sr_lightning.runtime.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from sr_lightning.core.metrics import to_luma_uint8
 from sr_lightning.data.cache import (
     MappedImage,
     build_or_open,
@@ -30,7 +31,6 @@ from sr_lightning.data.cache import (
     ordered_map,
 )
 from sr_lightning.data.images import ImageLoadError, list_images, load_image
-from sr_lightning.metrics import to_luma_uint8
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from sr_lightning.core.metrics import quantize
 from sr_lightning.data.imresize import imresize
-from sr_lightning.metrics import quantize
 
 
 def to_float(hr: torch.Tensor) -> torch.Tensor:

@@ -55,7 +55,7 @@ def downscale_uint8(hr: torch.Tensor, scale: int) -> torch.Tensor:
     h, w = hr.shape[-2:]
     hr = hr[:, : h - h % scale, : w - w % scale]
     lr = imresize(hr.float().div(255.0).unsqueeze(0), 1.0 / scale)[0]
-    # half up, like MATLAB's uint8() (and sr_lightning.metrics.quantize)
+    # half up, like MATLAB's uint8() (and sr_lightning.core.metrics.quantize)
     return torch.floor(lr.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8)
 
 

@@ -11,7 +11,7 @@ is a function of ``(seed, epoch, slot)``, where ``slot`` is a sample's place in 
 
 So the loader's state is three integers (seed, epoch, batches handed out this epoch), and a
 resumed loader skips to the next batch without replaying the epoch. The augmentation draws
-on the device use the global RNG, which :class:`~sr_lightning.faults.RNGStateCheckpoint`
+on the device use the global RNG, which :class:`~sr_lightning.runtime.faults.RNGStateCheckpoint`
 restores; the loader never touches that RNG (its worker seeds come from its own generator).
 """
 

@@ -19,11 +19,11 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.callbacks import Timer
 from torch import nn
 
+from sr_lightning.core.metrics import SRMetrics
+from sr_lightning.core.schedules import BudgetLR, is_budget_schedule
 from sr_lightning.data.degradation import bicubic_upscale
 from sr_lightning.losses.pixel import PixelLoss, check_loss_reduction, per_patch_scale
-from sr_lightning.metrics import SRMetrics
 from sr_lightning.nets import upsampling_kind
-from sr_lightning.schedules import BudgetLR, is_budget_schedule
 
 CHECKPOINT_KEY = "sr_lightning"
 # the running sum and count of the epoch's training loss (a plain tensor and an int)
@@ -252,7 +252,7 @@ class SRModule(LightningModule):
 
     def init_net_from(self, path: str) -> None:
         """Copy every net tensor of checkpoint ``path`` whose name and shape match ours."""
-        from sr_lightning.checkpoints import (
+        from sr_lightning.core.checkpoints import (
             check_expected,
             checkpoint_info,
             load_checkpoint,
@@ -336,7 +336,7 @@ class SRModule(LightningModule):
     def budget_progress(self) -> float:
         """Fraction of the run's budget done: steps (max_steps / max_epochs) or train time
         (``trainer.max_time``, on Lightning's Timer, resumed from checkpoints), whichever
-        is further along (:mod:`sr_lightning.schedules`)."""
+        is further along (:mod:`sr_lightning.core.schedules`)."""
         trainer = self._trainer
         if trainer is None:
             return 0.0

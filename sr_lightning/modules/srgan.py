@@ -42,10 +42,14 @@ from torch import nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from sr_lightning.data.degradation import bicubic_upscale
-from sr_lightning.lightning_compat import ddp_kwargs, logged_results, set_optimizer_step_hooks
 from sr_lightning.losses.adversarial import AdversarialLoss
 from sr_lightning.modules.base import CHECKPOINT_KEY, SRModule
 from sr_lightning.modules.ema import GeneratorEMA
+from sr_lightning.runtime.lightning_compat import (
+    ddp_kwargs,
+    logged_results,
+    set_optimizer_step_hooks,
+)
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +247,7 @@ class SRGANModule(SRModule):
 
             init_generator(self.net, path)
             return
-        from sr_lightning.checkpoints import (
+        from sr_lightning.core.checkpoints import (
             checkpoint_info,
             describe,
             load_checkpoint,

@@ -59,8 +59,8 @@ def check_net_fits(net: SpandrelNet, scale: int, channels: int) -> None:
 
 def init_generator(net: SpandrelNet, path: str | Path) -> None:
     """Load ``model.init_from``: a released model (spandrel-detected) or an sr-train file."""
-    from sr_lightning.checkpoints import load_net_state, load_weights, select_net_state
-    from sr_lightning.zoo import load_release_into
+    from sr_lightning.core.checkpoints import load_net_state, load_weights, select_net_state
+    from sr_lightning.core.zoo import load_release_into
 
     source = f"model.init_from={path}"
     state, meta = load_weights(path)

@@ -21,7 +21,7 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, open_dict
 
-from sr_lightning.atomic import write_atomic
+from sr_lightning.runtime.atomic import write_atomic
 
 ID_FILE = "wandb_id.txt"
 

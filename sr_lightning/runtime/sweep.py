@@ -35,15 +35,15 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from sr_lightning.atomic import write_atomic
-from sr_lightning.config import lower_is_better
-from sr_lightning.errors import format_failure
+from sr_lightning.core.config import lower_is_better
+from sr_lightning.runtime.atomic import write_atomic
+from sr_lightning.runtime.errors import format_failure
 
 log = logging.getLogger(__name__)
 
 ROWS_DIR = ".summary"
-RUN_SUMMARY = "metrics.json"  # written by sr_lightning.train in every run dir
-EVAL_RESULTS = "results.json"  # written by sr_lightning.eval: {set: {psnr_y, ssim_y, images}}
+RUN_SUMMARY = "metrics.json"  # written by sr_lightning.apps.train in every run dir
+EVAL_RESULTS = "results.json"  # written by sr_lightning.apps.eval: {set: {psnr_y, ssim_y, images}}
 
 
 class SweepSummary(Callback):

@@ -6,13 +6,13 @@ parameters, time per image; written by ``sr-eval``) or, failing that, its
 ``.hydra/config.yaml``, and writes to ``--out`` (default ``<first DIR>/report``):
 
 * ``report.md``: per scale, a table of method × set (PSNR / SSIM) with the papers' numbers
-  (:mod:`sr_lightning.published`) beside ours;
+  (:mod:`sr_lightning.core.published`) beside ours;
 * ``psnr_vs_params_x<s>.png`` and ``psnr_vs_time_x<s>.png``: PSNR against parameter count
   and against inference time, one panel per set, our runs filled, the papers' hollow, and
   bicubic as a dashed line;
 * with LPIPS in the runs (``sr-eval perceptual.lpips.enabled``): a table of LPIPS / DISTS and
   ``perception_distortion_x<s>.png``, the perception–distortion plane (Blau & Michaeli,
-  CVPR'18) of :mod:`sr_lightning.report_perceptual`.
+  CVPR'18) of :mod:`sr_lightning.apps.report_perceptual`.
 """
 
 from __future__ import annotations
@@ -27,10 +27,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sr_lightning.errors import EXIT_USER_ERROR, is_user_error, print_user_error, show_tracebacks
-from sr_lightning.published import PublishedResult, load_published
+from sr_lightning.core.published import PublishedResult, load_published
+from sr_lightning.runtime.errors import (
+    EXIT_USER_ERROR,
+    is_user_error,
+    print_user_error,
+    show_tracebacks,
+)
 
-log = logging.getLogger("sr_lightning.report")
+log = logging.getLogger("sr_lightning.apps.report")
 
 SET_ORDER = ("Set5", "Set14", "BSD100", "Urban100")
 # colours of methods whose config names none (tab10's last four), picked by the name
@@ -50,7 +55,7 @@ def method_styles() -> dict[str, dict[str, str]]:
 def config_styles() -> dict[str, dict[str, str]]:
     from omegaconf import OmegaConf
 
-    from sr_lightning.config import CONF_DIR
+    from sr_lightning.core.config import CONF_DIR
 
     styles: dict[str, dict[str, str]] = {}
     for path in sorted((CONF_DIR / "model").glob("*.yaml")):
@@ -240,7 +245,7 @@ def markdown_table(runs: Sequence[Run], published: Sequence[PublishedResult]) ->
         "",
         "PSNR (dB) / SSIM on the Y channel, border crop = scale, mean over images. "
         "*ours*: this project's `sr-eval` runs; *paper*: the published tables "
-        "(`sr_lightning/published.py`).",
+        "(`sr_lightning/core/published.py`).",
     ]
     for scale in sorted({r.scale for r in runs}):
         at_scale = [r for r in runs if r.scale == scale]
@@ -276,7 +281,7 @@ def markdown_table(runs: Sequence[Run], published: Sequence[PublishedResult]) ->
     devices = sorted({r.device for r in runs if r.device})
     if devices:
         lines += ["", f"Times: forward pass per image on {'; '.join(devices)}."]
-    from sr_lightning.report_perceptual import perceptual_table
+    from sr_lightning.apps.report_perceptual import perceptual_table
 
     lines += perceptual_table(runs)
     return "\n".join(lines) + "\n"
@@ -532,7 +537,7 @@ def write_report(
     published: Sequence[PublishedResult] | None = None,
 ) -> list[Path]:
     """Find the runs under ``dirs`` and write report.md and the figures; returns the files."""
-    from sr_lightning.report_perceptual import has_lpips, plot_perception_distortion
+    from sr_lightning.apps.report_perceptual import has_lpips, plot_perception_distortion
 
     runs = find_runs(dirs)
     published = load_published() if published is None else list(published)

@@ -13,8 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sr_lightning.published import PublishedResult
-from sr_lightning.report import (
+from sr_lightning.apps.report import (
     Run,
     _declutter,
     _run_labels,
@@ -24,6 +23,7 @@ from sr_lightning.report import (
     ordered_sets,
     ours_legend_handle,
 )
+from sr_lightning.core.published import PublishedResult
 
 PERCEPTUAL = ("lpips", "dists")
 # published results drawn as PSNR lines: the perceptual methods' papers (no LPIPS published)

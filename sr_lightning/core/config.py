@@ -67,7 +67,7 @@ def _product(values) -> int | float:
 
 
 CONF_PACKAGE = "sr_lightning.conf"
-_PACKAGE_DIR = Path(__file__).resolve().parent
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]  # sr_lightning/
 _CHECKOUT_CONF = _PACKAGE_DIR.parent / "conf"
 
 

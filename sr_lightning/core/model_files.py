@@ -1,7 +1,7 @@
 """Reading a generator back from any file sr-lightning reads or writes.
 
 Checkpoints, weights files (safetensors, ``.pt``), ONNX and TorchScript exports all become a
-:class:`~sr_lightning.inference.Generator` here; ``sr-upscale``, ``sr-eval`` and ``sr-export``
+:class:`~sr_lightning.core.inference.Generator` here; ``sr-upscale``, ``sr-eval`` and ``sr-export``
 (to verify what it wrote) share this one loader.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from sr_lightning.inference import Generator, generator_from_module
+from sr_lightning.core.inference import Generator, generator_from_module
 from sr_lightning.nets import upsampling_kind
 
 METADATA_FORMAT = "sr-lightning-generator"
@@ -55,7 +55,7 @@ def _upsampling_of(meta: Mapping[str, Any], path: Path) -> str:
         )
     import hydra.utils
 
-    from sr_lightning import checkpoints
+    from sr_lightning.core import checkpoints
 
     checkpoints.check_trusted_targets(net_cfg, f"metadata of {path}")
     return upsampling_kind(hydra.utils.get_class(net_cfg["_target_"]))
@@ -142,7 +142,7 @@ def load_generator(
             "give exactly one model source: ckpt_path=CKPT, weights=FILE (with model=NAME for "
             f"a .pt/.pth state dict), onnx=FILE or torchscript=FILE; got {sorted(given) or 'none'}"
         )
-    from sr_lightning import checkpoints  # imports Lightning: only when a checkpoint is read
+    from sr_lightning.core import checkpoints  # imports Lightning: only when a checkpoint is read
 
     kind, path = next(iter(given.items()))
     path = Path(path).expanduser()
@@ -155,7 +155,7 @@ def load_generator(
         state, meta = checkpoints.load_weights(path)
         has_net = isinstance(meta.get("net"), Mapping)
         if not has_net and model_cfg is None:  # not ours: a released model spandrel knows
-            from sr_lightning.zoo import module_from_release
+            from sr_lightning.core.zoo import module_from_release
 
             return generator_from_module(module_from_release(state, f"weights {path}", expect)[0])
         if has_net:

@@ -20,8 +20,8 @@ from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from lightning.pytorch.trainer.states import TrainerFn
 from PIL import Image
 
+from sr_lightning.core.metrics import psnr_y, quantize, ssim_y
 from sr_lightning.data.degradation import bicubic_upscale
-from sr_lightning.metrics import psnr_y, quantize, ssim_y
 
 log = logging.getLogger(__name__)
 

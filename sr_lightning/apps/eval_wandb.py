@@ -18,8 +18,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from sr_lightning.builders import to_plain
-from sr_lightning.wandb_run import ID_FILE, wandb_logger_configs
+from sr_lightning.core.builders import to_plain
+from sr_lightning.runtime.wandb_run import ID_FILE, wandb_logger_configs
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sr_lightning.builders import build_module, to_plain
+from sr_lightning.core.builders import build_module, to_plain
 from sr_lightning.modules.base import CHECKPOINT_KEY, SRModule
 
 __all__ = [

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from sr_lightning.data.download import KNOWN_FILES, DownloadError, RemoteFile, download_file
-from sr_lightning.errors import UserError
+from sr_lightning.runtime.errors import UserError
 
 # torchvision's IMAGENET1K_V1 weights; the key names the architecture as torchvision does
 BACKBONES: dict[str, RemoteFile] = {

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 
 from omegaconf import DictConfig
 
-from sr_lightning.errors import ConfigError
+from sr_lightning.runtime.errors import ConfigError
 
 
 def _positive_int(value, key: str, minimum: int = 1) -> int:
@@ -61,7 +61,7 @@ def check_train_config(cfg: DictConfig) -> None:
 
 def check_folders(data: DictConfig, specs: Sequence, key: str) -> None:
     """Every set's folder of ``key`` exists and holds the images it lists (none is decoded)."""
-    from sr_lightning.builders import to_plain
+    from sr_lightning.core.builders import to_plain
     from sr_lightning.data.datasets import set_spec
     from sr_lightning.data.images import list_images
 

@@ -1,7 +1,7 @@
 """LPIPS and DISTS: full-reference perceptual metrics, for validation and ``sr-eval``.
 
 The networks are torchmetrics' (its wheel bundles the LPIPS v0.1 linear heads and the DISTS
-α/β); only their ImageNet backbones (AlexNet, VGG16) come from :mod:`sr_lightning.pretrained`,
+α/β); only their ImageNet backbones (AlexNet, VGG16) come from :mod:`sr_lightning.core.pretrained`,
 so they are found, hash-checked and missed exactly like the content loss's VGG19, and never
 downloaded behind the user's back by torchvision.
 
@@ -23,8 +23,8 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor, nn
 from torchmetrics import Metric
 
-from sr_lightning.metrics import check_pair, quantize
-from sr_lightning.pretrained import load_backbone_state_dict, load_features, weights_present
+from sr_lightning.core.metrics import check_pair, quantize
+from sr_lightning.core.pretrained import load_backbone_state_dict, load_features, weights_present
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ def build_scorer(
 
 class PerceptualMeans(Metric):
     """Per-image scores summed with the image count (``dist_reduce_fx="sum"``), so the mean
-    under DDP is over each image exactly once, like :class:`sr_lightning.metrics.SRMetrics`."""
+    under DDP is over each image exactly once, like :class:`sr_lightning.core.metrics.SRMetrics`."""
 
     full_state_update = False
 

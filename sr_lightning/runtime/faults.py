@@ -25,7 +25,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from sr_lightning.atomic import atomic_output
+from sr_lightning.runtime.atomic import atomic_output
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ class LastCheckpoint(Callback):
             logger.save()
         if trainer.is_global_zero:
             keep_previous(self.path)
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # a full, resumable checkpoint
 
     def on_train_batch_end(self, trainer: Trainer, pl_module, outputs, batch, batch_idx) -> None:
         every = self.every_n_train_steps
@@ -199,7 +199,7 @@ class PreemptionCheckpoint(Callback):
             return
         if trainer.is_global_zero:
             keep_previous(self.path)
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # a full, resumable checkpoint
         log.warning(
             "SIGTERM: saved %s at global step %d; resume with ckpt_path=last",
             self.path,

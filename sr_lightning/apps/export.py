@@ -38,11 +38,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from sr_lightning.atomic import atomic_output
-from sr_lightning.config import CONFIG_PATH, register_resolvers
-from sr_lightning.errors import run_cli
-from sr_lightning.inference import generator_net
-from sr_lightning.model_files import (
+from sr_lightning.core.config import CONFIG_PATH, register_resolvers
+from sr_lightning.core.inference import generator_net
+from sr_lightning.core.model_files import (
     METADATA_FORMAT,
     TORCHSCRIPT_META,
     OnnxNet,
@@ -50,8 +48,10 @@ from sr_lightning.model_files import (
     load_torchscript,
 )
 from sr_lightning.nets import upsampling_kind
+from sr_lightning.runtime.atomic import atomic_output
+from sr_lightning.runtime.errors import file_errors, run_cli
 
-log = logging.getLogger("sr_lightning.export")
+log = logging.getLogger("sr_lightning.apps.export")
 
 register_resolvers()
 
@@ -221,21 +221,12 @@ def export_module(
 # -- the app ------------------------------------------------------------------------------
 
 
-def user_errors() -> tuple[type[BaseException], ...]:
-    """Errors that are the user's to fix: printed as one line, without a traceback."""
-    errors: list[type[BaseException]] = [ValueError, OSError, ExportError]
-    loaded = sys.modules.get("sr_lightning.checkpoints")
-    if loaded is not None:
-        errors.append(loaded.UnsafeFileError)
-    return tuple(errors)
-
-
 def default_output(source: Path, fmt: str) -> Path:
     return source.with_name(source.stem + FORMATS[fmt])
 
 
 def run(cfg: DictConfig) -> Path:
-    from sr_lightning import checkpoints
+    from sr_lightning.core import checkpoints
 
     fmt = str(cfg.format).lower()
     if fmt not in FORMATS:
@@ -248,7 +239,7 @@ def run(cfg: DictConfig) -> Path:
         model_cfg = cfg.get("model")
         state, meta = checkpoints.load_weights(source)
         if model_cfg is None and not isinstance(meta.get("net"), Mapping):
-            from sr_lightning.zoo import module_from_release  # a released model spandrel knows
+            from sr_lightning.core.zoo import module_from_release  # a released model spandrel knows
 
             module = module_from_release(state, f"weights {source}")[0]
         else:
@@ -281,7 +272,7 @@ def run(cfg: DictConfig) -> Path:
 def hydra_main(cfg: DictConfig) -> None:
     try:
         run(cfg)
-    except user_errors() as err:
+    except file_errors(ExportError) as err:
         print(f"sr-export: {err}", file=sys.stderr)
         raise SystemExit(1) from None
 

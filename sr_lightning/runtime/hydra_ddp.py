@@ -21,11 +21,11 @@ from contextlib import contextmanager
 
 import torch.distributed as dist
 
-from sr_lightning.lightning_compat import replace_hydra_subprocess_cmd
+from sr_lightning.runtime.lightning_compat import replace_hydra_subprocess_cmd
 
 log = logging.getLogger(__name__)
 
-ENTRY_MODULE = "sr_lightning.train"
+ENTRY_MODULE = "sr_lightning.apps.train"
 # Hydra overrides that still mean something to a rank running in run mode
 _PASSTHROUGH_HYDRA_KEYS = (
     "hydra.verbose",

@@ -5,7 +5,7 @@ Each image goes through exactly what validation does during training (the data m
 of the scale, in the model's colour space (uint8 MATLAB luma, or RGB); the LR image is its
 float bicubic downscale, left unrounded (``degrade_eval``); the SR image comes from the
 module's ``sr_for_eval``; Y PSNR / SSIM of the 8-bit-rounded SR with ``scale`` border pixels
-cropped (:mod:`sr_lightning.metrics`); a set's numbers are means over its images. So a
+cropped (:mod:`sr_lightning.core.metrics`); a set's numbers are means over its images. So a
 checkpoint evaluated here reproduces the ``val/psnr`` training logged for it.
 
 It is a plain no-grad loop rather than ``trainer.test`` so that every image's numbers (and
@@ -32,28 +32,28 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
-from sr_lightning import zoo
-from sr_lightning.atomic import write_atomic
-from sr_lightning.builders import build_module, to_plain
-from sr_lightning.checkpoints import (
+from sr_lightning.core import zoo
+from sr_lightning.core.builders import build_module, to_plain
+from sr_lightning.core.checkpoints import (
     check_expected,
     describe,
     load_weights,
     module_from_checkpoint,
     module_from_weights_state,
 )
-from sr_lightning.config import CONFIG_PATH, register_resolvers
+from sr_lightning.core.config import CONFIG_PATH, register_resolvers
+from sr_lightning.core.metrics import psnr_y, quantize, ssim_y
+from sr_lightning.core.perceptual import PerceptualScorer, build_scorer
 from sr_lightning.data.datasets import convert_channels, set_spec
 from sr_lightning.data.degradation import bicubic_upscale, degrade_eval, to_float
 from sr_lightning.data.images import ImageLoadError, list_images, load_image
-from sr_lightning.errors import exit_on_user_error, run_cli
-from sr_lightning.metrics import psnr_y, quantize, ssim_y
 from sr_lightning.modules.base import SRModule
 from sr_lightning.nets import count_parameters
-from sr_lightning.perceptual import PerceptualScorer, build_scorer
-from sr_lightning.wandb_run import wandb_logger_configs
+from sr_lightning.runtime.atomic import write_atomic
+from sr_lightning.runtime.errors import exit_on_user_error, run_cli
+from sr_lightning.runtime.wandb_run import wandb_logger_configs
 
-log = logging.getLogger("sr_lightning.eval")
+log = logging.getLogger("sr_lightning.apps.eval")
 
 register_resolvers()
 
@@ -171,7 +171,7 @@ def load_eval_model(cfg: DictConfig) -> EvalModel:
 
 
 def released_eval_model(cfg: DictConfig, state: dict, path: str, asked: dict) -> EvalModel:
-    """A community model that spandrel recognises (see :mod:`sr_lightning.zoo`)."""
+    """A community model that spandrel recognises (see :mod:`sr_lightning.core.zoo`)."""
     module, found = zoo.module_from_release(state, f"weights file {path}", asked)
     _set_model_space(cfg, found.scale, found.channels)
     print(f"sr-eval: {path}: detected {found.describe()} (spandrel)")
@@ -197,13 +197,13 @@ def eval_device(trainer_cfg: Mapping | None) -> torch.device:
 def make_predictor(module: SRModule, cfg: DictConfig, device: torch.device) -> Predictor:
     """LR -> SR for one image: the module's ``sr_for_eval``, optionally tiled and ×8 ensembled.
 
-    ``tile`` hands the image to :class:`sr_lightning.inference.Upscaler`, which bounds the
+    ``tile`` hands the image to :class:`sr_lightning.core.inference.Upscaler`, which bounds the
     memory of very large images; it matches the untiled output when the overlap covers the
     receptive field (``tile_overlap=auto``).
     """
     tile = cfg.get("tile") or 0
     if tile != 0:
-        from sr_lightning.inference import Upscaler, generator_from_module
+        from sr_lightning.core.inference import Upscaler, generator_from_module
 
         upscaler = Upscaler(
             generator_from_module(module),
@@ -302,7 +302,7 @@ class ImageResult:
     bicubic_psnr_y: float
     bicubic_ssim_y: float
     seconds: float
-    # LPIPS / DISTS when enabled (sr_lightning.perceptual), of the model and of bicubic
+    # LPIPS / DISTS when enabled (sr_lightning.core.perceptual), of the model and of bicubic
     perceptual: dict[str, float] = field(default_factory=dict)
     bicubic_perceptual: dict[str, float] = field(default_factory=dict)
 
@@ -414,7 +414,7 @@ def sr_image(sr: torch.Tensor, raw: torch.Tensor, channels: int, scale: int) -> 
     Y from the model and CbCr from the bicubic upscale of the (same float) LR, back to RGB
     with MATLAB ``ycbcr2rgb``.
     """
-    from sr_lightning.inference import rgb_to_ycbcr, ycbcr_to_rgb
+    from sr_lightning.core.inference import rgb_to_ycbcr, ycbcr_to_rgb
 
     out = quantize(sr[0].float())
     if channels == 1 and raw.shape[0] == 3:
@@ -595,7 +595,7 @@ def evaluate(cfg: DictConfig) -> dict[str, dict[str, float | int]]:
     lpips_net = scorer.lpips_net if scorer is not None else None
     write_outputs(output_dir, model, results, device, bool(cfg.get("tta")), lpips_net)
     if wandb_logger_configs(cfg):
-        from sr_lightning.eval_wandb import log_eval_results
+        from sr_lightning.apps.eval_wandb import log_eval_results
 
         log_eval_results(cfg, model, results_json(results), *per_image_rows(results))
     log.info("results\n%s", format_table(model, results, bool(cfg.get("tta"))))

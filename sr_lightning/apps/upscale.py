@@ -29,15 +29,14 @@ import numpy as np
 from omegaconf import DictConfig
 from PIL import Image
 
-from sr_lightning.atomic import atomic_output
-from sr_lightning.config import CONFIG_PATH, register_resolvers
+from sr_lightning.core.config import CONFIG_PATH, register_resolvers
+from sr_lightning.core.inference import Upscaler, resolve_device
+from sr_lightning.core.model_files import load_generator
 from sr_lightning.data.images import IMAGE_EXTENSIONS, ImageLoadError, read_image
-from sr_lightning.errors import run_cli
-from sr_lightning.export import user_errors
-from sr_lightning.inference import Upscaler, resolve_device
-from sr_lightning.model_files import load_generator
+from sr_lightning.runtime.atomic import atomic_output
+from sr_lightning.runtime.errors import file_errors, run_cli
 
-log = logging.getLogger("sr_lightning.upscale")
+log = logging.getLogger("sr_lightning.apps.upscale")
 
 register_resolvers()
 
@@ -322,7 +321,7 @@ def _file_progress(jobs: list[Job], enabled: bool):
 def hydra_main(cfg: DictConfig) -> None:
     try:
         run(cfg)
-    except user_errors() as err:
+    except file_errors() as err:
         print(f"sr-upscale: {err}", file=sys.stderr)
         raise SystemExit(1) from None
 

@@ -1,4 +1,4 @@
-"""sr-train: the Hydra training app (``python -m sr_lightning.train``).
+"""sr-train: the Hydra training app (``python -m sr_lightning.apps.train``).
 
 Returns ``cfg.optimized_metric`` (``val/psnr_best``) so that Hydra sweepers can optimise it.
 Every run dir gets ``metrics.json``: the final metrics, the step reached, the best checkpoint
@@ -26,19 +26,19 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from sr_lightning.atomic import write_atomic
-from sr_lightning.builders import (
+from sr_lightning.core.builders import (
     build_callbacks,
     build_datamodule,
     build_loggers,
     build_module,
     to_plain,
 )
-from sr_lightning.checks import check_train_config
-from sr_lightning.config import CONFIG_PATH, register_resolvers
-from sr_lightning.console import quiet_third_party
+from sr_lightning.core.config import CONFIG_PATH, register_resolvers
 from sr_lightning.data.cache import configure_compile_cache
-from sr_lightning.errors import (
+from sr_lightning.runtime.atomic import write_atomic
+from sr_lightning.runtime.checks import check_train_config
+from sr_lightning.runtime.console import quiet_third_party
+from sr_lightning.runtime.errors import (
     ConfigError,
     exit_on_user_error,
     format_failure,
@@ -48,12 +48,12 @@ from sr_lightning.errors import (
     run_cli,
     traceback_text,
 )
-from sr_lightning.faults import PREVIOUS_NAME
-from sr_lightning.hydra_ddp import install_rank_command, job_process_group
-from sr_lightning.run_state import SUMMARY_FILE, completed_run, training_budget
-from sr_lightning.wandb_run import assign_run_id, finish_run, update_summary
+from sr_lightning.runtime.faults import PREVIOUS_NAME
+from sr_lightning.runtime.hydra_ddp import install_rank_command, job_process_group
+from sr_lightning.runtime.run_state import SUMMARY_FILE, completed_run, training_budget
+from sr_lightning.runtime.wandb_run import assign_run_id, finish_run, update_summary
 
-log = logging.getLogger("sr_lightning.train")
+log = logging.getLogger("sr_lightning.apps.train")
 
 register_resolvers()
 

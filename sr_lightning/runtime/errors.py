@@ -210,3 +210,13 @@ def exit_on_user_error(prog: str) -> Iterator[None]:
             raise
         print_user_error(prog, err)
         raise SystemExit(EXIT_USER_ERROR) from None
+
+
+def file_errors(*extra: type[BaseException]) -> tuple[type[BaseException], ...]:
+    """What reading a model file or image can raise that is the user's to fix (a missing or
+    unsafe file, a bad value): sr-export and sr-upscale print these as one line."""
+    errors: list[type[BaseException]] = [ValueError, OSError, *extra]
+    loaded = sys.modules.get("sr_lightning.core.checkpoints")  # only once a file was read
+    if loaded is not None:
+        errors.append(loaded.UnsafeFileError)
+    return tuple(errors)

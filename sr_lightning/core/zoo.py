@@ -2,7 +2,7 @@
 
 ``sr-eval`` / ``sr-upscale`` / ``sr-export weights=<file>`` come here when the file is not
 one of ours (no sr-lightning metadata) and no ``model=`` names its net. The file has already
-been read by :func:`sr_lightning.checkpoints.load_weights` (``torch.load(weights_only=True)``
+been read by :func:`sr_lightning.core.checkpoints.load_weights` (``torch.load(weights_only=True)``
 or safetensors): spandrel only sees the tensors, never the file, so its own (restricted, but
 fuller) unpickler is never used. spandrel then recognises the architecture from the keys and
 shapes, and the net is rebuilt as a :class:`~sr_lightning.nets.zoo.SpandrelNet` inside the
@@ -172,7 +172,7 @@ def module_from_release(
     state: Mapping[str, Tensor], source: str, expect: Mapping | None = None
 ) -> tuple[nn.Module, Detected]:
     """The base ``SRModule`` around the detected net, weights loaded, in eval mode."""
-    from sr_lightning.checkpoints import load_net_state
+    from sr_lightning.core.checkpoints import load_net_state
     from sr_lightning.modules.base import SRModule
 
     found = detect(state, source)
@@ -192,7 +192,7 @@ def load_release_into(net: nn.Module, state: Mapping[str, Tensor], source: str) 
     ``state`` is what the weights-only reader got from the file; architecture, scale and
     channels must be those of ``net``, and every tensor must fit.
     """
-    from sr_lightning.checkpoints import load_net_state
+    from sr_lightning.core.checkpoints import load_net_state
     from sr_lightning.nets.zoo import SpandrelNet
 
     if not isinstance(net, SpandrelNet):

@@ -53,11 +53,11 @@ def build_callbacks(
     change) is added on a terminal, and one log line per epoch otherwise (a redirected log
     gets no carriage returns). Lightning's default ``RichProgressBar`` reads the logged
     values back after every batch whatever its refresh rate: a GPU sync and ~1 ms of Python
-    per step. The model summary is one line (:class:`~sr_lightning.console.CompactModelSummary`).
+    per step. The model summary is one line (:class:`~sr_lightning.runtime.console.CompactModelSummary`).
     """
     from lightning.pytorch.callbacks import ModelSummary, ProgressBar, TQDMProgressBar
 
-    from sr_lightning.console import CompactModelSummary, LineProgress, interactive
+    from sr_lightning.runtime.console import CompactModelSummary, LineProgress, interactive
 
     callbacks = [
         _instantiate_user_facing(cb)
@@ -83,7 +83,7 @@ def _instantiate_user_facing(cfg: Mapping) -> Any:
     one-line error rather than wrapped in Hydra's multi-line InstantiationException."""
     from hydra.errors import InstantiationException
 
-    from sr_lightning.pretrained import WeightsUnavailableError
+    from sr_lightning.core.pretrained import WeightsUnavailableError
 
     try:
         return hydra.utils.instantiate(cfg, _convert_="all")
