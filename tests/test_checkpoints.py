@@ -92,8 +92,8 @@ def test_checkpoint_round_trip_rebuilds_the_same_model(espcn_module, tmp_path):
 
 def test_a_checkpoint_naming_pre_regroup_module_paths_still_loads(espcn_module, tmp_path):
     """Checkpoints written before the apps/core/runtime layout name e.g. the schedule as
-    ``sr_lightning.schedules.BudgetLR``, which no longer imports: loading for evaluation must
-    not instantiate it (only the net and the module class are rebuilt)."""
+    ``sr_lightning.schedules.BudgetLR``, which no longer imports: loading renames it to where
+    it lives now, and the module rebuilds with the same outputs."""
     import importlib
 
     with pytest.raises(ModuleNotFoundError):
@@ -105,6 +105,7 @@ def test_a_checkpoint_naming_pre_regroup_module_paths_still_loads(espcn_module, 
     }
     path = save_lightning_style(espcn_module, tmp_path / "old.ckpt")
     module = module_from_checkpoint(path)
+    assert module.hparams["scheduler"]["_target_"] == "sr_lightning.core.schedules.BudgetLR"
     lr = torch.rand(1, 1, 12, 10)
     with torch.no_grad():
         torch.testing.assert_close(module.sr_for_eval(lr), espcn_module.sr_for_eval(lr))

@@ -42,6 +42,10 @@ __all__ = [
 TRUSTED_PREFIXES = ("sr_lightning.", "torch.nn.", "torch.optim.")
 TRUSTED_ENV = "SR_TRUSTED_MODULES"
 
+# Classes that moved since a checkpoint may have been written: old prefix -> new prefix.
+# (Before the apps/core/runtime layout, the lr schedules lived at sr_lightning.schedules.)
+MOVED_MODULES = {"sr_lightning.schedules.": "sr_lightning.core.schedules."}
+
 # Leading key prefixes of generator weights saved from a wrapper (LightningModule, DDP, GAN).
 NET_PREFIXES = ("net.", "generator.", "module.", "model.")
 
@@ -104,7 +108,23 @@ def load_checkpoint(path: str | Path) -> dict:
             f"{path} is not a Lightning checkpoint (no 'state_dict'). For a plain state dict of "
             "the net use `weights=` with `model=<method>` instead of `ckpt_path=`."
         )
+    if isinstance(ckpt.get("hyper_parameters"), Mapping):
+        ckpt["hyper_parameters"] = _with_current_targets(ckpt["hyper_parameters"])
     return ckpt
+
+
+def _with_current_targets(cfg: Any) -> Any:
+    """``cfg`` with every ``_target_`` under a moved module renamed to where it lives now."""
+    if isinstance(cfg, Mapping):
+        out = {k: _with_current_targets(v) for k, v in cfg.items()}
+        target = out.get("_target_")
+        for old, new in MOVED_MODULES.items():
+            if isinstance(target, str) and target.startswith(old):
+                out["_target_"] = new + target[len(old) :]
+        return out
+    if isinstance(cfg, list | tuple):
+        return type(cfg)(_with_current_targets(v) for v in cfg)
+    return cfg
 
 
 def checkpoint_info(ckpt: Mapping) -> dict:
