@@ -382,6 +382,25 @@ def test_a_run_too_short_to_validate_is_validated_at_the_end(compose_train, tiny
     assert summary["metrics"]["val/psnr"] == metrics["val/psnr"] and summary["global_step"] == 2
 
 
+def test_a_run_stopped_between_validations_reports_its_final_weights(
+    compose_train, tiny_data, caplog
+):
+    """max_steps inside an epoch: the last validation during fit saw older weights."""
+    caplog.set_level(logging.INFO, logger="sr_lightning.apps.train")
+    # validated at the end of the first epoch; the run stops inside the second, at step 9
+    cfg = compose_train(*tiny_overrides(tiny_data), "trainer.max_steps=9", "trainer.max_epochs=-1")
+    metrics = train(cfg)
+    said = [re.search(r"last validation was at step (\d+)", r.getMessage()) for r in caplog.records]
+    assert [int(m[1]) for m in said if m] and all(int(m[1]) < 9 for m in said if m)
+    run = Path(cfg.paths.output_dir)
+    summary = json.loads((run / "metrics.json").read_text())
+    assert summary["global_step"] == 9 and summary["metrics"]["val/psnr"] == metrics["val/psnr"]
+    # validated afresh: last.ckpt (step 9) in a validation-only run
+    last = run / "checkpoints" / "last.ckpt"
+    again = compose_train(*tiny_overrides(tiny_data), "train=false", f"ckpt_path={last}")
+    assert abs(train(again)["val/psnr"] - metrics["val/psnr"]) < 1e-6
+
+
 def test_metrics_json_reports_best_and_last_psnr_at_one_precision(compose_train, tiny_data):
     cfg = compose_train(*tiny_overrides(tiny_data), "trainer.max_epochs=1")
     train(cfg)

@@ -295,19 +295,31 @@ def run_stages(
 ) -> dict[str, float]:
     """fit or validate, then test when asked; the metrics Lightning reports at the end.
 
-    A fit too short to reach its first validation is validated once at the end, so every
-    run reports its PSNR.
+    A fit that stops between two validations (``trainer.max_steps`` or ``max_time`` inside
+    an epoch, or before the first ``check_val_every_n_epoch``) is validated once more at its
+    end, so the reported ``val/psnr`` is that of the final weights, i.e. of ``last.ckpt``.
     """
     fitting = bool(cfg.get("train", True))
     if fitting:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
         metrics = callback_metrics(trainer)
-        if "val/psnr" not in metrics and wants_validation(trainer, datamodule):
+        validated_at = getattr(model, "validated_at_step", None)
+        if validated_at != trainer.global_step and wants_validation(trainer, datamodule):
+            if validated_at is not None:
+                why = f"the last validation was at step {validated_at}"
+            elif "val/psnr" in metrics:
+                why = "no validation ran since the resume"
+            else:
+                why = (
+                    "no validation ran during training (it runs every "
+                    f"{trainer.check_val_every_n_epoch} epoch(s), see "
+                    "trainer.check_val_every_n_epoch / val_check_interval)"
+                )
             log.info(
-                "no validation ran during training (it runs every %s epoch(s), see "
-                "trainer.check_val_every_n_epoch / val_check_interval); validating the final "
-                "weights now. best_checkpoint stays empty: it is chosen during training.",
-                trainer.check_val_every_n_epoch,
+                "%s; validating the final weights (step %d, last.ckpt) now. The best "
+                "checkpoint is chosen among the validations during training.",
+                why,
+                trainer.global_step,
             )
             trainer.validate(model, datamodule=datamodule, verbose=False)
             metrics.update(callback_metrics(trainer))

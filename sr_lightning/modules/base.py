@@ -84,6 +84,9 @@ class SRModule(LightningModule):
         # the best val/psnr so far, kept at val/psnr's own precision (float64; MaxMetric
         # casts to float32), so it equals the val/psnr of the epoch it comes from
         self._psnr_best: torch.Tensor | None = None
+        # the global step of the last validation during fit: a run that stops between two
+        # validations (max_steps, max_time) is validated once more at its end (apps/train.py)
+        self.validated_at_step: int | None = None
         # the compiled net is kept out of the module tree, so state_dict keys stay `net.*`
         object.__setattr__(self, "_compiled_net", None)
         # the epoch's training loss and a NaN/Inf flag, accumulated on the device (no sync)
@@ -393,6 +396,7 @@ class SRModule(LightningModule):
         self.log("val/psnr_bicubic", bicubic[primary]["psnr"])
         if self._trainer is not None and self.trainer.sanity_checking:
             return  # the sanity check of an untrained model must not count as the best
+        self.validated_at_step = self.global_step
         psnr = results[primary]["psnr"].detach()
         # fmax: a NaN epoch (a diverged run) does not wipe out the best
         best = psnr if self._psnr_best is None else torch.fmax(self._psnr_best.to(psnr), psnr)
