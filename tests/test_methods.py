@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from lightning.pytorch import Callback, Trainer
+from torch import nn
 
 from sr_lightning.apps.train import train
 from sr_lightning.core.builders import build_datamodule, build_module
@@ -58,8 +59,11 @@ def test_srcnn_cpu_recipe_is_adam_9_1_5_over_the_budget(compose_train, tmp_path:
     cfg = compose_train("experiment=srcnn_x3_cpu", f"paths.data_dir={tmp_path}")
     module, data = build_module(cfg.model), build_datamodule(cfg.data)
     assert isinstance(module.net, SRCNN) and data.patch_size == 33 and data.batch_size == 16
-    assert module.border == (9 - 1 + 1 - 1 + 5 - 1) // 2  # 9-1-5, the ECCV'14 net
+    assert [c.kernel_size[0] for c in module.net.modules() if isinstance(c, nn.Conv2d)] == [9, 1, 5]
     assert module.net.init == "he"
+    # the loss sees the whole patch: outputs near an image edge are trained too
+    sr, hr = torch.zeros(2, 1, 33, 33), torch.ones(2, 1, 33, 33)
+    assert module.loss_region(sr, hr)[0].shape == sr.shape and module.border == 0
     conf = module.configure_optimizers()
     opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
     # the recipe's `momentum: null` drops the base preset's SGD key instead of passing it
