@@ -156,9 +156,9 @@ def markdown(results: dict, figure_path: Path) -> str:
     start, end = markers(exp)
     with_plain = all("plain" in r for r in results["budgets"].values())
     how = (
-        " and the plain PyTorch loop (`scripts/plain_loop.py`: same net, batch, patches, Adam, "
-        "lr x0.1 at 80 % of the budget, LR made once per image) trained side by side for each "
-        "budget, one torch thread each."
+        " and the plain PyTorch loop (`scripts/plain_loop.py`: same net, batch, patches, Adam "
+        "1e-3 on every layer, lr x0.1 at 80 % of the budget, LR made once per image) trained "
+        "side by side for each budget, one torch thread each."
         if with_plain
         else " trained for each budget on one torch thread."
     )

@@ -52,10 +52,14 @@ def test_short_run_writes_checkpoints_logs_and_returns_best(tiny_data, compose_t
     assert ckpt["global_step"] == 3 * (6 * 4 // 4)
 
 
-def test_last_layer_runs_at_a_tenth_of_the_lr(tiny_data, compose_train):
+def test_last_layer_runs_at_a_tenth_of_the_lr_when_asked(tiny_data, compose_train):
     from sr_lightning.core.builders import build_module
 
-    cfg = compose_train(*tiny_overrides(tiny_data))
+    # the paper's x0.1; the ESPCN preset itself trains every layer at the full lr
+    preset = build_module(compose_train(*tiny_overrides(tiny_data)).model)
+    (group,) = preset.configure_optimizers()["optimizer"].param_groups
+    assert len(group["params"]) == len(list(preset.net.parameters()))
+    cfg = compose_train(*tiny_overrides(tiny_data), "model.last_layer_lr_mult=0.1")
     module = build_module(cfg.model)
     groups = module.configure_optimizers()["optimizer"].param_groups
     lr = cfg.model.optimizer.lr
