@@ -28,9 +28,10 @@ def test_plain_loop_trains_its_steps_and_scores_set5_like_sr_eval(tmp_path) -> N
     )  # fmt: skip
     result = json.loads(out.stdout)
     assert result["steps"] == 6 and result["model"] == "espcn"
+    assert result["activation"] == "relu" and result["last_layer_lr_mult"] == 1.0  # the preset's
     assert 0 < result["data_s"] < result["train_s"]
     # its Set5 number is the protocol's: luma, modcrop, unrounded bicubic LR, border 3
-    net = ESPCN(3, 1)
+    net = ESPCN(3, 1, activation="relu")
     net.load_state_dict(torch.load(tmp_path / "net.pt", weights_only=True))
     hr = to_luma_uint8(load_image(set5))[:, :48, :63].float()[None] / 255
     with torch.no_grad():
