@@ -24,7 +24,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from sr_lightning.core.metrics import psnr_y, quantize, to_luma_uint8
+from sr_lightning.common.color import to_luma_uint8
+from sr_lightning.common.pixels import quantize
+from sr_lightning.core.metrics import psnr_y
 from sr_lightning.data.images import list_images, load_image
 from sr_lightning.data.imresize import imresize
 from sr_lightning.nets.espcn import ESPCN

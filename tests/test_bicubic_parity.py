@@ -35,7 +35,8 @@ import pytest
 import torch
 from PIL import Image
 
-from sr_lightning.core.metrics import psnr_y, ssim_y, to_luma_uint8
+from sr_lightning.common.color import to_luma_uint8
+from sr_lightning.core.metrics import psnr_y, ssim_y
 from sr_lightning.data.imresize import imresize
 
 # (set, scale): (published PSNR, published SSIM, measured PSNR, measured SSIM)

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from sr_lightning.apps.train import train
-from sr_lightning.core.metrics import to_luma_uint8
+from sr_lightning.common.color import to_luma_uint8
 from sr_lightning.runtime.callbacks import side_by_side
 from tests.conftest import tiny_overrides
 

@@ -9,16 +9,14 @@ import pytest
 import torch
 from torch import nn
 
+from sr_lightning.common.color import rgb_to_y, rgb_to_ycbcr, ycbcr_to_rgb
 from sr_lightning.core.inference import (
     Generator,
     Upscaler,
     measure_receptive_radius,
     plan_axis,
     plan_tiles,
-    rgb_to_ycbcr,
-    ycbcr_to_rgb,
 )
-from sr_lightning.core.metrics import rgb_to_y
 from sr_lightning.data.imresize import imresize
 from sr_lightning.nets import ESPCN, SRCNN, VDSR, SRResNet
 

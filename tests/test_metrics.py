@@ -9,7 +9,9 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from sr_lightning.core.metrics import SRMetrics, psnr_y, quantize, rgb_to_y, ssim_y, to_luma_uint8
+from sr_lightning.common.color import rgb_to_y, to_luma_uint8
+from sr_lightning.common.pixels import quantize
+from sr_lightning.core.metrics import SRMetrics, psnr_y, ssim_y
 
 
 def _levels(shape: tuple[int, ...], seed: int) -> torch.Tensor:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import torch
 
-from sr_lightning.core.metrics import psnr_y, to_luma_uint8
+from sr_lightning.common.color import to_luma_uint8
+from sr_lightning.core.metrics import psnr_y
 from sr_lightning.data.images import load_image
 from sr_lightning.data.imresize import imresize
 from sr_lightning.nets.espcn import ESPCN

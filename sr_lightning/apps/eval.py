@@ -32,6 +32,8 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
+from sr_lightning.common.color import rgb_to_ycbcr, ycbcr_to_rgb
+from sr_lightning.common.pixels import modcrop, quantize
 from sr_lightning.core import zoo
 from sr_lightning.core.builders import build_module, to_plain
 from sr_lightning.core.checkpoints import (
@@ -42,7 +44,7 @@ from sr_lightning.core.checkpoints import (
     module_from_weights_state,
 )
 from sr_lightning.core.config import CONFIG_PATH, register_resolvers
-from sr_lightning.core.metrics import psnr_y, quantize, ssim_y
+from sr_lightning.core.metrics import psnr_y, ssim_y
 from sr_lightning.core.perceptual import PerceptualScorer, build_scorer
 from sr_lightning.data.datasets import convert_channels, set_spec
 from sr_lightning.data.degradation import bicubic_upscale, degrade_eval, to_float
@@ -285,8 +287,7 @@ class BenchmarkImages(Dataset):
             image = load_image(path)
         except ImageLoadError as err:
             return {**item, "error": err.reason}
-        h, w = image.shape[-2:]
-        item["image"] = image[:, : h - h % self.scale, : w - w % self.scale]
+        item["image"] = modcrop(image, self.scale)
         return item
 
 
@@ -414,8 +415,6 @@ def sr_image(sr: torch.Tensor, raw: torch.Tensor, channels: int, scale: int) -> 
     Y from the model and CbCr from the bicubic upscale of the (same float) LR, back to RGB
     with MATLAB ``ycbcr2rgb``.
     """
-    from sr_lightning.core.inference import rgb_to_ycbcr, ycbcr_to_rgb
-
     out = quantize(sr[0].float())
     if channels == 1 and raw.shape[0] == 3:
         rgb = to_float(raw.to(sr.device)).unsqueeze(0)

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from sr_lightning.common.color import rgb_to_ycbcr, ycbcr_to_rgb
 from sr_lightning.data.degradation import bicubic_upscale
 from sr_lightning.nets import upsampling_kind
 
@@ -59,17 +60,6 @@ _MIN_AUTO_TILE = 32
 # per LR pixel at 64², 128² and 256²; fresh pages for huge activations cost system time), so
 # `tile=auto` there stops at this core size, which also keeps a window's memory near 1 GB.
 _CPU_MAX_AUTO_TILE = 256
-
-# MATLAB rgb2ycbcr for RGB in [0, 1]: ycbcr·255 = offset + M · rgb.
-_YCBCR_MATRIX = torch.tensor(
-    [
-        [65.481, 128.553, 24.966],
-        [-37.797, -74.203, 112.0],
-        [112.0, -93.786, -18.214],
-    ],
-    dtype=torch.float64,
-)
-_YCBCR_OFFSET = torch.tensor([16.0, 128.0, 128.0], dtype=torch.float64)
 
 
 # -- the generator ------------------------------------------------------------------------
@@ -120,23 +110,6 @@ def generator_from_module(module: Any) -> Generator:
         upsampling=upsampling_kind(net),
         method=str(getattr(module, "method", "unknown")),
     )
-
-
-# -- colour -------------------------------------------------------------------------------
-
-
-def rgb_to_ycbcr(rgb: torch.Tensor) -> torch.Tensor:
-    """MATLAB ``rgb2ycbcr`` on float RGB in [0, 1], (..., 3, H, W) -> YCbCr in [0, 1], unrounded."""
-    m = (_YCBCR_MATRIX / 255.0).to(rgb)
-    offset = (_YCBCR_OFFSET / 255.0).to(rgb)
-    return torch.einsum("ij,...jhw->...ihw", m, rgb) + offset[:, None, None]
-
-
-def ycbcr_to_rgb(ycc: torch.Tensor) -> torch.Tensor:
-    """MATLAB ``ycbcr2rgb`` on float YCbCr in [0, 1]: the exact inverse of ``rgb_to_ycbcr``."""
-    m_inv = torch.linalg.inv(_YCBCR_MATRIX / 255.0).to(ycc)
-    offset = (_YCBCR_OFFSET / 255.0).to(ycc)
-    return torch.einsum("ij,...jhw->...ihw", m_inv, ycc - offset[:, None, None])
 
 
 # -- tiling -------------------------------------------------------------------------------

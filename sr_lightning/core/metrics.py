@@ -19,60 +19,16 @@ import math
 import torch
 from torchmetrics import Metric
 
-__all__ = ["SRMetrics", "psnr_y", "quantize", "rgb_to_y", "ssim_y", "to_luma_uint8"]
+from sr_lightning.common.color import rgb_to_y
+from sr_lightning.common.pixels import quantize
 
-# MATLAB rgb2ycbcr luma row for RGB in [0, 1], giving Y in [16, 235] on the 8-bit scale.
-_Y_OFFSET = 16.0
-_Y_COEFFS = (65.481, 128.553, 24.966)
+__all__ = ["SRMetrics", "check_pair", "psnr_y", "ssim_y"]
 
 _SSIM_WINDOW = 11
 _SSIM_SIGMA = 1.5
 _SSIM_K1 = 0.01
 _SSIM_K2 = 0.03
 _PEAK = 255.0
-
-
-def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
-    """Luma of float RGB in [0, 1], shaped (..., 3, H, W) -> (..., 1, H, W) in [0, 1].
-
-    MATLAB ``rgb2ycbcr`` on double input, unrounded (the BasicSR / paper convention
-    for evaluating 8-bit RGB outputs).
-    """
-    if x.shape[-3:-2] != (3,):
-        raise ValueError(f"rgb_to_y: expected (..., 3, H, W), got {tuple(x.shape)}")
-    r, g, b = x.unbind(dim=-3)
-    y = _Y_OFFSET + _Y_COEFFS[0] * r + _Y_COEFFS[1] * g + _Y_COEFFS[2] * b
-    return (y / 255.0).unsqueeze(-3)
-
-
-def to_luma_uint8(img: torch.Tensor) -> torch.Tensor:
-    """Luma of a uint8 image (..., C, H, W) as uint8 (..., 1, H, W).
-
-    C == 1 is returned as is (grey images such as Set14's bridge.png are their own
-    luma); C == 3 is MATLAB ``rgb2ycbcr`` on uint8, whose Y is rounded half away
-    from zero back to uint8. This is how training and evaluation HR luma is made.
-    """
-    if img.dtype != torch.uint8:
-        raise TypeError(f"to_luma_uint8: expected a uint8 image, got {img.dtype}")
-    if img.dim() < 3 or img.shape[-3] not in (1, 3):
-        raise ValueError(f"to_luma_uint8: expected (..., 1 or 3, H, W), got {tuple(img.shape)}")
-    if img.shape[-3] == 1:
-        return img
-    # Exact integer arithmetic: Y = 16 + (65481 R + 128553 G + 24966 B) / 255000,
-    # rounded half up (MATLAB's round; exact ties occur about once per million pixels).
-    r, g, b = img.to(torch.int32).unbind(dim=-3)
-    num = 65481 * r + 128553 * g + 24966 * b + 16 * 255000 + 127500
-    return (
-        torch.div(num, 255000, rounding_mode="floor").clamp_(0, 255).to(torch.uint8).unsqueeze(-3)
-    )
-
-
-def quantize(x: torch.Tensor) -> torch.Tensor:
-    """Clamp to [0, 1] and round to the nearest 8-bit level (stays float).
-
-    Ties round half up, like MATLAB's ``uint8()`` cast of the saved SR output.
-    """
-    return torch.floor(x.clamp(0.0, 1.0) * 255.0 + 0.5) / 255.0
 
 
 def check_pair(sr: torch.Tensor, hr: torch.Tensor, crop: int) -> None:

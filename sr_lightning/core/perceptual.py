@@ -23,7 +23,8 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor, nn
 from torchmetrics import Metric
 
-from sr_lightning.core.metrics import check_pair, quantize
+from sr_lightning.common.pixels import quantize
+from sr_lightning.core.metrics import check_pair
 from sr_lightning.core.pretrained import load_backbone_state_dict, load_features, weights_present
 
 log = logging.getLogger(__name__)

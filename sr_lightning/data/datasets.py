@@ -22,7 +22,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from sr_lightning.core.metrics import to_luma_uint8
+from sr_lightning.common.color import to_luma_uint8
+from sr_lightning.common.pixels import modcrop
 from sr_lightning.data.cache import (
     MappedImage,
     build_or_open,
@@ -397,7 +398,5 @@ class EvalDataset(Dataset):
         return len(self.images)
 
     def __getitem__(self, index: int) -> dict:
-        image = self.images.images[index]
-        h, w = image.shape[-2:]
-        h, w = h - h % self.scale, w - w % self.scale
-        return {"hr": image[:, :h, :w], "index": index, "name": self.images.names[index]}
+        image = modcrop(self.images.images[index], self.scale)
+        return {"hr": image, "index": index, "name": self.images.names[index]}

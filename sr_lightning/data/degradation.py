@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from sr_lightning.core.metrics import quantize
+from sr_lightning.common.pixels import quantize
 from sr_lightning.data.imresize import imresize
 
 

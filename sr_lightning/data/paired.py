@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from sr_lightning.common.pixels import modcrop
 from sr_lightning.data.datasets import ImageList, PatchDataset
 from sr_lightning.data.imresize import imresize
 
@@ -52,10 +53,9 @@ def use_paired(mode: str, device: torch.device, scales: Sequence[int], device_fe
 
 def downscale_uint8(hr: torch.Tensor, scale: int) -> torch.Tensor:
     """uint8 (C, H, W) -> uint8 LR of its modcrop: MATLAB bicubic, rounded to 8 bits."""
-    h, w = hr.shape[-2:]
-    hr = hr[:, : h - h % scale, : w - w % scale]
+    hr = modcrop(hr, scale)
     lr = imresize(hr.float().div(255.0).unsqueeze(0), 1.0 / scale)[0]
-    # half up, like MATLAB's uint8() (and sr_lightning.core.metrics.quantize)
+    # half up, like MATLAB's uint8() (and sr_lightning.common.pixels.quantize)
     return torch.floor(lr.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8)
 
 

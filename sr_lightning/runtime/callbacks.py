@@ -20,7 +20,8 @@ from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from lightning.pytorch.trainer.states import TrainerFn
 from PIL import Image
 
-from sr_lightning.core.metrics import psnr_y, quantize, ssim_y
+from sr_lightning.common.pixels import quantize
+from sr_lightning.core.metrics import psnr_y, ssim_y
 from sr_lightning.data.degradation import bicubic_upscale
 
 log = logging.getLogger(__name__)
