@@ -26,7 +26,7 @@ from spandrel.architectures.SwinIR import SwinIR
 
 from sr_lightning.apps.eval import dihedral_ensemble, evaluate
 from sr_lightning.common.color import to_luma_uint8
-from sr_lightning.core.registry import UnsafeFileError
+from sr_lightning.core.checkpoints import UnsafeFileError
 from sr_lightning.core.metrics import psnr_y
 from sr_lightning.core.zoo import UnknownModelError
 from sr_lightning.data.imresize import imresize
