@@ -52,7 +52,7 @@ from sr_lightning.data.images import ImageLoadError, list_images, load_image
 from sr_lightning.modules.base import SRModule
 from sr_lightning.nets import count_parameters
 from sr_lightning.runtime.atomic import write_atomic
-from sr_lightning.runtime.errors import exit_on_user_error, run_cli
+from sr_lightning.runtime.errors import ConfigError, exit_on_user_error, run_cli
 from sr_lightning.runtime.wandb_run import wandb_logger_configs
 
 log = logging.getLogger("sr_lightning.apps.eval")
@@ -554,9 +554,20 @@ def write_outputs(
 # -- the app -------------------------------------------------------------------------------------
 
 
+def keep_earlier_results(output_dir: Path, overwrite: bool) -> None:
+    """An earlier evaluation's results.json is kept unless ``overwrite=true`` (as sr-upscale)."""
+    earlier = output_dir / "results.json"
+    if earlier.exists() and not overwrite:
+        raise ConfigError(
+            f"{earlier} already exists (an earlier evaluation in this run dir); pass "
+            "overwrite=true to replace it, or use another hydra.run.dir"
+        )
+
+
 def evaluate(cfg: DictConfig) -> dict[str, dict[str, float | int]]:
     """Evaluate the configured model on ``data.test_sets``; writes the run dir's outputs."""
     output_dir = Path(cfg.paths.output_dir)
+    keep_earlier_results(output_dir, bool(cfg.get("overwrite")))
     model = load_eval_model(cfg)
     device = eval_device(cfg.get("trainer"))
     model.module.to(device).eval()
