@@ -16,15 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from sr_lightning.common import download as common_dl
+from sr_lightning.common.download import ChecksumError, DownloadError, RemoteFile, download_file
+from sr_lightning.common.pretrained import BACKBONES
 from sr_lightning.data import download as dl
 from sr_lightning.data.download import (
     KNOWN_FILES,
-    ChecksumError,
     DatasetSpec,
-    DownloadError,
-    RemoteFile,
     UnsafeArchiveError,
-    download_file,
     extract_archive,
     fetch_dataset,
 )
@@ -102,7 +101,7 @@ def server() -> Iterator[_Server]:
 
 @pytest.fixture(autouse=True)
 def _no_retry_delay(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dl, "_RETRY_DELAY_S", 0.0)
+    monkeypatch.setattr(common_dl, "_RETRY_DELAY_S", 0.0)
 
 
 def _leftovers(folder: Path) -> list[str]:
@@ -269,10 +268,16 @@ def test_cli_refuses_unverified_download(tmp_path: Path) -> None:
 
 def test_registry_entries() -> None:
     tv = pytest.importorskip("torchvision.models")
-    vgg = KNOWN_FILES["vgg19_imagenet1k_v1"]
-    assert vgg.url == tv.VGG19_Weights.IMAGENET1K_V1.url
-    # torchvision's file names embed the first 8 hex digits of the sha256
-    assert re.search(r"-([0-9a-f]{8})\.pth$", vgg.url).group(1) == vgg.sha256
+    for arch, weights in (
+        ("vgg19", tv.VGG19_Weights),
+        ("vgg16", tv.VGG16_Weights),
+        ("alexnet", tv.AlexNet_Weights),
+    ):
+        entry = BACKBONES[arch]
+        assert entry.url == weights.IMAGENET1K_V1.url
+        assert entry.url.endswith("/" + entry.filename)
+        # torchvision's file names embed the first 8 hex digits of the sha256
+        assert re.search(r"-([0-9a-f]{8})\.pth$", entry.url).group(1) == entry.sha256
     for name in ("DIV2K_train_HR", "DIV2K_valid_HR"):
         entry = KNOWN_FILES[name]
         assert entry.url == f"https://data.vision.ee.ethz.ch/cvl/DIV2K/{name}.zip"

@@ -222,7 +222,7 @@ def test_a_key_typo_suggests_the_closest_keys(tmp_path):
 
 def test_the_vgg_weights_error_is_one_block():
     """Hydra's instantiation wraps it (4 chained tracebacks before); the block is its own."""
-    from sr_lightning.data.download import DownloadError
+    from sr_lightning.common.download import DownloadError
     from sr_lightning.losses.content import VGGWeightsUnavailableError
 
     try:

@@ -11,9 +11,9 @@ import torch
 from torch import nn
 from torchvision.models import vgg as tv_vgg
 
-from sr_lightning.core import pretrained as pretrained_mod
-from sr_lightning.data import download as dl
-from sr_lightning.data.download import RemoteFile
+from sr_lightning.common import download as dl
+from sr_lightning.common import pretrained as pretrained_mod
+from sr_lightning.common.download import RemoteFile
 from sr_lightning.losses import AdversarialLoss, PixelLoss, VGGContentLoss
 from sr_lightning.losses.content import (
     VGG19_LAYERS,

@@ -21,9 +21,9 @@ from torch import nn
 from torchvision.models import alexnet
 from torchvision.models import vgg as tv_vgg
 
+from sr_lightning.common import download as dl
+from sr_lightning.common.pretrained import WeightsUnavailableError
 from sr_lightning.core.perceptual import PerceptualMeans, build_scorer
-from sr_lightning.core.pretrained import WeightsUnavailableError
-from sr_lightning.data import download as dl
 from tests.conftest import tiny_overrides
 
 lpips = pytest.importorskip("lpips")  # a dev dependency (pyproject.toml)

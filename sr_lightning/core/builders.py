@@ -83,7 +83,7 @@ def _instantiate_user_facing(cfg: Mapping) -> Any:
     one-line error rather than wrapped in Hydra's multi-line InstantiationException."""
     from hydra.errors import InstantiationException
 
-    from sr_lightning.core.pretrained import WeightsUnavailableError
+    from sr_lightning.common.pretrained import WeightsUnavailableError
 
     try:
         return hydra.utils.instantiate(cfg, _convert_="all")

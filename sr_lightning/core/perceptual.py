@@ -1,7 +1,7 @@
 """LPIPS and DISTS: full-reference perceptual metrics, for validation and ``sr-eval``.
 
 The networks are torchmetrics' (its wheel bundles the LPIPS v0.1 linear heads and the DISTS
-α/β); only their ImageNet backbones (AlexNet, VGG16) come from :mod:`sr_lightning.core.pretrained`,
+α/β); only their ImageNet backbones (AlexNet, VGG16) come from :mod:`sr_lightning.common.pretrained`,
 so they are found, hash-checked and missed exactly like the content loss's VGG19, and never
 downloaded behind the user's back by torchvision.
 
@@ -24,8 +24,8 @@ from torch import Tensor, nn
 from torchmetrics import Metric
 
 from sr_lightning.common.pixels import quantize
+from sr_lightning.common.pretrained import load_backbone_state_dict, load_features, weights_present
 from sr_lightning.core.metrics import check_pair
-from sr_lightning.core.pretrained import load_backbone_state_dict, load_features, weights_present
 
 log = logging.getLogger(__name__)
 

@@ -12,6 +12,7 @@ import torch.distributed as dist
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, DistributedSampler
 
+from sr_lightning.common.errors import UserError
 from sr_lightning.data.datasets import (
     CropPositions,
     EvalDataset,
@@ -37,7 +38,6 @@ from sr_lightning.data.device_cache import (
 )
 from sr_lightning.data.paired import PairedPatchDataset, use_paired
 from sr_lightning.data.resumable import ResumableLoader, resumable_loader
-from sr_lightning.runtime.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models import vgg as tv_vgg
 
-from sr_lightning.core.pretrained import (
+from sr_lightning.common.pretrained import (
     WeightsUnavailableError,
     hub_cache_path,
     load_backbone_state_dict,
@@ -47,7 +47,7 @@ def _layer_indices() -> dict[str, int]:
 VGG19_LAYERS: dict[str, int] = _layer_indices()
 
 
-# the content loss and the perceptual metrics share one weights loader (sr_lightning.core.pretrained)
+# the content loss and the perceptual metrics share one weights loader (sr_lightning.common.pretrained)
 VGGWeightsUnavailableError = WeightsUnavailableError
 
 
@@ -59,7 +59,7 @@ def vgg19_cache_path() -> Path:
 def load_vgg19_state_dict(weights_path: str | Path | None = None) -> dict[str, Tensor]:
     """torchvision VGG19 IMAGENET1K_V1 weights, from ``weights_path`` or the torch.hub cache.
 
-    See :func:`sr_lightning.core.pretrained.load_backbone_state_dict`: the cache is verified
+    See :func:`sr_lightning.common.pretrained.load_backbone_state_dict`: the cache is verified
     against torchvision's hash, downloaded only when missing, and a failure says which
     file to put where.
     """

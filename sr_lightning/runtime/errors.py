@@ -1,5 +1,9 @@
 """User errors: one message block naming the key or file and the fix, never a traceback.
 
+The error classes (:class:`~sr_lightning.common.errors.UserError`, ``ConfigError``) are in
+:mod:`sr_lightning.common.errors`, so that data, nets and core raise them without importing
+this layer; this module turns them into what the user sees.
+
 Every console script (sr-train, sr-eval, sr-upscale, sr-export, sr-report) runs through
 :func:`run_cli`. An error that is the user's to fix (a bad value, a missing file or weights,
 bad data, a config key that does not exist) prints as ``<prog>: error: <message>`` and exits
@@ -20,21 +24,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+# the user errors live in the leaf package (every layer raises them); here for the apps' imports
+from sr_lightning.common.errors import ConfigError as ConfigError
+from sr_lightning.common.errors import UserError as UserError
+
 # set by run_cli so that Hydra lets exceptions through to it; tells child processes (DDP
 # ranks) that the user did not ask for tracebacks
 _QUIET_FLAG = "_SR_QUIET_ERRORS"
 EXIT_USER_ERROR = 2
-
-
-class UserError(Exception):
-    """A problem the user fixes (bad value, missing file, missing weights, bad data).
-
-    The message names the key or file and says what to do.
-    """
-
-
-class ConfigError(UserError, ValueError):
-    """A config value that cannot work; the message names the key (``data.batch_size=0``)."""
 
 
 def causes(err: BaseException) -> Iterator[BaseException]:

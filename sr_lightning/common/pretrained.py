@@ -6,7 +6,7 @@ complain about their weights the same way:
 1. ``weights_path`` (a key ending in ``weights_path`` in config), used as given; else
 2. torch.hub's cache, ``$TORCH_HOME/hub/checkpoints/<torchvision file name>``, verified
    against the sha256 prefix torchvision puts in the file name; else
-3. :func:`sr_lightning.data.download.download_file` into that cache (resumable, checked).
+3. :func:`sr_lightning.common.download.download_file` into that cache (resumable, checked).
 
 When all three fail, :class:`WeightsUnavailableError` says in one line which file to put
 where, the key that points at a local copy, and the key that turns the user off.
@@ -19,14 +19,30 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from sr_lightning.data.download import KNOWN_FILES, DownloadError, RemoteFile, download_file
-from sr_lightning.runtime.errors import UserError
+from sr_lightning.common.download import DownloadError, RemoteFile, download_file
+from sr_lightning.common.errors import UserError
 
 # torchvision's IMAGENET1K_V1 weights; the key names the architecture as torchvision does
 BACKBONES: dict[str, RemoteFile] = {
-    "vgg19": KNOWN_FILES["vgg19_imagenet1k_v1"],
-    "vgg16": KNOWN_FILES["vgg16_imagenet1k_v1"],
-    "alexnet": KNOWN_FILES["alexnet_imagenet1k_v1"],
+    # torchvision's VGG19_Weights.IMAGENET1K_V1. torchvision names hub files
+    # "<name>-<first 8 hex of sha256>.pth" and torch.hub's check_hash=True checks
+    # exactly that prefix; we do the same.
+    "vgg19": RemoteFile(
+        url="https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
+        filename="vgg19-dcbb9e9d.pth",
+        sha256="dcbb9e9d",
+    ),
+    # LPIPS (AlexNet, VGG16) and DISTS (VGG16) backbones, named and hashed the same way
+    "vgg16": RemoteFile(
+        url="https://download.pytorch.org/models/vgg16-397923af.pth",
+        filename="vgg16-397923af.pth",
+        sha256="397923af",
+    ),
+    "alexnet": RemoteFile(
+        url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+        filename="alexnet-owt-7be5be79.pth",
+        sha256="7be5be79",
+    ),
 }
 
 
