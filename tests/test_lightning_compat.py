@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from types import SimpleNamespace
 
 import lightning
 import pytest
 import tomllib
 import torch
+from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.core.optimizer import LightningOptimizer
+from lightning.pytorch.loops.training_epoch_loop import _TrainingEpochLoop
 from lightning.pytorch.strategies import DDPStrategy
 from packaging.requirements import Requirement
 
@@ -65,3 +68,56 @@ def test_the_hydra_rank_command_can_be_replaced(monkeypatch) -> None:
 
 def test_logged_results_are_empty_without_a_collection() -> None:
     assert list(compat.logged_results(object())) == []
+
+
+def test_attached_trainer_is_none_until_a_trainer_holds_the_module() -> None:
+    module = LightningModule()
+    assert compat.attached_trainer(module) is None
+    trainer = Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    module.trainer = trainer
+    assert compat.attached_trainer(module) is trainer
+
+
+def test_forget_step_metrics_resets_only_the_prefixed_entries() -> None:
+    def entry(name):
+        return SimpleNamespace(meta=SimpleNamespace(name=name), has_reset=False)
+
+    results = {k: entry(k) for k in ("train/g_adv", "train/g_loss", "train/d_loss")}
+    compat.forget_step_metrics(SimpleNamespace(_results=results), "train/g_")
+    assert {k: v.has_reset for k, v in results.items()} == {
+        "train/g_adv": True,
+        "train/g_loss": True,
+        "train/d_loss": False,
+    }
+
+
+class EpochLoop:
+    def __init__(self, ready: bool) -> None:
+        self.ready, self.calls = ready, []
+
+    def _num_ready_batches_reached(self) -> bool:
+        return self.ready
+
+    def update_lr_schedulers(self, interval: str, update_plateau_schedulers: bool) -> None:
+        self.calls.append((interval, update_plateau_schedulers))
+
+
+@pytest.mark.parametrize(
+    "restarting,ready,stepped", [(True, True, True), (True, False, False), (False, True, False)]
+)
+def test_epoch_schedulers_step_only_at_the_end_of_an_epoch_resumed_into(
+    restarting, ready, stepped
+) -> None:
+    loop = EpochLoop(ready)
+    trainer = SimpleNamespace(fit_loop=SimpleNamespace(restarting=restarting, epoch_loop=loop))
+    compat.step_schedulers_skipped_on_resume(trainer)
+    assert loop.calls == ([("epoch", True)] if stepped else [])
+
+
+def test_the_resume_patch_names_what_a_lightning_release_lacks() -> None:
+    for name in ("_num_ready_batches_reached", "update_lr_schedulers"):
+        assert callable(getattr(_TrainingEpochLoop, name)), name
+    loop = SimpleNamespace(update_lr_schedulers=lambda *a, **k: None)
+    trainer = SimpleNamespace(fit_loop=SimpleNamespace(restarting=True, epoch_loop=loop))
+    with pytest.raises(RuntimeError, match="_num_ready_batches_reached"):
+        compat.step_schedulers_skipped_on_resume(trainer)
