@@ -13,7 +13,7 @@ from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.callbacks import timer as timer_module
 
 from sr_lightning.core.builders import build_datamodule, build_module
-from sr_lightning.core.schedules import BudgetLR, budget_factor
+from sr_lightning.core.schedules import BudgetLR, BudgetProgress, budget_factor
 from tests.conftest import tiny_overrides
 
 
@@ -42,6 +42,32 @@ def test_budget_lr_state_is_plain_and_milestones_are_checked() -> None:
     assert "progress" not in torch.load(buffer, weights_only=True)
     with pytest.raises(ValueError, match="fractions of the budget"):
         BudgetLR(opt, milestones=[80])
+
+
+def test_budget_progress_is_the_further_of_steps_and_train_time() -> None:
+    timer = Timer(duration={"seconds": 100})
+    elapsed = {"s": 60.0}
+    timer.time_elapsed = lambda stage="train": elapsed["s"]
+    timer.time_remaining = lambda stage="train": 100.0 - elapsed["s"]
+    trainer = SimpleNamespace(
+        train_dataloader=None, estimated_stepping_batches=200, global_step=50, callbacks=[timer]
+    )
+    progress = BudgetProgress(lambda: trainer)
+    assert progress() == 0.0  # before the loader exists (configure_optimizers): the start
+    assert progress.budget_steps is None  # and Lightning's estimate is not read yet
+    trainer.train_dataloader = object()
+    assert progress() == 60 / 100  # time is further along than 50 / 200 steps
+    trainer.global_step, elapsed["s"] = 180, 10.0
+    assert progress() == 180 / 200
+    trainer.estimated_stepping_batches = 10  # read once: the budget of this run stays
+    assert progress() == 180 / 200
+    trainer.global_step = 250
+    assert progress() == 1.0  # never past the end
+    assert BudgetProgress(lambda: None)() == 0.0  # a module on no trainer
+    unbounded = SimpleNamespace(
+        train_dataloader=object(), estimated_stepping_batches=math.inf, global_step=9, callbacks=[]
+    )
+    assert BudgetProgress(lambda: unbounded)() == 0.0
 
 
 def test_max_steps_budget_decays_at_its_fractions(compose_train, tiny_data) -> None:

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
+from lightning.pytorch.callbacks import Timer
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
@@ -51,8 +53,9 @@ def budget_factor(
 class BudgetLR(LRScheduler):
     """lr = base lr × :func:`budget_factor` (``progress()``); step it every training step.
 
-    ``progress`` is given by the module (``SRModule.budget_progress``); it is not part of the
-    state dict, which holds plain numbers only (checkpoints load with ``weights_only``).
+    ``progress`` is given by the module (a :class:`BudgetProgress` of its trainer); it is not
+    part of the state dict, which holds plain numbers only (checkpoints load with
+    ``weights_only``).
     """
 
     def __init__(
@@ -106,3 +109,37 @@ def is_budget_schedule(factory) -> bool:
     """Whether an instantiated ``_partial_`` scheduler config builds a :class:`BudgetLR`."""
     cls = getattr(factory, "func", factory)
     return isinstance(cls, type) and issubclass(cls, BudgetLR)
+
+
+class BudgetProgress:
+    """Fraction of the run's budget done, as ``progress`` of a :class:`BudgetLR`.
+
+    Steps (``global_step`` over Lightning's ``estimated_stepping_batches``, which honours
+    ``max_steps`` and ``max_epochs``; inf when unbounded) or train time (``trainer.max_time``,
+    on Lightning's ``Timer``, resumed from checkpoints), whichever is further along.
+    ``trainer`` returns the Trainer the module is attached to, or None (progress 0).
+    """
+
+    def __init__(self, trainer: Callable[[], Any]) -> None:
+        self.trainer = trainer
+        self.budget_steps: float | None = None  # the step budget, read once
+
+    def __call__(self) -> float:
+        trainer = self.trainer()
+        if trainer is None:
+            return 0.0
+        if self.budget_steps is None:
+            if trainer.train_dataloader is None:
+                # configure_optimizers runs before the loader exists; Lightning's estimate
+                # would build it early (ahead of a resumed loader's state): the first step
+                # is at progress 0 anyway, and the module re-syncs a resumed run on train start
+                return 0.0
+            self.budget_steps = float(trainer.estimated_stepping_batches)
+        steps = self.budget_steps
+        done = trainer.global_step / steps if math.isfinite(steps) else 0.0
+        timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+        remaining = timer.time_remaining() if timer is not None else None
+        if remaining is not None:
+            elapsed = timer.time_elapsed()
+            done = max(done, elapsed / max(elapsed + remaining, 1e-9))
+        return min(done, 1.0)
