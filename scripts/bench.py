@@ -218,7 +218,7 @@ def lightning_trainer(
     import hydra
     from lightning.pytorch.callbacks import ProgressBar
 
-    from sr_lightning.core.builders import build_callbacks, build_loggers
+    from sr_lightning.runtime.builders import build_callbacks, build_loggers
 
     built = []
     if callbacks:

@@ -416,7 +416,7 @@ def test_wandb_is_not_handed_the_deprecated_anonymous_setting(compose_train, mon
     """W&B warns about `anonymous` whenever it is passed (Lightning passes None)."""
     import wandb
 
-    from sr_lightning.core.builders import build_loggers
+    from sr_lightning.runtime.builders import build_loggers
 
     seen = {}
 

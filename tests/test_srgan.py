@@ -21,13 +21,9 @@ from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import OmegaConf
 
-from sr_lightning.core.builders import (
-    build_callbacks,
-    build_datamodule,
-    build_loggers,
-    build_module,
-)
+from sr_lightning.core.builders import build_datamodule, build_module
 from sr_lightning.modules.srgan import SRGANModule
+from sr_lightning.runtime.builders import build_callbacks, build_loggers
 from tests.conftest import tiny_overrides
 
 REPO = Path(__file__).resolve().parents[1]

@@ -26,16 +26,11 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from sr_lightning.core.builders import (
-    build_callbacks,
-    build_datamodule,
-    build_loggers,
-    build_module,
-    to_plain,
-)
+from sr_lightning.core.builders import build_datamodule, build_module, to_plain
 from sr_lightning.core.config import CONFIG_PATH, register_resolvers
 from sr_lightning.data.cache import configure_compile_cache
 from sr_lightning.runtime.atomic import write_atomic
+from sr_lightning.runtime.builders import build_callbacks, build_loggers
 from sr_lightning.runtime.checks import check_train_config
 from sr_lightning.runtime.console import quiet_third_party
 from sr_lightning.runtime.errors import (

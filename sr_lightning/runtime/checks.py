@@ -10,6 +10,9 @@ from collections.abc import Mapping, Sequence
 
 from omegaconf import DictConfig
 
+from sr_lightning.core.builders import to_plain
+from sr_lightning.data.datasets import set_spec
+from sr_lightning.data.images import list_images
 from sr_lightning.runtime.errors import ConfigError
 
 
@@ -61,10 +64,6 @@ def check_train_config(cfg: DictConfig) -> None:
 
 def check_folders(data: DictConfig, specs: Sequence, key: str) -> None:
     """Every set's folder of ``key`` exists and holds the images it lists (none is decoded)."""
-    from sr_lightning.core.builders import to_plain
-    from sr_lightning.data.datasets import set_spec
-    from sr_lightning.data.images import list_images
-
     for spec in to_plain(list(specs)):
         _, folder, include = set_spec(spec, data.get("data_dir") or ".")
         try:
