@@ -18,15 +18,28 @@ parameters, time per image; written by ``sr-eval``) or, failing that, its
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import logging
 import sys
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sr_lightning.apps.report_common import (
+    Run,
+    add_run_style,
+    colour,
+    declutter,
+    display_name,
+    ordered_sets,
+    ours_legend_handle,
+    run_labels,
+)
+from sr_lightning.apps.report_perceptual import (
+    has_lpips,
+    perceptual_table,
+    plot_perception_distortion,
+)
 from sr_lightning.core.published import PublishedResult, load_published
 from sr_lightning.runtime.errors import (
     EXIT_USER_ERROR,
@@ -36,93 +49,6 @@ from sr_lightning.runtime.errors import (
 )
 
 log = logging.getLogger("sr_lightning.apps.report")
-
-SET_ORDER = ("Set5", "Set14", "BSD100", "Urban100")
-# colours of methods whose config names none (tab10's last four), picked by the name
-DEFAULT_COLOURS = ("#8c564b", "#e377c2", "#bcbd22", "#17becf")
-
-
-def method_styles() -> dict[str, dict[str, str]]:
-    """``{method: {"name", "colour"}}``: the ``display`` entries of conf/model/*.yaml (the
-    configs name and colour the methods, this file names none), then those runs brought."""
-    merged = {method: dict(style) for method, style in config_styles().items()}
-    for method, style in _RUN_STYLES.items():
-        merged.setdefault(method, {}).update(style)
-    return merged
-
-
-@functools.cache
-def config_styles() -> dict[str, dict[str, str]]:
-    from omegaconf import OmegaConf
-
-    from sr_lightning.core.config import CONF_DIR
-
-    styles: dict[str, dict[str, str]] = {}
-    for path in sorted((CONF_DIR / "model").glob("*.yaml")):
-        cfg = OmegaConf.load(path)
-        _add_style(styles, cfg.get("method"), cfg.get("display"))
-    return styles
-
-
-def add_run_style(method: Any, display: Any) -> None:
-    """A run's own ``model.display`` (a user's method, from its saved config)."""
-    _add_style(_RUN_STYLES, method, display)
-
-
-def _add_style(styles: dict, method: Any, display: Any) -> None:
-    if not isinstance(method, str) or not display:
-        return
-    entry = {k: str(display[k]) for k in ("name", "colour") if display.get(k)}
-    styles.setdefault(method.lower(), {}).update(entry)
-
-
-_RUN_STYLES: dict[str, dict[str, str]] = {}
-
-
-@dataclass
-class Run:
-    """One evaluation run: what was evaluated, and its numbers per set."""
-
-    dir: Path
-    label: str
-    method: str
-    scale: int
-    results: dict[str, dict[str, float]]
-    params: int | None = None
-    channels: int | None = None
-    tta: bool = False
-    device: str | None = None
-    ms_per_image: dict[str, float] = field(default_factory=dict)
-    bicubic: dict[str, dict[str, float]] = field(default_factory=dict)
-    lpips_net: str | None = None  # the LPIPS backbone sr-eval used (alex | vgg)
-
-    @property
-    def name(self) -> str:
-        return display_name(self.method) + ("+" if self.tta else "")
-
-    @property
-    def is_bicubic(self) -> bool:
-        return self.method.lower() == "bicubic"
-
-
-def display_name(method: str) -> str:
-    return method_styles().get(method.lower(), {}).get("name", method)
-
-
-def family(method: str) -> str:
-    """``SRCNN-915`` and ``srcnn`` share a colour."""
-    return method.lower().split("-")[0].rstrip("+")
-
-
-def colour(method: str) -> str:
-    """The configured colour of the method's family, else a default one chosen by name."""
-    styles = method_styles()
-    fam = family(method)
-    for key in (method.lower(), fam):
-        if "colour" in styles.get(key, {}):
-            return styles[key]["colour"]
-    return DEFAULT_COLOURS[sum(map(ord, fam)) % len(DEFAULT_COLOURS)]
-
 
 # -- reading runs -------------------------------------------------------------------------------
 
@@ -212,12 +138,6 @@ def find_runs(dirs: Sequence[str | Path]) -> list[Run]:
     return sorted(runs, key=lambda r: (r.scale, r.params or 0, r.method, r.label))
 
 
-def ordered_sets(names: Iterable[str]) -> list[str]:
-    """The standard sets first, in the papers' order, then the others alphabetically."""
-    unique = set(names)
-    return [s for s in SET_ORDER if s in unique] + sorted(unique - set(SET_ORDER))
-
-
 # -- the table -----------------------------------------------------------------------------------
 
 
@@ -281,8 +201,6 @@ def markdown_table(runs: Sequence[Run], published: Sequence[PublishedResult]) ->
     devices = sorted({r.device for r in runs if r.device})
     if devices:
         lines += ["", f"Times: forward pass per image on {'; '.join(devices)}."]
-    from sr_lightning.apps.report_perceptual import perceptual_table
-
     lines += perceptual_table(runs)
     return "\n".join(lines) + "\n"
 
@@ -316,50 +234,12 @@ def _bicubic_level(
     return None, ""
 
 
-def _run_labels(runs: Sequence[Run]) -> dict[int, str]:
-    """Point labels: the method name, plus the run dir where a method appears twice."""
-    counts: dict[str, int] = {}
-    for r in runs:
-        counts[r.name] = counts.get(r.name, 0) + 1
-    return {id(r): r.name if counts[r.name] == 1 else f"{r.name} ({r.label})" for r in runs}
-
-
 def _tick_label(value: float, _pos: int) -> str:
     """1k / 10k / 1M for parameters, 0.1 / 10 / 1000 for milliseconds."""
     for limit, suffix in ((1e6, "M"), (1e3, "k")):
         if value >= limit:
             return f"{value / limit:g}{suffix}"
     return f"{value:g}"
-
-
-def _declutter(texts: list[Any], step: float = 11.0, tries: int = 8) -> None:
-    """Move point labels down, a line at a time, until they overlap no earlier label."""
-    placed = []
-    for text in sorted(texts, key=lambda t: -t.xy[1]):
-        renderer = text.figure.canvas.get_renderer()
-        for _ in range(tries):
-            box = text.get_window_extent(renderer)
-            if not any(box.overlaps(other) for other in placed):
-                break
-            dx, dy = text.xyann
-            text.xyann = (dx, dy - step)
-        placed.append(text.get_window_extent(renderer))
-
-
-def ours_legend_handle():
-    """The legend entry of this project's evaluated runs, the same in every figure."""
-    from matplotlib.lines import Line2D
-
-    return Line2D(
-        [],
-        [],
-        marker="o",
-        linestyle="",
-        markerfacecolor="#bbbbbb",
-        markeredgecolor="black",
-        markersize=8,
-        label="ours (sr-eval)",
-    )
 
 
 def _label_right_edge(ax: Any, labels: list[tuple[float, str, str]]) -> None:
@@ -404,7 +284,7 @@ def plot_scale(
 
     at_scale = [r for r in runs if r.scale == scale]
     sets = ordered_sets(s for r in at_scale for s in r.results)
-    labels = _run_labels(at_scale)
+    labels = run_labels(at_scale)
     point_labels: dict[Any, list[Any]] = {}
     fig, axes = plt.subplots(
         1, len(sets), figsize=(5.2 * len(sets), 4.4), squeeze=False, layout="constrained"
@@ -522,7 +402,7 @@ def plot_scale(
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.canvas.draw()  # lay out first, so that label sizes are final
     for texts in point_labels.values():
-        _declutter(texts)
+        declutter(texts)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -537,8 +417,6 @@ def write_report(
     published: Sequence[PublishedResult] | None = None,
 ) -> list[Path]:
     """Find the runs under ``dirs`` and write report.md and the figures; returns the files."""
-    from sr_lightning.apps.report_perceptual import has_lpips, plot_perception_distortion
-
     runs = find_runs(dirs)
     published = load_published() if published is None else list(published)
     out = Path(out) if out is not None else Path(dirs[0]) / "report"

@@ -13,15 +13,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sr_lightning.apps.report import (
+from sr_lightning.apps.report_common import (
     Run,
-    _declutter,
-    _run_labels,
     colour,
+    declutter,
     display_name,
     family,
     ordered_sets,
     ours_legend_handle,
+    run_labels,
 )
 from sr_lightning.core.published import PublishedResult
 
@@ -108,7 +108,7 @@ def plot_perception_distortion(
         for s in ordered_sets(s for r in at_scale for s in r.results)
         if any("lpips" in r.results.get(s, {}) for r in at_scale)
     ]
-    labels = _run_labels(at_scale)
+    labels = run_labels(at_scale)
     nets = sorted({r.lpips_net for r in at_scale if r.lpips_net}) or ["alex"]
     fig, axes = plt.subplots(
         1, len(sets), figsize=(5.2 * len(sets), 4.6), squeeze=False, layout="constrained"
@@ -212,7 +212,7 @@ def plot_perception_distortion(
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.canvas.draw()
     for texts in point_labels:
-        _declutter(texts)
+        declutter(texts)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
