@@ -13,7 +13,7 @@ help:
 	@echo "make test-full   all tests, including slow ones (DDP, sweeps, long runs)"
 	@echo "make bench       benchmarks -> docs/benchmarks.md, benchmarks/results.json"
 	@echo "make sweep       example multirun sweep"
-	@echo "make format      ruff format + fix;   make lint: ruff check"
+	@echo "make format      ruff format + fix;   make lint: ruff check + lint-imports (the layers)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,7 @@ sweep:
 lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format:
 	$(BIN)/ruff format .
