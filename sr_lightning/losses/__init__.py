@@ -2,6 +2,9 @@
 
 The content loss (and torchvision with it) is imported lazily, so that methods
 trained with pixel losses only never pay for it.
+
+Layer: beside :mod:`sr_lightning.nets` and :mod:`sr_lightning.data`; the content loss gets its
+VGG19 weights from :mod:`sr_lightning.common.pretrained` (``make lint`` checks the layers).
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 Every generator class declares ``upsampling``: "pre" (takes the bicubic-upsampled image and
 keeps its size) or "post" (takes the LR image and upsamples itself). Training, export and
 tiled inference read it through :func:`upsampling_kind`; nothing guesses it from a name.
+
+Layer: beside :mod:`sr_lightning.losses` and :mod:`sr_lightning.data`; torch only (and spandrel
+for the released-model zoo), no Lightning, Hydra or W&B (``make lint`` checks it).
 """
 
 from torch import nn
