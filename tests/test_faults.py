@@ -226,3 +226,115 @@ def test_a_corrupt_last_checkpoint_is_named_and_the_previous_one_offered(
                         f"ckpt_path={ckpts / 'previous.ckpt'}")  # fmt: skip
     assert metrics["val/psnr"] > 0
     assert torch.load(ckpts / "last.ckpt", weights_only=True)["global_step"] == 24
+
+
+def test_a_full_disk_inside_torchs_zip_writer_is_one_line_with_the_free_space(
+    tmp_path, monkeypatch
+):
+    """torch reports a short write as a RuntimeError from its zip writer, not an OSError."""
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    atomic_torch_save({"step": 1}, path)
+
+    def short_write(obj, f):
+        f.write(b"half a checkpoint")
+        raise RuntimeError(
+            "[enforce fail at inline_container.cc:626] . unexpected pos 2048 vs 1984"
+        )
+
+    monkeypatch.setattr(torch, "save", short_write)
+    with pytest.raises(CheckpointWriteError) as info:
+        save_checkpoint_file({"step": 2}, path)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"cannot write checkpoint {path}: ")
+    assert f"free in {path.parent})" in message and "disk is probably full" in message
+    assert "previous one is intact" in message and info.value.errno == errno.ENOSPC
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True) == {"step": 1}
+    assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]
+
+
+def test_other_runtime_errors_of_torch_save_are_not_disguised(tmp_path, monkeypatch):
+    def bug(obj, f):
+        raise RuntimeError("cannot pickle 'generator' object")
+
+    monkeypatch.setattr(torch, "save", bug)
+    with pytest.raises(RuntimeError, match="cannot pickle"):
+        save_checkpoint_file({"step": 2}, tmp_path / "last.ckpt")
+
+
+def test_previous_ckpt_is_a_file_of_its_own_also_after_a_kill_during_the_save(
+    tmp_path, monkeypatch
+):
+    last = tmp_path / "last.ckpt"
+    atomic_torch_save({"step": 1}, last)
+    faults.keep_previous(last)
+    previous = tmp_path / "previous.ckpt"
+    assert previous.stat().st_ino != last.stat().st_ino and last.stat().st_nlink == 1
+
+    def killed(obj, f):
+        raise KeyboardInterrupt  # the kill lands after previous.ckpt, before the new last.ckpt
+
+    monkeypatch.setattr(torch, "save", killed)
+    faults.keep_previous(last)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_torch_save({"step": 2}, last)
+    monkeypatch.undo()
+    assert previous.stat().st_ino != last.stat().st_ino
+    assert last.stat().st_nlink == previous.stat().st_nlink == 1
+    with open(last, "r+b") as f:  # damage to last.ckpt in place ...
+        f.truncate(10)
+    assert torch.load(previous, weights_only=True) == {"step": 1}  # ... leaves the fallback
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt", "previous.ckpt"]
+
+
+def _dead_pid() -> int:
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    return int(done.stdout)
+
+
+def _debris(folder: Path, name: str, age_s: float = 3600.0) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_bytes(b"half a file")
+    old = time.time() - age_s
+    os.utime(path, (old, old))
+    return path
+
+
+def test_stale_part_files_are_removed_but_a_live_writers_are_kept(tmp_path):
+    from sr_lightning.runtime.atomic import remove_stale_parts
+
+    dead = _dead_pid()
+    stale = [
+        _debris(tmp_path, f".last.p{dead}.ab12cd34.part.ckpt"),
+        _debris(tmp_path, ".img_001.x1y2z3q4.part.png"),  # written before names had a pid
+        _debris(tmp_path, f".previous.ckpt.{dead}.tmp"),  # the old hard-link temp file
+    ]
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        kept = [
+            _debris(tmp_path, f".img_002.p{live.pid}.ab12cd34.part.png"),  # a writer at work
+            _debris(tmp_path, f".img_003.p{dead}.ab12cd34.part.png", age_s=-60),  # newer
+            _debris(tmp_path, ".notes.txt"),
+            _debris(tmp_path, "img_004.part.png"),  # not hidden: not ours
+        ]
+        assert sorted(remove_stale_parts(tmp_path)) == sorted(stale)
+    finally:
+        live.kill()
+        live.wait()
+    assert all(p.exists() for p in kept) and not any(p.exists() for p in stale)
+
+
+def test_the_next_run_removes_the_part_files_a_killed_run_left(tiny_data, compose_train, tmp_path):
+    run = tmp_path / "run"
+    dead = _dead_pid()
+    debris = [
+        _debris(run / "checkpoints", f".last.p{dead}.ab12cd34.part.ckpt"),
+        _debris(run, f".metrics.p{dead}.ab12cd34.part.json"),
+    ]
+    _tiny_run(compose_train, tiny_data, run)
+    assert not any(p.exists() for p in debris)
+    assert not [p.name for p in run.rglob("*") if ".part" in p.name]
+    last, previous = run / "checkpoints" / "last.ckpt", run / "checkpoints" / "previous.ckpt"
+    assert last.stat().st_ino != previous.stat().st_ino and last.stat().st_nlink == 1

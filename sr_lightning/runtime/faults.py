@@ -4,14 +4,15 @@ A run killed at any moment must leave either the previous or the new ``last.ckpt
 truncated one, and a preempted job (SLURM sends SIGTERM before the kill) must leave a
 checkpoint of the step it reached, so that ``ckpt_path=last`` continues from there. A write
 that fails (full disk, I/O error, permissions) stops the run with one line naming the file and
-the errno, and the periodic checkpoint before ``last.ckpt`` is kept as ``previous.ckpt``.
+the errno (a full disk: the folder and its free space), and the periodic checkpoint before
+``last.ckpt`` is kept as ``previous.ckpt``, a file of its own. Temporary files a killed run
+left in the checkpoint folder and the run dir are removed when the next run starts there.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
-import os
 import random
 import shutil
 import time
@@ -25,7 +26,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from sr_lightning.runtime.atomic import atomic_output
+from sr_lightning.runtime.atomic import atomic_output, remove_stale_parts
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,13 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
 # missing permission stays, so those fail at once
 RETRY_ERRNOS = frozenset({errno.EIO, errno.EAGAIN, errno.EINTR, errno.ETIMEDOUT, errno.EBUSY})
 RETRY_DELAY_S = 2.0
-# the periodic checkpoint before the current last.ckpt (a hard link: no copy, no space)
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+# the periodic checkpoint before the current last.ckpt: a copy, never a hard link to the same
+# inode (damage to last.ckpt in place would destroy its fallback too)
 PREVIOUS_NAME = "previous.ckpt"
+# what torch's zip writer raises when a write comes up short (a full disk, a quota): a
+# RuntimeError, not an OSError, e.g. "[enforce fail at inline_container.cc:626] . unexpected pos"
+_TORCH_WRITE_FAILURES = ("unexpected pos", "PytorchStreamWriter failed", "file write failed")
 
 
 class CheckpointWriteError(OSError):
@@ -54,6 +60,27 @@ class CheckpointWriteError(OSError):
         return str(self.args[0]) if self.args else super().__str__()
 
 
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def free_space(folder: Path) -> str:
+    """``"12.3 MB free in <folder>"``, or that it could not be read."""
+    try:
+        return f"{human_bytes(shutil.disk_usage(folder).free)} free in {folder}"
+    except OSError:
+        return f"free space of {folder} unknown"
+
+
+def _torch_write_failure(err: RuntimeError) -> bool:
+    text = str(err)
+    return any(marker in text for marker in _TORCH_WRITE_FAILURES)
+
+
 def save_checkpoint_file(obj: Any, path: str | Path, retries: int = 1) -> None:
     """:func:`atomic_torch_save`, retried after a transient I/O error, else one clear error."""
     path = Path(path)
@@ -61,6 +88,17 @@ def save_checkpoint_file(obj: Any, path: str | Path, retries: int = 1) -> None:
         try:
             atomic_torch_save(obj, path)
             return
+        except RuntimeError as err:
+            if not _torch_write_failure(err):
+                raise
+            kept = "the previous one is intact" if path.exists() else "no earlier one existed"
+            error = CheckpointWriteError(
+                f"cannot write checkpoint {path}: the write was cut short, the disk is probably "
+                f"full ({free_space(path.parent)}); {kept}. Free space there, then rerun the "
+                "same command to resume"
+            )
+            error.errno, error.filename = errno.ENOSPC, str(path)
+            raise error from None
         except OSError as err:
             transient = err.errno in RETRY_ERRNOS and attempt < retries
             if transient:
@@ -70,31 +108,30 @@ def save_checkpoint_file(obj: Any, path: str | Path, retries: int = 1) -> None:
             name = errno.errorcode.get(err.errno, "unknown errno") if err.errno else "no errno"
             kept = "the previous one is intact" if path.exists() else "no earlier one existed"
             tried = f" (after {attempt + 1} attempts)" if attempt else ""
+            space = f" ({free_space(path.parent)})" if err.errno in _FULL_ERRNOS else ""
             error = CheckpointWriteError(
-                f"cannot write checkpoint {path}: [{name}] {err.strerror or err}{tried}; {kept}. "
-                "Free space or fix the permissions of that folder, then rerun the same command "
-                "to resume"
+                f"cannot write checkpoint {path}: [{name}] {err.strerror or err}{space}{tried}; "
+                f"{kept}. Free space or fix the permissions of that folder, then rerun the same "
+                "command to resume"
             )
             error.errno, error.filename = err.errno, str(path)
             raise error from err
 
 
 def keep_previous(path: Path) -> None:
-    """Keep ``path`` (the current last.ckpt) as ``previous.ckpt`` before it is replaced, so a
-    last.ckpt found corrupt at resume has a good checkpoint to fall back on."""
+    """Keep a copy of ``path`` (the current last.ckpt) as ``previous.ckpt`` before it is
+    replaced, so a last.ckpt found corrupt at resume has a good checkpoint to fall back on.
+
+    A copy, written whole (temp file, fsync, rename), never a hard link: a kill between this
+    and the new last.ckpt would leave both names on one inode, and damage to one the other.
+    """
     if not path.is_file():
         return
     previous = path.with_name(PREVIOUS_NAME)
-    tmp = path.with_name(f".{PREVIOUS_NAME}.{os.getpid()}.tmp")
     try:
-        tmp.unlink(missing_ok=True)
-        try:
-            os.link(path, tmp)
-        except OSError:  # a file system without hard links
-            shutil.copy2(path, tmp)
-        os.replace(tmp, previous)
+        with atomic_output(previous, durable=True) as tmp:
+            shutil.copyfile(path, tmp)
     except OSError as err:  # the new checkpoint matters more than the old one
-        tmp.unlink(missing_ok=True)
         log.warning("could not keep %s as %s: %s", path, previous, err)
 
 
@@ -131,6 +168,11 @@ class LastCheckpoint(Callback):
             )
         self.path = Path(dirpath) / filename
         self.every_n_train_steps = int(every_n_train_steps)
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if trainer.is_global_zero:  # debris of a killed run: checkpoints, metrics.json
+            for folder in (self.path.parent, self.path.parent.parent):
+                remove_stale_parts(folder)
 
     def _save(self, trainer: Trainer) -> None:
         if trainer.fast_dev_run or trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
