@@ -94,26 +94,15 @@ def build_generator(method: str, scale: int) -> Generator:
     return Generator(net, scale, channels, upsampling_kind(net), method)
 
 
-class _Module:
-    """What ``export_module`` reads from a training module."""
-
-    def __init__(self, gen: Generator) -> None:
-        self.net, self.scale, self.channels, self.method = (
-            gen.net,
-            gen.scale,
-            gen.channels,
-            gen.method,
-        )
-        target = f"{type(gen.net).__module__}.{type(gen.net).__name__}"
-        self.hparams = {"net": {"_target_": target}}
-
-
 def onnx_generator(gen: Generator, folder: Path, device: torch.device) -> Generator:
-    from sr_lightning.apps.export import export_module
+    from dataclasses import replace
+
+    from sr_lightning.apps.export import export_generator
     from sr_lightning.core.model_files import OnnxNet
 
     path = folder / f"{gen.method}_x{gen.scale}.onnx"
-    export_module(_Module(gen), path, "onnx", check=False, overwrite=True)
+    spec = {"_target_": f"{type(gen.net).__module__}.{type(gen.net).__name__}"}
+    export_generator(replace(gen, spec=spec), path, "onnx", check=False, overwrite=True)
     net = OnnxNet(path, device, threads=torch.get_num_threads())  # as many threads as torch
     return Generator(net, gen.scale, gen.channels, gen.upsampling, gen.method)
 

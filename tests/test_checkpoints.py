@@ -1,4 +1,5 @@
-"""Safe loading of checkpoints and weight files, and rebuilding modules from them."""
+"""Safe reading of model files (checkpoints, safetensors, state dicts) and the generators
+:func:`resolve_model` builds from them."""
 
 from __future__ import annotations
 
@@ -13,16 +14,14 @@ import torch
 from safetensors.torch import save_file
 
 from sr_lightning.core.builders import build_module
-from sr_lightning.core.checkpoints import (
-    UnsafeFileError,
-    checkpoint_info,
-    load_checkpoint,
+from sr_lightning.core.model_file import (
+    ModelMeta,
     load_net_state,
-    load_weights,
-    module_from_checkpoint,
-    module_from_weights,
-    offline_hparams,
+    read_checkpoint,
+    read_model_file,
 )
+from sr_lightning.core.model_files import resolve_model
+from sr_lightning.core.registry import UnsafeFileError, resolve
 from sr_lightning.modules.espcn import ESPCNModule
 from sr_lightning.nets import ESPCN
 
@@ -65,6 +64,12 @@ def espcn_module() -> ESPCNModule:
     return build_module(espcn_cfg()).eval()
 
 
+def reference_sr(module: ESPCNModule, lr: torch.Tensor) -> torch.Tensor:
+    """The trained module's own output: ESPCN is a post-upsampling net, so SR = net(LR)."""
+    with torch.no_grad():
+        return module.net(lr)
+
+
 class _Payload:
     """Unpickling this creates ``marker`` (a directory): the stand-in for malicious code."""
 
@@ -75,25 +80,22 @@ class _Payload:
         return (os.makedirs, (self.marker,))
 
 
-def test_checkpoint_round_trip_rebuilds_the_same_model(espcn_module, tmp_path):
+def test_checkpoint_round_trip_rebuilds_the_same_generator(espcn_module, tmp_path):
     path = save_lightning_style(espcn_module, tmp_path / "last.ckpt")
-    module = module_from_checkpoint(path)
-    assert type(module) is ESPCNModule and not module.training
-    assert checkpoint_info(load_checkpoint(path)) == {
-        "method": "espcn",
-        "module": "sr_lightning.modules.espcn.ESPCNModule",
-        "scale": 3,
-        "channels": 1,
-    }
+    gen = resolve_model(ckpt_path=path)
+    assert isinstance(gen.net, ESPCN) and not gen.net.training
+    assert (gen.method, gen.scale, gen.channels, gen.upsampling) == ("espcn", 3, 1, "post")
+    meta = read_model_file(path).meta
+    assert meta.module == "sr_lightning.modules.espcn.ESPCNModule"
     lr = torch.rand(1, 1, 12, 10)
     with torch.no_grad():
-        torch.testing.assert_close(module.sr_for_eval(lr), espcn_module.sr_for_eval(lr))
+        torch.testing.assert_close(gen(lr), reference_sr(espcn_module, lr))
 
 
 def test_a_checkpoint_naming_pre_regroup_module_paths_still_loads(espcn_module, tmp_path):
     """Checkpoints written before the apps/core/runtime layout name e.g. the schedule as
-    ``sr_lightning.schedules.BudgetLR``, which no longer imports: loading renames it to where
-    it lives now, and the module rebuilds with the same outputs."""
+    ``sr_lightning.schedules.BudgetLR``, which no longer imports: reading renames it to where
+    it lives now."""
     import importlib
 
     with pytest.raises(ModuleNotFoundError):
@@ -104,17 +106,22 @@ def test_a_checkpoint_naming_pre_regroup_module_paths_still_loads(espcn_module, 
         "milestones": [0.7, 0.9],
     }
     path = save_lightning_style(espcn_module, tmp_path / "old.ckpt")
-    module = module_from_checkpoint(path)
-    assert module.hparams["scheduler"]["_target_"] == "sr_lightning.core.schedules.BudgetLR"
+    ckpt = read_checkpoint(path)
+    assert ckpt["hyper_parameters"]["scheduler"]["_target_"] == (
+        "sr_lightning.core.schedules.BudgetLR"
+    )
     lr = torch.rand(1, 1, 12, 10)
     with torch.no_grad():
-        torch.testing.assert_close(module.sr_for_eval(lr), espcn_module.sr_for_eval(lr))
+        torch.testing.assert_close(
+            resolve_model(ckpt_path=path)(lr), reference_sr(espcn_module, lr)
+        )
 
 
-def test_checkpoint_info_falls_back_to_hyperparameters():
-    ckpt = {"state_dict": {}, "hyper_parameters": {"scale": 4, "channels": 3}}
-    info = checkpoint_info(ckpt)
-    assert (info["scale"], info["channels"], info["module"]) == (4, 3, None)
+def test_metadata_falls_back_to_hyperparameters(espcn_module, tmp_path):
+    ckpt = {"state_dict": espcn_module.state_dict(), "hyper_parameters": dict(espcn_module.hparams)}
+    torch.save(ckpt, tmp_path / "no_entry.ckpt")
+    meta = read_model_file(tmp_path / "no_entry.ckpt").meta
+    assert (meta.scale, meta.channels, meta.method) == (3, 1, "espcn")
 
 
 @pytest.mark.parametrize(
@@ -130,25 +137,25 @@ def test_a_conflicting_request_says_what_the_checkpoint_holds(
 ):
     path = save_lightning_style(espcn_module, tmp_path / "last.ckpt")
     with pytest.raises(ValueError, match="is espcn x3 luma") as err:
-        module_from_checkpoint(path, expect=expect)
+        resolve_model(ckpt_path=path, expect=expect)
     assert asked in str(err.value) and str(path) in str(err.value)
     # matching and unset requests are fine
-    module_from_checkpoint(path, expect={"method": "espcn", "scale": 3, "channels": None})
+    resolve_model(ckpt_path=path, expect={"method": "espcn", "scale": 3, "channels": None})
 
 
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"nope\.ckpt"):
-        load_checkpoint(tmp_path / "nope.ckpt")
+        read_checkpoint(tmp_path / "nope.ckpt")
     with pytest.raises(FileNotFoundError, match=r"nope\.safetensors"):
-        load_weights(tmp_path / "nope.safetensors")
+        read_model_file(tmp_path / "nope.safetensors")
 
 
-def test_a_malicious_pickle_is_refused_and_never_runs(tmp_path):
+def test_a_malicious_pickle_is_refused_as_unsafe_and_never_runs(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.ckpt"
     torch.save({"state_dict": {}, "hyper_parameters": _Payload(marker)}, path)
-    for load in (load_checkpoint, load_weights, module_from_checkpoint):
-        with pytest.raises(UnsafeFileError, match="possibly malicious"):
+    for load in (read_checkpoint, read_model_file, lambda p: resolve_model(ckpt_path=p)):
+        with pytest.raises(UnsafeFileError, match=r"refused as unsafe.*possibly malicious"):
             load(path)
     assert not marker.exists()
 
@@ -158,47 +165,21 @@ def test_a_malicious_pickle_is_refused_and_never_runs(tmp_path):
     assert marker.exists()
 
 
-def test_a_corrupt_file_is_a_clear_error(tmp_path):
-    path = tmp_path / "broken.pt"
-    path.write_bytes(b"\x80\x02garbage" * 5)
-    with pytest.raises(ValueError, match=r"broken\.pt"):
-        load_weights(path)
+@pytest.mark.parametrize("suffix", [".pth", ".ckpt", ".safetensors", ".pt"])
+def test_a_file_that_is_no_model_is_one_clear_error(tmp_path, suffix):
+    """A text file, garbage bytes or a truncated archive: a ValueError naming the file and
+    the formats that are read, whatever torch or safetensors raised inside."""
+    for name, data in (("notes", b"these are my notes\n"), ("garbage", b"\x80\x02garbage" * 5)):
+        path = tmp_path / f"{name}{suffix}"
+        path.write_bytes(data)
+        with pytest.raises(ValueError, match=rf"{name}\{suffix}.*state dict") as err:
+            read_model_file(path)
+        assert "\n" not in str(err.value)
     truncated = tmp_path / "truncated.ckpt"
     torch.save({"state_dict": {"w": torch.zeros(100)}}, truncated)
     truncated.write_bytes(truncated.read_bytes()[:200])
     with pytest.raises(ValueError, match=r"truncated\.ckpt"):
-        load_checkpoint(truncated)
-
-
-def test_hyperparameters_naming_untrusted_classes_are_refused(espcn_module, tmp_path):
-    marker = tmp_path / "pwned"
-    ckpt = {
-        "state_dict": espcn_module.state_dict(),
-        "hyper_parameters": {
-            **dict(espcn_module.hparams),
-            "net": {"_target_": "os.makedirs", "name": str(marker)},
-        },
-    }
-    espcn_module.on_save_checkpoint(ckpt)
-    torch.save(ckpt, tmp_path / "evil_target.ckpt")
-    with pytest.raises(UnsafeFileError, match=r"net\._target_='os\.makedirs'"):
-        module_from_checkpoint(tmp_path / "evil_target.ckpt")
-    assert not marker.exists()
-
-    # inside the trusted packages, functions are refused too (only classes build nets)
-    ckpt["hyper_parameters"]["net"] = {
-        "_target_": "sr_lightning.data.download.download_file",
-        "url": "http://127.0.0.1:9/x",
-    }
-    torch.save(ckpt, tmp_path / "evil_function.ckpt")
-    with pytest.raises(UnsafeFileError, match="is not a class"):
-        module_from_checkpoint(tmp_path / "evil_function.ckpt")
-
-    ckpt["hyper_parameters"] = dict(espcn_module.hparams)
-    ckpt["sr_lightning"]["module"] = "subprocess.Popen"
-    torch.save(ckpt, tmp_path / "evil_module.ckpt")
-    with pytest.raises(UnsafeFileError, match=r"subprocess\.Popen"):
-        module_from_checkpoint(tmp_path / "evil_module.ckpt")
+        read_checkpoint(truncated)
 
 
 def test_trusted_modules_can_be_extended(monkeypatch, espcn_module, tmp_path):
@@ -206,31 +187,36 @@ def test_trusted_modules_can_be_extended(monkeypatch, espcn_module, tmp_path):
     ckpt = torch.load(ckpt_path, weights_only=True)
     ckpt["hyper_parameters"]["net"]["_target_"] = "tests.test_checkpoints.MyESPCN"
     torch.save(ckpt, tmp_path / "b.ckpt")
+    monkeypatch.delenv("SR_TRUSTED_MODULES", raising=False)
     with pytest.raises(UnsafeFileError, match="SR_TRUSTED_MODULES"):
-        module_from_checkpoint(tmp_path / "b.ckpt")
+        resolve_model(ckpt_path=tmp_path / "b.ckpt")
     monkeypatch.setenv("SR_TRUSTED_MODULES", "tests.test_checkpoints")
-    assert isinstance(module_from_checkpoint(tmp_path / "b.ckpt").net, MyESPCN)
+    assert type(resolve_model(ckpt_path=tmp_path / "b.ckpt").net) is MyESPCN
 
 
 class MyESPCN(ESPCN):
     """A user's own net class, outside sr_lightning."""
 
 
-def test_offline_hparams_build_the_vgg_without_pretrained_weights():
-    hparams = {
-        "loss": {"pixel": None, "content": {"weight": 1.0, "pretrained": True, "layer": "relu5_4"}},
-        "init_from": "/somewhere/srresnet.ckpt",
-        "scale": 4,
-    }
-    out = offline_hparams(hparams)
-    assert out["loss"]["content"] == {
-        "weight": 1.0,
-        "pretrained": False,
-        "weights_path": None,
-        "layer": "relu5_4",
-    }
-    assert out["init_from"] is None and out["scale"] == 4
-    assert hparams["loss"]["content"]["pretrained"] is True  # the input is not modified
+class NotANet:
+    """A class of a trusted user package that is no nn.Module (nor optimizer / scheduler)."""
+
+
+def test_a_trusted_package_still_names_only_classes_defined_there(monkeypatch):
+    """A user prefix does not open the package's globals: ``tests.test_checkpoints.os.system``
+    reaches os.system through the module's namespace, and is refused, as are functions and
+    classes that are no nets, optimizers or schedulers."""
+    monkeypatch.setenv("SR_TRUSTED_MODULES", "tests")
+    assert resolve("tests.test_checkpoints.MyESPCN", "f") is MyESPCN
+    for name, why in (
+        ("tests.test_checkpoints.os.system", "not a class defined there"),
+        ("tests.test_checkpoints.torch.nn.Conv2d", "not a class defined there"),
+        ("tests.test_checkpoints.espcn_cfg", "not a class defined there"),
+        ("tests.test_checkpoints.NotANet", "not an nn.Module, optimizer or LR scheduler"),
+    ):
+        with pytest.raises(UnsafeFileError, match=why) as err:
+            resolve(name, "checkpoint f.ckpt")
+        assert name in str(err.value) and "f.ckpt" in str(err.value)
 
 
 @pytest.mark.parametrize("layout", ["raw", "state_dict", "params", "module_prefix", "net_prefix"])
@@ -244,16 +230,16 @@ def test_weights_load_from_the_usual_layouts(espcn_module, tmp_path, layout):
         "net_prefix": {"state_dict": espcn_module.state_dict()},  # a whole LightningModule
     }[layout]
     torch.save(payload, tmp_path / "w.pth")
-    module = module_from_weights(espcn_cfg(), tmp_path / "w.pth")
+    gen = resolve_model(weights=tmp_path / "w.pth", model_cfg=espcn_cfg(), expect={"scale": 3})
     for k, v in sd.items():
-        torch.testing.assert_close(module.net.state_dict()[k], v)
+        torch.testing.assert_close(gen.net.state_dict()[k], v)
 
 
 def test_params_ema_wins_over_params(espcn_module, tmp_path):
     sd = espcn_module.net.state_dict()
     ema = {k: v + 1 for k, v in sd.items()}
     torch.save({"params": sd, "params_ema": ema}, tmp_path / "w.pth")
-    state, _ = load_weights(tmp_path / "w.pth")
+    state = read_model_file(tmp_path / "w.pth").state
     torch.testing.assert_close(state["body.conv1.bias"], ema["body.conv1.bias"])
 
 
@@ -262,22 +248,13 @@ def test_safetensors_metadata_is_enough_to_rebuild(espcn_module, tmp_path):
     path = tmp_path / "espcn_x3.safetensors"
     metadata = {"method": "espcn", "scale": "3", "channels": "1", "net": json.dumps(cfg["net"])}
     save_file(espcn_module.net.state_dict(), path, metadata=metadata)
-    _, meta = load_weights(path)
-    assert meta == {"method": "espcn", "scale": 3, "channels": 1, "net": cfg["net"]}
-    module = module_from_weights(None, path)
-    assert module.method == "espcn" and module.scale == 3
+    meta = read_model_file(path).meta
+    assert meta == ModelMeta(method="espcn", scale=3, channels=1, net=cfg["net"])
+    gen = resolve_model(weights=path)
+    assert gen.method == "espcn" and gen.scale == 3
     lr = torch.rand(1, 1, 9, 11)
     with torch.no_grad():
-        torch.testing.assert_close(module.sr_for_eval(lr), espcn_module.sr_for_eval(lr))
-
-
-def test_safetensors_metadata_with_an_untrusted_net_is_refused(espcn_module, tmp_path):
-    path = tmp_path / "evil.safetensors"
-    net = {"_target_": "os.makedirs", "name": str(tmp_path / "pwned")}
-    save_file(espcn_module.net.state_dict(), path, metadata={"scale": "3", "net": json.dumps(net)})
-    with pytest.raises(UnsafeFileError):
-        module_from_weights(None, path)
-    assert not (tmp_path / "pwned").exists()
+        torch.testing.assert_close(gen(lr), reference_sr(espcn_module, lr))
 
 
 def test_mismatched_weights_list_every_problem(tmp_path):
@@ -302,6 +279,6 @@ def test_long_key_lists_are_truncated(tmp_path):
 
 
 def test_unsupported_weight_file_types_are_named(tmp_path):
-    (tmp_path / "w.onnx").write_bytes(b"x")
-    with pytest.raises(ValueError, match=r"unsupported file type '\.onnx'"):
-        load_weights(tmp_path / "w.onnx")
+    (tmp_path / "w.png").write_bytes(b"x")
+    with pytest.raises(ValueError, match=r"unsupported model file type '\.png'"):
+        read_model_file(tmp_path / "w.png")

@@ -176,10 +176,10 @@ def test_the_yaml_method_names_the_run_checkpoint_report_and_export(
     compose_train, smoke_data: Path, tmp_path: Path
 ) -> None:
     """``method`` comes from the yaml, not the class: one module class serves two methods."""
-    from sr_lightning.apps.export import export_module
+    from sr_lightning.apps.export import export_generator
     from sr_lightning.apps.report import colour, display_name
-    from sr_lightning.core.checkpoints import module_from_checkpoint
-    from sr_lightning.core.model_files import load_generator
+    from sr_lightning.core.model_file import read_model_file
+    from sr_lightning.core.model_files import resolve_model
 
     cfg = compose_train(
         "model=srresnet",
@@ -192,10 +192,11 @@ def test_the_yaml_method_names_the_run_checkpoint_report_and_export(
     assert cfg.run_name.startswith("srresnet_nobn_x")
     check_run(cfg)
     last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
-    module = module_from_checkpoint(last)
-    assert type(module).method == "srresnet" and module.method == "srresnet_nobn"
-    out = export_module(module, tmp_path / "g.safetensors", "safetensors")
-    assert load_generator(weights=out).method == "srresnet_nobn"
+    assert read_model_file(last).meta.module == "sr_lightning.modules.srresnet.SRResNetModule"
+    generator = resolve_model(ckpt_path=last)
+    assert generator.method == "srresnet_nobn"
+    out = export_generator(generator, tmp_path / "g.safetensors", "safetensors")
+    assert resolve_model(weights=out).method == "srresnet_nobn"
     # sr-report: the configs' names and colours; a method without one gets a default colour
     assert display_name("espcn") == "ESPCN"
     espcn_yaml = OmegaConf.load(CONF_DIR / "model" / "espcn.yaml")

@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 from sr_lightning.apps.eval import dihedral_ensemble, evaluate, sr_image
 from sr_lightning.apps.train import train
 from sr_lightning.common.color import rgb_to_ycbcr
-from sr_lightning.core.checkpoints import UnsafeFileError
+from sr_lightning.core.registry import UnsafeFileError
 from sr_lightning.data.degradation import bicubic_upscale, degrade_eval
 from sr_lightning.data.imresize import imresize
 from tests.conftest import tiny_overrides, write_images

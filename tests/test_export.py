@@ -16,12 +16,13 @@ from safetensors import safe_open
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from sr_lightning.apps.export import export_module, load_generator
+from sr_lightning.apps.export import export_generator
 from sr_lightning.apps.export import run as run_export
 from sr_lightning.core.builders import build_module
-from sr_lightning.core.checkpoints import module_from_checkpoint
 from sr_lightning.core.config import CONF_DIR, register_resolvers
-from sr_lightning.core.inference import Upscaler, generator_from_module
+from sr_lightning.core.inference import Upscaler
+from sr_lightning.core.model_file import read_checkpoint
+from sr_lightning.core.model_files import resolve_model
 
 register_resolvers()
 
@@ -140,13 +141,12 @@ def lr_image(channels: int, h: int = 19, w: int = 23, seed: int = 0) -> np.ndarr
     ],
 )
 def test_exported_file_round_trips_to_the_same_outputs(checkpoints, tmp_path, method, fmt):
-    module = module_from_checkpoint(checkpoints[method])
-    ref_gen = generator_from_module(module)
-    out = export_module(module, tmp_path / f"g.{fmt}", fmt)
-    gen = load_generator(weights=out)
-    assert (gen.scale, gen.channels, gen.method) == (module.scale, module.channels, method)
+    ref_gen = resolve_model(ckpt_path=checkpoints[method])
+    out = export_generator(ref_gen, tmp_path / f"g.{fmt}", fmt)
+    gen = resolve_model(weights=out)
+    assert (gen.scale, gen.channels, gen.method) == (ref_gen.scale, ref_gen.channels, method)
     assert gen.upsampling == ("pre" if method == "srcnn" else "post")
-    for channels in (module.channels, 3):  # the model's own input, and an RGB photo
+    for channels in (ref_gen.channels, 3):  # the model's own input, and an RGB photo
         image = lr_image(channels)
         expected = Upscaler(ref_gen).upscale(image)
         got = Upscaler(gen, tile=8).upscale(image)
@@ -155,16 +155,17 @@ def test_exported_file_round_trips_to_the_same_outputs(checkpoints, tmp_path, me
 
 
 def test_only_the_generator_is_exported_with_srgan_ema_weights(checkpoints, tmp_path):
-    module = module_from_checkpoint(checkpoints["srgan"])
-    assert module.ema is not None and module.ema.started
-    out = export_module(module, tmp_path / "g.safetensors", "safetensors")
+    state = read_checkpoint(checkpoints["srgan"])["state_dict"]
+    assert int(state["ema.n_averaged"]) > 0
+    live = {k[len("net.") :]: v for k, v in state.items() if k.startswith("net.")}
+    ema = {k[len("ema.module.") :]: v for k, v in state.items() if k.startswith("ema.module.")}
+    gen = resolve_model(ckpt_path=checkpoints["srgan"])
+    out = export_generator(gen, tmp_path / "g.safetensors", "safetensors")
     with safe_open(str(out), framework="pt") as f:
         keys = set(f.keys())
         meta = f.metadata()
         weights = {k: f.get_tensor(k) for k in keys}
-    assert keys == set(module.net.state_dict())  # no discriminator, VGG, EMA shadow, optimizer
-    ema = module.ema.module.state_dict()
-    live = module.net.state_dict()
+    assert keys == set(live)  # no discriminator, VGG, EMA shadow, optimizer
     differs = [k for k in keys if not torch.equal(live[k], ema[k])]
     assert differs, "the fixture must make the live generator differ from its EMA"
     for k in keys:
@@ -178,8 +179,8 @@ def test_only_the_generator_is_exported_with_srgan_ema_weights(checkpoints, tmp_
 def test_onnx_has_dynamic_height_and_width_and_runs_at_two_sizes(checkpoints, tmp_path):
     import onnxruntime as ort
 
-    module = module_from_checkpoint(checkpoints["srresnet"])
-    out = export_module(module, tmp_path / "g.onnx", "onnx", opset=17)
+    gen = resolve_model(ckpt_path=checkpoints["srresnet"])
+    out = export_generator(gen, tmp_path / "g.onnx", "onnx", opset=17)
     model = onnx.load(str(out))
     assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
     dims = model.graph.input[0].type.tensor_type.shape.dim
@@ -187,7 +188,7 @@ def test_onnx_has_dynamic_height_and_width_and_runs_at_two_sizes(checkpoints, tm
     meta = {p.key: p.value for p in model.metadata_props}
     assert meta["method"] == "srresnet" and meta["scale"] == "2"
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    net = generator_from_module(module).net.eval()
+    net = gen.net.eval()
     for shape in [(1, 3, 16, 20), (3, 3, 33, 9)]:
         x = torch.rand(shape)
         (y,) = session.run(None, {"lr": x.numpy()})
@@ -199,10 +200,10 @@ def test_onnx_has_dynamic_height_and_width_and_runs_at_two_sizes(checkpoints, tm
 def test_a_failed_check_publishes_nothing(checkpoints, tmp_path, monkeypatch):
     import sr_lightning.apps.export as export
 
-    module = module_from_checkpoint(checkpoints["srresnet"])
+    gen = resolve_model(ckpt_path=checkpoints["srresnet"])
     monkeypatch.setattr(export, "VERIFY_ATOL", -1.0)  # every check fails
     with pytest.raises(export.ExportError, match="differs"):
-        export_module(module, tmp_path / "g.safetensors", "safetensors")
+        export_generator(gen, tmp_path / "g.safetensors", "safetensors")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -223,34 +224,34 @@ def test_the_app_refuses_to_overwrite_unless_asked(checkpoints, tmp_path, capsys
         run_export(compose_export(*args))
     assert out.read_bytes() == b"precious"
     run_export(compose_export(*args, "overwrite=true"))
-    assert load_generator(weights=out).scale == 2
+    assert resolve_model(weights=out).scale == 2
     assert "max abs diff" in capsys.readouterr().out
 
 
 def test_the_app_exports_a_state_dict_named_by_model(checkpoints, tmp_path):
     """A bare .pth (e.g. converted from elsewhere) + model= becomes a self-describing file."""
-    module = module_from_checkpoint(checkpoints["srcnn"])
+    trained = resolve_model(ckpt_path=checkpoints["srcnn"])
     pth = tmp_path / "srcnn.pth"
-    torch.save(module.net.state_dict(), pth)
+    torch.save(trained.net.state_dict(), pth)
     cfg = compose_export(
         f"weights={pth}", "model=srcnn", "scale=3", "channels=1", "format=safetensors"
     )
     written = run_export(cfg)
     assert written == tmp_path / "srcnn.safetensors"
-    gen = load_generator(weights=written)
+    gen = resolve_model(weights=written)
     assert (gen.method, gen.scale, gen.channels, gen.upsampling) == ("srcnn", 3, 1, "pre")
     image = lr_image(1)
-    ref = Upscaler(generator_from_module(module)).upscale(image)
+    ref = Upscaler(trained).upscale(image)
     assert np.abs(Upscaler(gen).upscale(image) - ref).max() < 1e-6
 
 
 def test_loading_checks_what_the_user_asked_for(checkpoints, tmp_path):
-    module = module_from_checkpoint(checkpoints["srresnet"])
-    out = export_module(module, tmp_path / "g.torchscript", "torchscript")
+    gen = resolve_model(ckpt_path=checkpoints["srresnet"])
+    out = export_generator(gen, tmp_path / "g.torchscript", "torchscript")
     with pytest.raises(ValueError, match="scale=4"):
-        load_generator(torchscript=out, expect={"scale": 4})
+        resolve_model(torchscript=out, expect={"scale": 4})
     with pytest.raises(ValueError, match="exactly one"):
-        load_generator(torchscript=out, ckpt_path=checkpoints["srresnet"])
+        resolve_model(torchscript=out, ckpt_path=checkpoints["srresnet"])
 
 
 def test_an_onnx_file_without_an_upsampling_entry_takes_its_net_class_kind(checkpoints, tmp_path):
@@ -258,8 +259,8 @@ def test_an_onnx_file_without_an_upsampling_entry_takes_its_net_class_kind(check
     from its name (BicubicNet is "pre"; no name list would know it)."""
     import onnx
 
-    module = module_from_checkpoint(checkpoints["srcnn"])
-    out = export_module(module, tmp_path / "g.onnx", "onnx")
+    gen = resolve_model(ckpt_path=checkpoints["srcnn"])
+    out = export_generator(gen, tmp_path / "g.onnx", "onnx")
     model = onnx.load(str(out))
     props = {p.key: p.value for p in model.metadata_props if p.key != "upsampling"}
     props["net"] = json.dumps({"_target_": "sr_lightning.nets.bicubic.BicubicNet"})
@@ -267,11 +268,11 @@ def test_an_onnx_file_without_an_upsampling_entry_takes_its_net_class_kind(check
     for key, value in props.items():
         model.metadata_props.add(key=key, value=value)
     onnx.save(model, str(out))
-    assert load_generator(onnx=out).upsampling == "pre"
+    assert resolve_model(onnx=out).upsampling == "pre"
     del props["net"]
     del model.metadata_props[:]
     for key, value in props.items():
         model.metadata_props.add(key=key, value=value)
     onnx.save(model, str(out))
     with pytest.raises(ValueError, match="neither 'upsampling' nor the net's class"):
-        load_generator(onnx=out)
+        resolve_model(onnx=out)

@@ -102,7 +102,8 @@ def test_checkpoints_of_user_classes_are_refused_until_their_package_is_trusted(
     tmp_path, monkeypatch, data_dir
 ) -> None:
     """Without SR_TRUSTED_MODULES the checkpoint's classes are not imported: one clear error."""
-    from sr_lightning.core.checkpoints import UnsafeFileError, module_from_checkpoint
+    from sr_lightning.core.model_files import resolve_model
+    from sr_lightning.core.registry import UnsafeFileError
 
     files, _ = doc_blocks()
     for name, body in files.items():
@@ -116,4 +117,4 @@ def test_checkpoints_of_user_classes_are_refused_until_their_package_is_trusted(
     path = tmp_path / "user.ckpt"
     torch.save({"state_dict": state, "hyper_parameters": hparams, "sr_lightning": meta}, path)
     with pytest.raises(UnsafeFileError, match=r"mynets\.tiny\.TinySubPixel.*SR_TRUSTED_MODULES"):
-        module_from_checkpoint(path)
+        resolve_model(ckpt_path=path)

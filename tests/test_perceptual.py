@@ -283,7 +283,6 @@ def test_srgan_validates_and_keeps_best_by_lpips_and_sr_eval_matches_the_referen
     from sr_lightning.apps.eval import evaluate
     from sr_lightning.data.degradation import bicubic_upscale, degrade_eval, to_float
     from sr_lightning.data.images import load_image
-    from sr_lightning.modules.base import SRModule
 
     ref_lpips = reference_lpips(backbones["alexnet"], "alex", monkeypatch)
     ref_dists = reference_dists(backbones["vgg16"], monkeypatch)
@@ -311,18 +310,17 @@ def test_srgan_validates_and_keeps_best_by_lpips_and_sr_eval_matches_the_referen
         assert (
             json.loads((tmp_path / f"eval_{name}" / "results.json").read_text())["val"] == results
         )
-        module = None
+        generator = None
         if name == "srgan":
-            from sr_lightning.core.checkpoints import module_from_checkpoint
+            from sr_lightning.core.model_files import resolve_model
 
-            module = module_from_checkpoint(str(srgan_run / "checkpoints" / "last.ckpt")).eval()
-            assert isinstance(module, SRModule)
+            generator = resolve_model(ckpt_path=srgan_run / "checkpoints" / "last.ckpt")
         for row in rows:
             hr = to_float(load_image(tiny_data / "val" / f"{row['image']}.png")).unsqueeze(0)
             hr = hr[..., : hr.shape[-2] // 2 * 2, : hr.shape[-1] // 2 * 2]
             lr = degrade_eval(hr, 2)
             with torch.no_grad():
-                sr = bicubic_upscale(lr, 2) if module is None else module.sr_for_eval(lr)
+                sr = bicubic_upscale(lr, 2) if generator is None else generator(lr)
                 a, b = protocol(sr, hr, 2)
                 expected_lpips = ref_lpips(a, b, normalize=True).item()
                 expected_dists = ref_dists(a, b).item()

@@ -395,17 +395,17 @@ def test_init_from_at_the_wrong_scale_or_channels_fails_clearly(gan_cfg, compose
     x4 = tmp_path / "srresnet_x4.ckpt"
     save_srresnet_checkpoint(compose_train, x4, "scale=4")
     with pytest.raises(ValueError, match=r"x4 RGB .* x2 RGB.*scale 4 \(file\) vs 2 \(this run\)"):
-        module.load_generator(str(x4))
+        module.init_net_from(str(x4))
 
     luma = tmp_path / "srresnet_x2_y.ckpt"
     save_srresnet_checkpoint(compose_train, luma, "scale=2", "channels=1")
     with pytest.raises(ValueError, match=r"channels 1 \(file\) vs 3 \(this run\)"):
-        module.load_generator(str(luma))
+        module.init_net_from(str(luma))
 
     deeper = tmp_path / "srresnet_x2_deeper.ckpt"
     save_srresnet_checkpoint(compose_train, deeper, "scale=2", "model.net.num_blocks=3")
     with pytest.raises(ValueError, match=r"unexpected keys: blocks\.2\."):
-        module.load_generator(str(deeper))
+        module.init_net_from(str(deeper))
 
 
 # -- EMA and export ---------------------------------------------------------------------------

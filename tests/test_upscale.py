@@ -16,10 +16,10 @@ from hydra.core.global_hydra import GlobalHydra
 from PIL import Image, ImageOps
 
 import sr_lightning.apps.upscale as upscale
-from sr_lightning.apps.export import export_module
+from sr_lightning.apps.export import export_generator
 from sr_lightning.apps.upscale import write_png16
-from sr_lightning.core.checkpoints import module_from_checkpoint
 from sr_lightning.core.config import CONF_DIR
+from sr_lightning.core.model_files import resolve_model
 from sr_lightning.data.images import ImageLoadError, orient, read_image
 from tests.test_export import make_checkpoint
 
@@ -148,8 +148,8 @@ def models(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("models")
     srcnn = make_checkpoint(folder / "srcnn.ckpt", "srcnn")
     srresnet = make_checkpoint(folder / "srresnet.ckpt", "srresnet")
-    weights = export_module(
-        module_from_checkpoint(srresnet), folder / "srresnet.safetensors", "safetensors"
+    weights = export_generator(
+        resolve_model(ckpt_path=srresnet), folder / "srresnet.safetensors", "safetensors"
     )
     return {"srcnn": srcnn, "srresnet": weights}
 
@@ -323,7 +323,7 @@ def test_the_console_script_leaves_no_run_directory(models, tmp_path):
     assert sorted(p.name for p in work.iterdir()) == ["out"]
     assert [p.name for p in (work / "out").iterdir()] == ["rgb_x2.png"]
     again = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 1
+    assert again.returncode == 2  # a user error, as docs/inference.md says
     assert "already exist" in again.stderr and "Traceback" not in again.stderr
 
 

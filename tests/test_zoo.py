@@ -26,8 +26,8 @@ from spandrel.architectures.SwinIR import SwinIR
 
 from sr_lightning.apps.eval import dihedral_ensemble, evaluate
 from sr_lightning.common.color import to_luma_uint8
-from sr_lightning.core.checkpoints import UnsafeFileError
 from sr_lightning.core.metrics import psnr_y
+from sr_lightning.core.registry import UnsafeFileError
 from sr_lightning.core.zoo import UnknownModelError
 from sr_lightning.data.imresize import imresize
 from sr_lightning.nets.zoo import SpandrelNet
@@ -400,7 +400,6 @@ def test_a_spandrel_net_trains_two_batches_under_sr_train(tiny_data, compose_tra
 
 def test_init_from_a_released_model_of_another_architecture_is_refused(compose_train, tmp_path):
     from sr_lightning.core.builders import build_module
-    from sr_lightning.modules.zoo import init_generator
 
     path = save_release(released("span"), tmp_path / "span.pth")
     module = build_module(
@@ -413,9 +412,9 @@ def test_init_from_a_released_model_of_another_architecture_is_refused(compose_t
         ).model
     )
     with pytest.raises(ValueError, match=r"SPAN x4 .*arch SPAN \(file\) vs ESRGAN \(this run\)"):
-        init_generator(module.net, path)
+        module.init_net_from(str(path))
     good = save_release(released("esrgan"), tmp_path / "esrgan.safetensors")
-    init_generator(module.net, good)
+    module.init_net_from(str(good))
     for key, value in released("esrgan").state_dict().items():
         assert torch.equal(module.net.state_dict()[key], value)
 

@@ -34,23 +34,17 @@ from torch.utils.data import DataLoader, Dataset
 
 from sr_lightning.common.color import rgb_to_ycbcr, ycbcr_to_rgb
 from sr_lightning.common.pixels import modcrop, quantize
-from sr_lightning.core import zoo
-from sr_lightning.core.builders import build_module, to_plain
-from sr_lightning.core.checkpoints import (
-    check_expected,
-    describe,
-    load_weights,
-    module_from_checkpoint,
-    module_from_weights_state,
-)
+from sr_lightning.core.builders import to_plain
 from sr_lightning.core.config import CONFIG_PATH, register_resolvers
+from sr_lightning.core.inference import Generator, Upscaler
 from sr_lightning.core.metrics import psnr_y, ssim_y
+from sr_lightning.core.model_file import ModelMeta
+from sr_lightning.core.model_files import generator_from_config, model_request, resolve_model
 from sr_lightning.core.perceptual import PerceptualScorer, build_scorer
+from sr_lightning.core.zoo import describe_detected
 from sr_lightning.data.datasets import convert_channels, set_spec
 from sr_lightning.data.degradation import bicubic_upscale, degrade_eval, to_float
 from sr_lightning.data.images import ImageLoadError, list_images, load_image
-from sr_lightning.modules.base import SRModule
-from sr_lightning.nets import count_parameters
 from sr_lightning.runtime.atomic import write_atomic
 from sr_lightning.runtime.errors import ConfigError, exit_on_user_error, run_cli
 from sr_lightning.runtime.wandb_run import wandb_logger_configs
@@ -87,15 +81,28 @@ def dihedral_ensemble(predict: Predictor, lr: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class EvalModel:
-    """The module to evaluate and where it came from."""
+    """The generator to evaluate and where it came from."""
 
-    module: SRModule
-    method: str
-    scale: int
-    channels: int
+    generator: Generator
     source: str  # "bicubic", "checkpoint" or "weights"
     path: str | None = None
-    architecture: dict | None = None  # what spandrel detected in a released model's file
+
+    @property
+    def method(self) -> str:
+        return self.generator.method
+
+    @property
+    def scale(self) -> int:
+        return self.generator.scale
+
+    @property
+    def channels(self) -> int:
+        return self.generator.channels
+
+    @property
+    def architecture(self) -> dict | None:
+        """What spandrel detected in a released model's file."""
+        return self.generator.detected
 
     @property
     def is_bicubic(self) -> bool:
@@ -103,7 +110,11 @@ class EvalModel:
 
     @property
     def params(self) -> int:
-        return count_parameters(self.module.net)
+        return self.generator.params
+
+    def describe(self) -> str:
+        """``espcn x3 luma`` — how the table and logs name the model."""
+        return ModelMeta(self.method, self.scale, self.channels).describe()
 
 
 def _asked(cfg: DictConfig) -> dict[str, Any]:
@@ -131,30 +142,23 @@ def load_eval_model(cfg: DictConfig) -> EvalModel:
         raise ValueError("give either ckpt_path= or weights=, not both")
     if model_cfg is not None and model_cfg.get("method") == "bicubic" and (ckpt_path or weights):
         raise ValueError("model=bicubic has no weights: drop ckpt_path= / weights=")
-
-    if ckpt_path:
-        module = module_from_checkpoint(ckpt_path, expect=asked)
-        _set_model_space(cfg, module.scale, module.channels)
-        return EvalModel(
-            module, module.method, module.scale, module.channels, "checkpoint", str(ckpt_path)
+    if ckpt_path or weights:
+        if model_cfg is not None and weights and asked["scale"] is not None:
+            _set_model_space(cfg, asked["scale"], asked["channels"] or 1)
+        generator = resolve_model(
+            ckpt_path=ckpt_path,
+            weights=weights,
+            model_cfg=model_request(model_cfg),
+            expect=asked,
         )
-
-    if weights:
-        state, meta = load_weights(weights)
-        if not zoo.is_ours(meta, model_cfg):
-            return released_eval_model(cfg, state, str(weights), asked)
-        check_expected(meta, asked, f"weights file {weights}")
-        scale = asked["scale"] or meta.get("scale")
-        channels = asked["channels"] or meta.get("channels") or 1
-        if scale is None:
-            raise ValueError(
-                f"weights={weights} does not say its scale (no metadata); add scale=2, 3 or 4"
+        _set_model_space(cfg, generator.scale, generator.channels)
+        if generator.detected:
+            print(
+                f"sr-eval: {weights}: detected {describe_detected(generator.detected)} (spandrel)"
             )
-        _set_model_space(cfg, scale, channels)
-        module = module_from_weights_state(model_cfg, state, meta, f"weights {weights}")
-        method = model_cfg.method if model_cfg is not None else meta.get("method", "unknown")
-        return EvalModel(module.eval(), str(method), int(scale), int(channels), "weights", weights)
-
+        return EvalModel(
+            generator, "checkpoint" if ckpt_path else "weights", str(ckpt_path or weights)
+        )
     if model_cfg is None:
         raise ValueError(
             "no model to evaluate: pass ckpt_path=<sr-train checkpoint>, "
@@ -168,16 +172,16 @@ def load_eval_model(cfg: DictConfig) -> EvalModel:
     if asked["scale"] is None:
         raise ValueError("model=bicubic needs a scale: add scale=2, 3 or 4")
     _set_model_space(cfg, asked["scale"], asked["channels"] or 1)
-    module = build_module(cfg.model).eval()
-    return EvalModel(module, "bicubic", int(cfg.scale), int(cfg.channels), "bicubic")
-
-
-def released_eval_model(cfg: DictConfig, state: dict, path: str, asked: dict) -> EvalModel:
-    """A community model that spandrel recognises (see :mod:`sr_lightning.core.zoo`)."""
-    module, found = zoo.module_from_release(state, f"weights file {path}", asked)
-    _set_model_space(cfg, found.scale, found.channels)
-    print(f"sr-eval: {path}: detected {found.describe()} (spandrel)")
-    return EvalModel(module, found.name, found.scale, found.channels, "weights", path, found.info())
+    plain = to_plain(cfg.model)
+    generator = generator_from_config(
+        plain["net"],
+        None,
+        scale=int(cfg.scale),
+        channels=int(cfg.channels),
+        method="bicubic",
+        source="model=bicubic",
+    )
+    return EvalModel(generator, "bicubic")
 
 
 def eval_device(trainer_cfg: Mapping | None) -> torch.device:
@@ -196,8 +200,8 @@ def eval_device(trainer_cfg: Mapping | None) -> torch.device:
     return torch.device("cpu")
 
 
-def make_predictor(module: SRModule, cfg: DictConfig, device: torch.device) -> Predictor:
-    """LR -> SR for one image: the module's ``sr_for_eval``, optionally tiled and ×8 ensembled.
+def make_predictor(generator: Generator, cfg: DictConfig, device: torch.device) -> Predictor:
+    """LR -> SR for one image: the generator, optionally tiled and ×8 ensembled.
 
     ``tile`` hands the image to :class:`sr_lightning.core.inference.Upscaler`, which bounds the
     memory of very large images; it matches the untiled output when the overlap covers the
@@ -205,10 +209,8 @@ def make_predictor(module: SRModule, cfg: DictConfig, device: torch.device) -> P
     """
     tile = cfg.get("tile") or 0
     if tile != 0:
-        from sr_lightning.core.inference import Upscaler, generator_from_module
-
         upscaler = Upscaler(
-            generator_from_module(module),
+            generator,
             device=device,
             tile=tile if tile == "auto" else int(tile),
             tile_overlap=cfg.get("tile_overlap", "auto"),
@@ -218,7 +220,7 @@ def make_predictor(module: SRModule, cfg: DictConfig, device: torch.device) -> P
             return upscaler.upscale_tensor(lr).to(lr.device)
 
     else:
-        predict = module.sr_for_eval
+        predict = generator
     return partial(dihedral_ensemble, predict) if cfg.get("tta") else predict
 
 
@@ -487,7 +489,7 @@ def run_info(
     """What ``sr-report`` needs beside results.json: the model, its size, and timings."""
     return {
         "method": model.method,
-        "display": (getattr(model.module, "hparams", None) or {}).get("display"),
+        "display": model.generator.display,
         "scale": model.scale,
         "channels": model.channels,
         "params": model.params,
@@ -511,7 +513,7 @@ def run_info(
 
 def format_table(model: EvalModel, sets: Sequence[SetResult], tta: bool) -> str:
     """The console table: set × PSNR / SSIM, with the gain over bicubic of the same LR."""
-    title = f"{describe(asdict_model(model))}{' +TTA' if tta else ''} ({model.source}"
+    title = f"{model.describe()}{' +TTA' if tta else ''} ({model.source}"
     title += f": {model.path})" if model.path else ")"
     extra = list(sets[0].perceptual_means()) if sets else []
     header = f"{'set':<12}{'images':>7}{'PSNR':>9}{'SSIM':>9}"
@@ -570,8 +572,9 @@ def evaluate(cfg: DictConfig) -> dict[str, dict[str, float | int]]:
     keep_earlier_results(output_dir, bool(cfg.get("overwrite")))
     model = load_eval_model(cfg)
     device = eval_device(cfg.get("trainer"))
-    model.module.to(device).eval()
-    predict = make_predictor(model.module, cfg, device)
+    if isinstance(model.generator.net, torch.nn.Module):
+        model.generator.net.to(device).eval()
+    predict = make_predictor(model.generator, cfg, device)
     # built before the first image, so that missing backbone weights fail at start-up
     scorer = build_scorer(to_plain(cfg.get("perceptual")), "perceptual", model.method)
     if scorer is not None:
@@ -580,7 +583,7 @@ def evaluate(cfg: DictConfig) -> dict[str, dict[str, float | int]]:
     test_sets = find_test_sets(data.get("test_sets"), data.data_dir, bool(data.get("recursive")))
     log.info(
         "evaluating %s (%s params) on %s, x%d, %s",
-        describe(asdict_model(model)),
+        model.describe(),
         f"{model.params:,}",
         ", ".join(s.name for s in test_sets),
         model.scale,

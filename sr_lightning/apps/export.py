@@ -35,21 +35,21 @@ from pathlib import Path
 
 import hydra
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 
 from sr_lightning.core.config import CONFIG_PATH, register_resolvers
-from sr_lightning.core.inference import generator_net
+from sr_lightning.core.inference import Generator
+from sr_lightning.core.model_file import METADATA_FORMAT
 from sr_lightning.core.model_files import (
-    METADATA_FORMAT,
     TORCHSCRIPT_META,
     OnnxNet,
-    load_generator,
     load_torchscript,
+    model_request,
+    resolve_model,
 )
-from sr_lightning.nets import upsampling_kind
 from sr_lightning.runtime.atomic import atomic_output
-from sr_lightning.runtime.errors import file_errors, run_cli
+from sr_lightning.runtime.errors import EXIT_USER_ERROR, file_errors, run_cli
 
 log = logging.getLogger("sr_lightning.apps.export")
 
@@ -68,38 +68,38 @@ class ExportError(RuntimeError):
 # -- metadata -----------------------------------------------------------------------------
 
 
-def net_config(module: nn.Module) -> dict:
-    """The net's plain config (with ``_target_``) from the module's hyperparameters."""
-    hparams = getattr(module, "hparams", {}) or {}
-    cfg = hparams.get("net")
-    if not isinstance(cfg, Mapping) or "_target_" not in cfg:
-        raise ValueError(
-            f"{type(module).__name__} has no net config with a _target_ in its hyperparameters; "
-            "cannot record how to rebuild the generator"
-        )
-    return json.loads(json.dumps(OmegaConf.to_container(OmegaConf.create(dict(cfg)), resolve=True)))
-
-
-def export_metadata(module: nn.Module, net: nn.Module, source: str = "") -> dict[str, str]:
+def export_metadata(generator: Generator, source: str = "") -> dict[str, str]:
     """String metadata shared by every format (safetensors and ONNX only hold strings)."""
-    return {
+    if not generator.spec or "_target_" not in generator.spec:
+        raise ValueError(
+            f"the {generator.method} generator has no net description (registered class name "
+            "and keyword values); cannot record how to rebuild it"
+        )
+    meta = {
         "format": METADATA_FORMAT,
-        "method": str(getattr(module, "method", "unknown")),
-        "scale": str(int(module.scale)),
-        "channels": str(int(module.channels)),
-        "upsampling": upsampling_kind(net),
-        "net": json.dumps(net_config(module), sort_keys=True),
+        "method": str(generator.method),
+        "scale": str(int(generator.scale)),
+        "channels": str(int(generator.channels)),
+        "upsampling": generator.upsampling,
+        "net": json.dumps(generator.spec, sort_keys=True),
         "source": source,
     }
+    if generator.display:
+        meta["display"] = json.dumps(dict(generator.display), sort_keys=True)
+    return meta
 
 
 # -- writing ------------------------------------------------------------------------------
 
 
-def standalone_generator(module: nn.Module) -> nn.Module:
-    """A CPU float32 eval-mode copy of the generator (EMA weights for SRGAN)."""
-    net = generator_net(module)
-    net = copy.deepcopy(getattr(net, "_orig_mod", net))  # unwrap torch.compile
+def standalone_generator(generator: Generator) -> nn.Module:
+    """A CPU float32 eval-mode copy of the generator's net (unwrapped from torch.compile)."""
+    net = generator.net
+    if not isinstance(net, nn.Module):
+        raise ValueError(
+            "only a PyTorch generator can be exported (not an ONNX / TorchScript file)"
+        )
+    net = copy.deepcopy(getattr(net, "_orig_mod", net))
     return net.float().cpu().eval().requires_grad_(False)
 
 
@@ -181,7 +181,7 @@ def verify(net: nn.Module, path: Path, fmt: str, meta: dict[str, str]) -> float:
     elif fmt == "torchscript":
         runner, _ = load_torchscript(path)
     else:
-        runner = load_generator(weights=path).net
+        runner = resolve_model(weights=path).net
     diffs = []
     with torch.inference_mode():
         for batch, h, w in _probe_sizes(meta):
@@ -190,8 +190,8 @@ def verify(net: nn.Module, path: Path, fmt: str, meta: dict[str, str]) -> float:
     return _check(fmt, diffs)
 
 
-def export_module(
-    module: nn.Module,
+def export_generator(
+    generator: Generator,
     output: str | Path,
     fmt: str,
     *,
@@ -200,12 +200,12 @@ def export_module(
     overwrite: bool = False,
     source: str = "",
 ) -> Path:
-    """Write ``module``'s generator to ``output`` in ``fmt``; returns the path written."""
+    """Write the generator to ``output`` in ``fmt``; returns the path written."""
     if fmt not in FORMATS:
         raise ValueError(f"format={fmt!r}: choose one of {', '.join(FORMATS)}")
     output = Path(output)
-    net = standalone_generator(module)
-    meta = export_metadata(module, net, source)
+    net = standalone_generator(generator)
+    meta = export_metadata(generator, source)
     with atomic_output(output, overwrite) as tmp:
         if fmt == "safetensors":
             write_safetensors(net, meta, tmp)
@@ -226,33 +226,23 @@ def default_output(source: Path, fmt: str) -> Path:
 
 
 def run(cfg: DictConfig) -> Path:
-    from sr_lightning.core import checkpoints
-
     fmt = str(cfg.format).lower()
     if fmt not in FORMATS:
         raise ValueError(f"format={cfg.format}: choose one of {', '.join(FORMATS)}")
-    if cfg.get("ckpt_path"):
-        source = Path(cfg.ckpt_path).expanduser()
-        module = checkpoints.module_from_checkpoint(source)
-    elif cfg.get("weights"):
-        source = Path(cfg.weights).expanduser()
-        model_cfg = cfg.get("model")
-        state, meta = checkpoints.load_weights(source)
-        if model_cfg is None and not isinstance(meta.get("net"), Mapping):
-            from sr_lightning.core.zoo import module_from_release  # a released model spandrel knows
-
-            module = module_from_release(state, f"weights {source}")[0]
-        else:
-            module = checkpoints.module_from_weights(
-                None if isinstance(meta.get("net"), Mapping) else model_cfg, source
-            )
-    else:
+    if not (cfg.get("ckpt_path") or cfg.get("weights")):
         raise ValueError("give ckpt_path=CKPT (or weights=FILE with model=NAME) to export")
+    source = Path(cfg.get("ckpt_path") or cfg.get("weights")).expanduser()
+    model_cfg = cfg.get("model")
+    generator = resolve_model(
+        ckpt_path=cfg.get("ckpt_path"),
+        weights=cfg.get("weights"),
+        model_cfg=model_request(model_cfg),
+    )
     output = Path(cfg.output).expanduser() if cfg.get("output") else default_output(source, fmt)
     if output.resolve() == source.resolve():
         raise ValueError(f"output={output} is the input file; choose another output")
-    written = export_module(
-        module,
+    written = export_generator(
+        generator,
         output,
         fmt,
         opset=int(cfg.opset),
@@ -261,8 +251,8 @@ def run(cfg: DictConfig) -> Path:
         source=source.name,
     )
     print(
-        f"exported {module.method} x{module.scale} "
-        f"({'luma' if module.channels == 1 else 'RGB'}) generator -> {written} "
+        f"exported {generator.method} x{generator.scale} "
+        f"({'luma' if generator.channels == 1 else 'RGB'}) generator -> {written} "
         f"({written.stat().st_size / 1e6:.2f} MB)"
     )
     return written
@@ -272,9 +262,12 @@ def run(cfg: DictConfig) -> Path:
 def hydra_main(cfg: DictConfig) -> None:
     try:
         run(cfg)
-    except file_errors(ExportError) as err:
+    except ExportError as err:  # the written file failed its check: not the user's to fix
         print(f"sr-export: {err}", file=sys.stderr)
         raise SystemExit(1) from None
+    except file_errors() as err:
+        print(f"sr-export: {err}", file=sys.stderr)
+        raise SystemExit(EXIT_USER_ERROR) from None
 
 
 def main() -> None:

@@ -21,13 +21,13 @@ from typing import Any
 
 import hydra
 import lightning as L
-import torch
 from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from sr_lightning.core.builders import build_datamodule, build_module, to_plain
 from sr_lightning.core.config import CONFIG_PATH, register_resolvers
+from sr_lightning.core.model_file import UnsafeFileError, read_checkpoint
 from sr_lightning.data.cache import configure_compile_cache
 from sr_lightning.runtime.atomic import write_atomic
 from sr_lightning.runtime.builders import build_callbacks, build_loggers
@@ -100,7 +100,7 @@ def select_checkpoint(cfg: DictConfig, output_dir: Path) -> str | None:
 
 def read_position(path: str | Path) -> dict[str, int]:
     """Epoch and global step saved in a Lightning checkpoint (memory-mapped, weights unread)."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    ckpt = read_checkpoint(path, mmap=True)  # refuses unsafe pickles and unregistered classes
     return {"epoch": int(ckpt.get("epoch", -1)), "global_step": int(ckpt.get("global_step", -1))}
 
 
@@ -109,7 +109,9 @@ def checkpoint_position(path: str) -> dict[str, int]:
     error that offers the previous periodic checkpoint (``previous.ckpt``) when it is intact."""
     try:
         return read_position(path)
-    except Exception as err:  # truncated zip, bad pickle, I/O error
+    except UnsafeFileError:
+        raise
+    except Exception as err:  # truncated zip, I/O error
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         previous = Path(path).with_name(PREVIOUS_NAME)
         try:

@@ -31,10 +31,10 @@ from PIL import Image
 
 from sr_lightning.core.config import CONFIG_PATH, register_resolvers
 from sr_lightning.core.inference import Upscaler, resolve_device
-from sr_lightning.core.model_files import load_generator
+from sr_lightning.core.model_files import model_request, resolve_model
 from sr_lightning.data.images import IMAGE_EXTENSIONS, ImageLoadError, read_image
-from sr_lightning.runtime.atomic import atomic_output, remove_stale_parts
-from sr_lightning.runtime.errors import file_errors, run_cli
+from sr_lightning.runtime.atomic import atomic_output
+from sr_lightning.runtime.errors import EXIT_USER_ERROR, file_errors, run_cli
 
 log = logging.getLogger("sr_lightning.apps.upscale")
 
@@ -224,12 +224,12 @@ def build_upscaler(cfg: DictConfig) -> Upscaler:
             "model= needs scale=<s> (and channels=1|3): e.g. model=srcnn scale=3 channels=1"
         )
     device = resolve_device(cfg.device)
-    generator = load_generator(
+    generator = resolve_model(
         ckpt_path=cfg.get("ckpt_path"),
         weights=cfg.get("weights"),
         onnx=cfg.get("onnx"),
         torchscript=cfg.get("torchscript"),
-        model_cfg=model_cfg,
+        model_cfg=model_request(model_cfg),
         expect=expected_model(cfg),
         device=device,
     )
@@ -279,8 +279,6 @@ def run(cfg: DictConfig) -> list[Path]:
     else:
         jobs = plan_jobs(files, root, output, fmt, str(cfg.suffix), g.scale)
     jobs = check_jobs(jobs, bool(cfg.overwrite), bool(cfg.skip_existing))
-    for folder in sorted({job.target.parent for job in jobs}):
-        remove_stale_parts(folder)  # hidden .part files of a killed run into the same folder
     print(
         f"{g.method} x{g.scale} ({'luma' if g.channels == 1 else 'RGB'}) on {upscaler.device}: "
         f"{len(jobs)} image(s) -> {output}"
@@ -325,7 +323,7 @@ def hydra_main(cfg: DictConfig) -> None:
         run(cfg)
     except file_errors() as err:
         print(f"sr-upscale: {err}", file=sys.stderr)
-        raise SystemExit(1) from None
+        raise SystemExit(EXIT_USER_ERROR) from None
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ import logging
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -80,6 +80,12 @@ class Generator:
     channels: int
     upsampling: str = "post"
     method: str = "unknown"
+    # where it came from and what it is, for reports and exports (see core/model_files.py)
+    spec: dict | None = field(default=None, compare=False)  # registered net name + kwargs
+    display: dict | None = field(default=None, compare=False)
+    scales: tuple[int, ...] = ()  # a multi-scale model (VDSR) runs at each of these
+    detected: dict | None = field(default=None, compare=False)  # spandrel's detection
+    path: str | None = None
 
     def __post_init__(self) -> None:
         if self.upsampling not in ("pre", "post"):
@@ -92,6 +98,21 @@ class Generator:
     @property
     def pre_upsampling(self) -> bool:
         return self.upsampling == "pre"
+
+    def __call__(self, lr: torch.Tensor) -> torch.Tensor:
+        """LR in [0, 1] -> SR: the net, on the bicubic upscale of the LR for "pre" nets."""
+        return self.net(bicubic_upscale(lr, self.scale) if self.pre_upsampling else lr)
+
+    def at_scale(self, scale: int) -> Generator:
+        """The same net run at another scale it was trained for (multi-scale VDSR)."""
+        return replace(self, scale=int(scale))
+
+    @property
+    def params(self) -> int:
+        """Parameter count of a PyTorch net (0 for ONNX / TorchScript runners)."""
+        if not isinstance(self.net, nn.Module):
+            return 0
+        return sum(p.numel() for p in self.net.parameters())
 
 
 def generator_net(module: nn.Module) -> nn.Module:

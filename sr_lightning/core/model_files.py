@@ -1,64 +1,136 @@
-"""Reading a generator back from any file sr-lightning reads or writes.
+"""Every app's model, from any model file: :func:`resolve_model`, and ``model.init_from``.
 
-Checkpoints, weights files (safetensors, ``.pt``), ONNX and TorchScript exports all become a
-:class:`~sr_lightning.core.inference.Generator` here; ``sr-upscale``, ``sr-eval`` and ``sr-export``
-(to verify what it wrote) share this one loader.
+Checkpoints, weights files (safetensors, ``.pt``), released models spandrel recognises, ONNX
+and TorchScript exports all become a :class:`~sr_lightning.core.inference.Generator` here:
+the net with its scale, channels and upsampling kind. ``sr-eval``, ``sr-upscale`` and
+``sr-export`` share it, and :func:`init_net_from` (``model.init_from``) reads files the same
+way. Files are read by :mod:`sr_lightning.core.model_file`, which checks every class name
+they hold against the registry; nets are built by :func:`sr_lightning.core.registry.build_net`,
+never by Hydra. No Lightning here.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
-from sr_lightning.core.inference import Generator, generator_from_module
+from sr_lightning.core.inference import Generator
+from sr_lightning.core.model_file import (
+    ModelFile,
+    ModelMeta,
+    load_net_state,
+    parse_metadata,
+    read_model_file,
+    select_net_state,
+)
+from sr_lightning.core.registry import build_net, net_class
 from sr_lightning.nets import upsampling_kind
 
-METADATA_FORMAT = "sr-lightning-generator"
+log = logging.getLogger(__name__)
+
 TORCHSCRIPT_META = "sr_lightning.json"
+EXPORT_SUFFIXES = (".onnx", ".torchscript")
 
 
-def parse_metadata(raw: Mapping[str, str], path: Path) -> dict[str, Any]:
-    """Typed metadata (``scale``/``channels`` ints, ``net`` dict); errors name the file."""
-    meta: dict[str, Any] = dict(raw)
-    missing = [k for k in ("scale", "channels") if k not in meta]
-    if missing:
+def check_expected(meta: ModelMeta, expect: Mapping | None, source: str) -> None:
+    """Raise when a requested method / scale / channels disagrees with what a file holds."""
+    asked = {k: v for k, v in (expect or {}).items() if v is not None}
+    clashes = [
+        f"{'model' if key == 'method' else key}={value}"
+        for key, value in asked.items()
+        if getattr(meta, key, None) not in (None, "unknown")
+        and str(getattr(meta, key)).lower() != str(value).lower()
+    ]
+    if clashes:
         raise ValueError(
-            f"{path} carries no sr-lightning metadata ({', '.join(missing)} missing); export it "
-            "with sr-export, or use `weights=` with `model=<method> scale=<s> channels=<c>`"
+            f"{source} is {meta.describe()}; you asked {', '.join(clashes)}. "
+            "Drop the override (it is read from the file) or pick another file."
         )
-    try:
-        meta["scale"] = int(meta["scale"])
-        meta["channels"] = int(meta["channels"])
-    except ValueError:
-        raise ValueError(f"{path}: metadata scale/channels are not integers: {raw}") from None
-    if isinstance(meta.get("net"), str):
-        try:
-            meta["net"] = json.loads(meta["net"])
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: metadata 'net' is not valid JSON: {err}") from None
+
+
+def _at_asked_scale(meta: ModelMeta, expect: Mapping | None) -> ModelMeta:
+    """A multi-scale model (VDSR) is evaluated at any scale it was trained for."""
+    asked = (expect or {}).get("scale")
+    if asked is not None and int(asked) in meta.scales:
+        from dataclasses import replace
+
+        return replace(meta, scale=int(asked))
     return meta
 
 
-def _upsampling_of(meta: Mapping[str, Any], path: Path) -> str:
-    """The file's recorded upsampling kind; else the one its net class declares."""
-    if "upsampling" in meta:
-        return str(meta["upsampling"])
-    net_cfg = meta.get("net")
-    if not isinstance(net_cfg, Mapping) or "_target_" not in net_cfg:
+def generator_from_file(model: ModelFile, expect: Mapping | None = None) -> Generator:
+    """The generator a file of ours describes (net spec in its metadata), weights loaded."""
+    source = f"{model.kind} {model.path}"
+    meta = _at_asked_scale(model.meta, expect)
+    check_expected(meta, expect, source)
+    if meta.net is None or meta.scale is None:
         raise ValueError(
-            f"{path} records neither 'upsampling' nor the net's class; re-export it with sr-export"
+            f"{source} carries no net description (method, scale, net); name the model: "
+            "`model=<method> scale=<s> channels=<c>` with `weights=`."
         )
+    net = build_net(meta.net, source)
+    load_net_state(net, select_net_state(model.state, net), source)
+    return Generator(
+        net=net.eval(),
+        scale=meta.scale,
+        channels=meta.channels or 1,
+        upsampling=upsampling_kind(net),
+        method=meta.method,
+        spec=meta.net,
+        display=meta.display,
+        scales=meta.scales,
+        path=str(model.path),
+    )
+
+
+def generator_from_config(
+    net_cfg: Mapping, state: Mapping | None, *, scale: int, channels: int, method: str, source: str
+) -> Generator:
+    """A net from the user's own config (``model=``: trusted, Hydra builds it), weights loaded."""
     import hydra.utils
 
-    from sr_lightning.core import checkpoints
+    spec = json.loads(json.dumps(dict(net_cfg)))
+    net = hydra.utils.instantiate(spec)
+    if state is not None:
+        load_net_state(net, select_net_state(state, net), source)
+    return Generator(
+        net=net.eval(),
+        scale=int(scale),
+        channels=int(channels),
+        upsampling=upsampling_kind(net),
+        method=method,
+        spec=spec,
+    )
 
-    checkpoints.check_trusted_targets(net_cfg, f"metadata of {path}")
-    return upsampling_kind(hydra.utils.get_class(net_cfg["_target_"]))
+
+def generator_from_release(model: ModelFile, expect: Mapping | None = None) -> Generator:
+    """A released model spandrel recognises (see :mod:`sr_lightning.core.zoo`)."""
+    from sr_lightning.core import zoo
+
+    source = f"weights {model.path}"
+    found = zoo.detect(model.state, source)
+    zoo.check_request(found, expect, source)
+    spec = found.net_config()
+    net = build_net(spec, source)
+    load_net_state(net, found.state, source)
+    log.debug("%s: detected %s (spandrel)", source, found.describe())
+    return Generator(
+        net=net.eval(),
+        scale=found.scale,
+        channels=found.channels,
+        upsampling=upsampling_kind(net),
+        method=found.name,
+        spec=spec,
+        detected=found.info(),
+        path=str(model.path),
+    )
 
 
 class OnnxNet:
@@ -113,7 +185,56 @@ def load_torchscript(path: str | Path, device: str | torch.device = "cpu") -> tu
     return net.eval(), raw
 
 
-def load_generator(
+def generator_from_export(
+    path: Path, expect: Mapping | None, device: str | torch.device, kind: str | None = None
+) -> Generator:
+    """An ONNX or TorchScript file written by ``sr-export`` (its metadata says the rest)."""
+    kind = kind if kind in ("onnx", "torchscript") else path.suffix.lower().lstrip(".")
+    if kind == "onnx":
+        net: Any = OnnxNet(path, device)
+        raw = net.metadata
+    else:
+        net, raw = load_torchscript(path, device)
+    source = f"{kind} file {path}"
+    meta = parse_metadata(raw, source)
+    if meta.scale is None or meta.channels is None:
+        raise ValueError(
+            f"{path} carries no sr-lightning metadata (scale, channels); export it with sr-export"
+        )
+    check_expected(meta, expect, source)
+    upsampling = meta.upsampling
+    if upsampling is None:  # older exports: the net class (looked up, never built) says it
+        if meta.net is None:
+            raise ValueError(
+                f"{path} records neither 'upsampling' nor the net's class; re-export it"
+            )
+        upsampling = upsampling_kind(net_class(meta.net, source))
+    return Generator(
+        net=net,
+        scale=meta.scale,
+        channels=meta.channels,
+        upsampling=upsampling,
+        method=meta.method,
+        spec=meta.net,
+        display=meta.display,
+        path=str(path),
+    )
+
+
+def model_request(model_cfg: Any) -> dict | None:
+    """What ``resolve_model`` reads of ``cfg.model`` (method, scale, channels, net), resolved
+    without touching keys it does not need (``patch_size`` needs a scale a file may give)."""
+    if model_cfg is None:
+        return None
+    from omegaconf import OmegaConf
+
+    def plain(value: Any) -> Any:
+        return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+    return {key: plain(model_cfg.get(key)) for key in ("method", "scale", "channels", "net")}
+
+
+def resolve_model(
     *,
     ckpt_path: str | Path | None = None,
     weights: str | Path | None = None,
@@ -126,58 +247,122 @@ def load_generator(
     """The generator of a checkpoint, a weights file or an exported ONNX / TorchScript file.
 
     ``weights`` may be ``.safetensors`` (sr-export's, self-describing), a ``.pt``/``.pth``
-    state dict (then ``model_cfg`` — ``cfg.model`` with scale and channels — says what net it
-    is), or an ``.onnx`` / ``.torchscript`` file. ``expect`` (method / scale / channels the
-    user asked for) must agree with what the file says.
+    state dict (then ``model_cfg`` — ``cfg.model`` with scale and channels resolved — says
+    what net it is, unless spandrel recognises a released model), or an ``.onnx`` /
+    ``.torchscript`` file. ``expect`` (method / scale / channels the user asked for) must
+    agree with what the file says.
     """
-    given = {
-        k: v
-        for k, v in dict(
-            ckpt_path=ckpt_path, weights=weights, onnx=onnx, torchscript=torchscript
-        ).items()
-        if v not in (None, "")
-    }
+    sources = dict(ckpt_path=ckpt_path, weights=weights, onnx=onnx, torchscript=torchscript)
+    given = {k: v for k, v in sources.items() if v not in (None, "")}
     if len(given) != 1:
         raise ValueError(
             "give exactly one model source: ckpt_path=CKPT, weights=FILE (with model=NAME for "
             f"a .pt/.pth state dict), onnx=FILE or torchscript=FILE; got {sorted(given) or 'none'}"
         )
-    from sr_lightning.core import checkpoints  # imports Lightning: only when a checkpoint is read
-
     kind, path = next(iter(given.items()))
     path = Path(path).expanduser()
-    if kind == "weights" and path.suffix.lower() in (".onnx", ".torchscript"):
-        kind = path.suffix.lower().lstrip(".")
-    if kind == "ckpt_path":
-        module = checkpoints.module_from_checkpoint(path, expect=expect)
-        return generator_from_module(module)
-    if kind == "weights":
-        state, meta = checkpoints.load_weights(path)
-        has_net = isinstance(meta.get("net"), Mapping)
-        if not has_net and model_cfg is None:  # not ours: a released model spandrel knows
-            from sr_lightning.core.zoo import module_from_release
-
-            return generator_from_module(module_from_release(state, f"weights {path}", expect)[0])
-        if has_net:
-            checkpoints.check_expected(meta, expect, f"weights {path}")
-        elif model_cfg is None:
-            raise ValueError(
-                f"weights={path} carries no model metadata; name the model: "
-                "`model=<method> scale=<s> channels=<c>` (or export it with sr-export)"
-            )
-        module = checkpoints.module_from_weights(None if has_net else model_cfg, path)
-        return generator_from_module(module)
-    if kind == "onnx":
-        net = OnnxNet(path, device)
-        raw = net.metadata
-    else:
-        net, raw = load_torchscript(path, device)
-    meta = parse_metadata(raw, path)
-    checkpoints.check_expected(meta, expect, f"{kind} file {path}")
-    return Generator(
-        net=net,
-        scale=meta["scale"],
-        channels=meta["channels"],
-        upsampling=_upsampling_of(meta, path),
-        method=str(meta.get("method", "unknown")),
+    if kind in ("onnx", "torchscript") or path.suffix.lower() in EXPORT_SUFFIXES:
+        return generator_from_export(path, expect, device, kind)
+    model = read_model_file(path)
+    if kind == "ckpt_path" and model.kind != "checkpoint":
+        raise ValueError(
+            f"ckpt_path={path} is not an sr-train checkpoint; for a weights file use "
+            "`weights=` (with `model=<method>` for a plain state dict)"
+        )
+    if model.meta is not None and model.meta.net is not None:
+        return generator_from_file(model, expect)
+    if model_cfg is None:
+        return generator_from_release(model, expect)
+    scale = (
+        (expect or {}).get("scale")
+        or model_cfg.get("scale")
+        or (model.meta.scale if model.meta else None)
     )
+    if scale is None:
+        raise ValueError(f"weights={path} does not say its scale (no metadata); add scale=")
+    return generator_from_config(
+        model_cfg["net"],
+        model.state,
+        scale=int(scale),
+        channels=int((expect or {}).get("channels") or model_cfg.get("channels") or 1),
+        method=str(model_cfg.get("method") or "unknown"),
+        source=f"weights {path}",
+    )
+
+
+# -- model.init_from ----------------------------------------------------------------------------
+
+
+def init_net_from(
+    net: nn.Module,
+    path: str | Path,
+    *,
+    scale: int,
+    channels: int,
+    net_name: str | None,
+    partial: bool,
+) -> str:
+    """Load ``model.init_from`` into a training run's net; returns a line saying what loaded.
+
+    The file is any model file :func:`resolve_model` reads (an sr-train checkpoint, an
+    sr-export file, a plain state dict, or a released model of the run's spandrel
+    architecture). ``partial`` copies every tensor whose name and shape match (EDSR's x3/x4
+    from its x2 model); otherwise every tensor must fit.
+    """
+    from sr_lightning.nets.zoo import SpandrelNet
+
+    source = f"model.init_from={path}"
+    model = read_model_file(path, ema=False)  # a checkpoint's live generator, not SRGAN's EMA
+    meta = model.meta
+    if meta is None and isinstance(net, SpandrelNet):
+        from sr_lightning.core.zoo import load_release_into
+
+        found = load_release_into(net, model.state, source)
+        return f"generator initialised from {path} ({found.describe()})"
+    if meta is not None:
+        _check_init_fits(meta, source, scale=scale, channels=channels, partial=partial)
+        theirs = (meta.net or {}).get("_target_")
+        if theirs and net_name and theirs != net_name:
+            raise ValueError(
+                f"{source} holds a {theirs} net, this run builds {net_name}; initialise from "
+                "a checkpoint of the same net"
+            )
+    given = select_net_state(model.state, net)
+    if not partial:
+        load_net_state(net, given, f"the generator weights of {source}")
+        return f"generator initialised from {path}" + (f" ({meta.describe()})" if meta else "")
+    return _load_matching(net, given, source)
+
+
+def _check_init_fits(
+    meta: ModelMeta, source: str, *, scale: int, channels: int, partial: bool
+) -> None:
+    """Channels must agree; the scale too unless only the tensors that fit are copied."""
+    ours = {"scale": None if partial else scale, "channels": channels}
+    clashes = [
+        f"{key} {getattr(meta, key)} (file) vs {value} (this run)"
+        for key, value in ours.items()
+        if value is not None and getattr(meta, key) is not None and getattr(meta, key) != value
+    ]
+    if clashes:
+        run = ModelMeta("run", scale, channels).describe().removeprefix("run ")
+        raise ValueError(
+            f"{source} holds a {meta.describe()} generator but this run trains {run}: "
+            f"{'; '.join(clashes)}. Initialise from a file of the run's scale and channels, "
+            "or set scale= / channels= to match the file."
+        )
+
+
+def _load_matching(net: nn.Module, given: Mapping, source: str) -> str:
+    """Copy every tensor whose name and shape match; say which were kept fresh."""
+    ours = net.state_dict()
+    matched = {k: v for k, v in given.items() if k in ours and v.shape == ours[k].shape}
+    if not matched:
+        raise ValueError(
+            f"{source}: no tensor of its net fits {type(net).__name__} (names or shapes "
+            "differ); initialise from a checkpoint of the same net"
+        )
+    net.load_state_dict(matched, strict=False)
+    skipped = sorted(set(ours) - set(matched))
+    kept = f"; kept freshly initialised: {', '.join(skipped)}" if skipped else ""
+    return f"{source}: {len(matched)} of {len(ours)} net tensors loaded{kept}"

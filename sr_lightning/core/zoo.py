@@ -2,11 +2,12 @@
 
 ``sr-eval`` / ``sr-upscale`` / ``sr-export weights=<file>`` come here when the file is not
 one of ours (no sr-lightning metadata) and no ``model=`` names its net. The file has already
-been read by :func:`sr_lightning.core.checkpoints.load_weights` (``torch.load(weights_only=True)``
-or safetensors): spandrel only sees the tensors, never the file, so its own (restricted, but
-fuller) unpickler is never used. spandrel then recognises the architecture from the keys and
-shapes, and the net is rebuilt as a :class:`~sr_lightning.nets.zoo.SpandrelNet` inside the
-base ``SRModule``: evaluation, tiling, TTA and export are exactly those of our own nets.
+been read by :func:`sr_lightning.core.model_file.read_model_file` (``torch.load(weights_only=True)``
+or safetensors, unwrapped by spandrel's ``canonicalize_state_dict``): spandrel only sees the
+tensors, never the file, so its own (restricted, but fuller) unpickler is never used. spandrel
+then recognises the architecture from the keys and shapes, and the net is rebuilt as a
+:class:`~sr_lightning.nets.zoo.SpandrelNet` (:func:`sr_lightning.core.model_files.resolve_model`):
+evaluation, tiling, TTA and export are exactly those of our own nets.
 
 Only super-resolution models are accepted (scale >= 2, one image in, as many channels out
 as in, 1 or 3 of them). An RGB model is evaluated on RGB images and a 1-channel one on the Y
@@ -22,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from torch import Tensor, nn
+
+from sr_lightning.core.model_file import load_net_state
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +69,14 @@ class Detected:
         }
 
     def describe(self) -> str:
-        colour = "RGB" if self.channels == 3 else "1-channel"
-        tags = f" [{', '.join(self.tags)}]" if self.tags else ""
-        return f"{self.name} x{self.scale} {colour}{tags}"
+        return describe_detected(self.info())
+
+
+def describe_detected(info: Mapping[str, Any]) -> str:
+    """``ESRGAN x4 RGB [tags]``: a detected model as logs and errors name it."""
+    colour = "RGB" if info["channels"] == 3 else "1-channel"
+    tags = f" [{', '.join(info['tags'])}]" if info.get("tags") else ""
+    return f"{info['name']} x{info['scale']} {colour}{tags}"
 
 
 def registry() -> Any:
@@ -139,11 +147,6 @@ def detect(state: Mapping[str, Tensor], source: str) -> Detected:
     )
 
 
-def is_ours(meta: Mapping, model_cfg: Mapping | None) -> bool:
-    """Whether a loaded weights file is read our way (metadata, or a ``model=`` naming it)."""
-    return isinstance(meta.get("net"), Mapping) or model_cfg is not None
-
-
 def check_request(found: Detected, expect: Mapping | None, source: str) -> None:
     """``scale=`` must agree with the file; ``channels=`` only notes how the model is run."""
     asked = dict(expect or {})
@@ -168,31 +171,12 @@ def check_request(found: Detected, expect: Mapping | None, source: str) -> None:
         )
 
 
-def module_from_release(
-    state: Mapping[str, Tensor], source: str, expect: Mapping | None = None
-) -> tuple[nn.Module, Detected]:
-    """The base ``SRModule`` around the detected net, weights loaded, in eval mode."""
-    from sr_lightning.core.checkpoints import load_net_state
-    from sr_lightning.modules.base import SRModule
-
-    found = detect(state, source)
-    check_request(found, expect, source)
-    module = SRModule(
-        net=found.net_config(), optimizer=None, scale=found.scale, channels=found.channels
-    )
-    load_net_state(module.net, found.state, source)
-    module.method = found.name
-    log.debug("%s: detected %s (spandrel)", source, found.describe())
-    return module.eval(), found
-
-
 def load_release_into(net: nn.Module, state: Mapping[str, Tensor], source: str) -> Detected:
     """Load a released model's weights into a ``SpandrelNet`` of the same architecture.
 
     ``state`` is what the weights-only reader got from the file; architecture, scale and
     channels must be those of ``net``, and every tensor must fit.
     """
-    from sr_lightning.core.checkpoints import load_net_state
     from sr_lightning.nets.zoo import SpandrelNet
 
     if not isinstance(net, SpandrelNet):

@@ -17,15 +17,17 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch import LightningModule
 from lightning.pytorch.callbacks import Timer
+from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 from sr_lightning.core.metrics import SRMetrics
+from sr_lightning.core.model_file import CHECKPOINT_KEY
+from sr_lightning.core.model_files import init_net_from
 from sr_lightning.core.schedules import BudgetLR, is_budget_schedule
 from sr_lightning.data.degradation import bicubic_upscale
 from sr_lightning.losses.pixel import PixelLoss, check_loss_reduction, per_patch_scale
 from sr_lightning.nets import upsampling_kind
 
-CHECKPOINT_KEY = "sr_lightning"
 # the running sum and count of the epoch's training loss (a plain tensor and an int)
 EPOCH_LOSS_KEY = "sr_lightning_epoch_loss"
 # the best val/psnr so far, in the metadata (it is not part of the state dict)
@@ -45,6 +47,8 @@ class SRModule(LightningModule):
     """
 
     method = "base"
+    # init_from copies the tensors that fit (EDSR x3 from x2); False: every tensor must fit
+    init_from_partial = True
 
     def __init__(
         self,
@@ -254,40 +258,19 @@ class SRModule(LightningModule):
             self.init_net_from(self.hparams.init_from)
 
     def init_net_from(self, path: str) -> None:
-        """Copy every net tensor of checkpoint ``path`` whose name and shape match ours."""
-        from sr_lightning.core.checkpoints import (
-            check_expected,
-            checkpoint_info,
-            load_checkpoint,
-            select_net_state,
-        )
-
-        ckpt = load_checkpoint(path)
-        source = f"model.init_from={path}"
-        check_expected(checkpoint_info(ckpt), {"channels": self.channels}, source)
-        theirs = ((ckpt.get("hyper_parameters") or {}).get("net") or {}).get("_target_")
-        ours_target = (self.hparams.get("net") or {}).get("_target_")
-        if theirs and ours_target and theirs != ours_target:
-            raise ValueError(
-                f"{source} holds a {theirs} net, this run builds {ours_target}; initialise "
-                "from a checkpoint of the same net"
+        """Start the net from ``model.init_from`` (any model file; see core/model_files.py):
+        every tensor whose name and shape match, or, with ``init_from_partial = False``
+        (SRGAN from SRResNet, spandrel fine-tuning), every tensor strictly."""
+        net_name = (self.hparams.get("net") or {}).get("_target_")
+        rank_zero_info(
+            init_net_from(
+                self.net,
+                path,
+                scale=self.scale,
+                channels=self.channels,
+                net_name=net_name,
+                partial=self.init_from_partial,
             )
-        given = select_net_state(ckpt["state_dict"], self.net)
-        ours = self.net.state_dict()
-        matched = {k: v for k, v in given.items() if k in ours and v.shape == ours[k].shape}
-        if not matched:
-            raise ValueError(
-                f"{source}: no tensor of its net fits {type(self.net).__name__} (names or "
-                "shapes differ); initialise from a checkpoint of the same net"
-            )
-        self.net.load_state_dict(matched, strict=False)
-        skipped = sorted(set(ours) - set(matched))
-        log.info(
-            "%s: %d of %d net tensors loaded%s",
-            source,
-            len(matched),
-            len(ours),
-            f"; kept freshly initialised: {', '.join(skipped)}" if skipped else "",
         )
 
     def on_train_start(self) -> None:

@@ -31,7 +31,6 @@ import logging
 import warnings
 from collections.abc import Mapping
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -60,6 +59,7 @@ class SRGANModule(SRModule):
     """Generator ``self.net`` + ``self.discriminator``; VGG content loss from ``loss.content``."""
 
     method = "srgan"
+    init_from_partial = False  # the generator of an SRResNet (or SRGAN) file, every tensor
 
     def __init__(
         self,
@@ -205,7 +205,7 @@ class SRGANModule(SRModule):
         # Here the checkpoint of a resumed run is known (trainer.ckpt_path) and already
         # restored; that run keeps its own generator and does not need the init_from file.
         if self.hparams.init_from and not self.trainer.ckpt_path:
-            self.load_generator(self.hparams.init_from)
+            self.init_net_from(self.hparams.init_from)
 
     def enable_ddp_unused_parameters(self) -> None:
         """Make plain ``strategy=ddp`` work for SRGAN by turning on ``find_unused_parameters``.
@@ -239,44 +239,6 @@ class SRGANModule(SRModule):
             rank_zero_info(
                 "SRGAN: DDP find_unused_parameters=True (each phase updates one network)"
             )
-
-    def load_generator(self, path: str) -> None:
-        """Strictly load the generator (``net.*``) of an SRResNet (or SRGAN) checkpoint."""
-        if Path(path).suffix.lower() != ".ckpt":  # a weights file: ours, or a released model
-            from sr_lightning.modules.zoo import init_generator
-
-            init_generator(self.net, path)
-            return
-        from sr_lightning.core.checkpoints import (
-            checkpoint_info,
-            describe,
-            load_checkpoint,
-            load_net_state,
-        )
-
-        ckpt = load_checkpoint(path)
-        info = checkpoint_info(ckpt)
-        source = f"model.init_from={path}"
-        ours = {"method": self.method, "scale": self.scale, "channels": self.channels}
-        clashes = [
-            f"{key} {info[key]} (file) vs {ours[key]} (this run)"
-            for key in ("scale", "channels")
-            if info.get(key) is not None and int(info[key]) != ours[key]
-        ]
-        if clashes:
-            raise ValueError(
-                f"{source} holds a {describe(info)} generator but this run trains "
-                f"{describe(ours)}: {'; '.join(clashes)}. Initialise from an SRResNet "
-                f"checkpoint trained at scale={self.scale}, channels={self.channels}, or change "
-                "scale=/channels= to match the file."
-            )
-        state = {k[len("net.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
-        if not state:
-            raise ValueError(
-                f"{source} has no generator weights (no 'net.*' keys in its state_dict)"
-            )
-        load_net_state(self.net, state, f"the generator weights of {source}")
-        rank_zero_info(f"SRGAN: generator initialised from {path} ({describe(info)})")
 
     def configure_model(self) -> None:
         super().configure_model()

@@ -8,11 +8,6 @@ The net is a :class:`~sr_lightning.nets.zoo.SpandrelNet`; training is the base m
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
-
-from lightning.pytorch.utilities import rank_zero_info
-
 from sr_lightning.modules.base import SRModule
 from sr_lightning.nets.zoo import SpandrelNet
 
@@ -21,6 +16,7 @@ class ZooModule(SRModule):
     """The base module around a spandrel net, optionally initialised from released weights."""
 
     method = "zoo"
+    init_from_partial = False  # a released model (or our file) of the same architecture
 
     def __init__(self, *args, init_from: str | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -32,14 +28,6 @@ class ZooModule(SRModule):
         check_net_fits(self.net, self.scale, self.channels)
         if self.method == type(self).method:  # no name given by the config: the architecture's
             self.method = self.net.arch.lower()
-
-    def on_fit_start(self) -> None:
-        # a resumed run keeps its own weights and does not need the init_from file
-        if self.hparams.init_from and not self.trainer.ckpt_path:
-            self.init_net_from(self.hparams.init_from)
-
-    def init_net_from(self, path: str) -> None:
-        init_generator(self.net, path)
 
 
 class NetMismatchError(ValueError):
@@ -55,18 +43,3 @@ def check_net_fits(net: SpandrelNet, scale: int, channels: int) -> None:
             "hyperparameters to ${scale} / ${channels} (or pick a scale / channels the "
             "architecture supports)"
         )
-
-
-def init_generator(net: SpandrelNet, path: str | Path) -> None:
-    """Load ``model.init_from``: a released model (spandrel-detected) or an sr-train file."""
-    from sr_lightning.core.checkpoints import load_net_state, load_weights, select_net_state
-    from sr_lightning.core.zoo import load_release_into
-
-    source = f"model.init_from={path}"
-    state, meta = load_weights(path)
-    if isinstance(meta.get("net"), Mapping):  # ours: a checkpoint or an sr-export file
-        load_net_state(net, select_net_state(state, net), source)
-        rank_zero_info(f"generator initialised from {path}")
-        return
-    found = load_release_into(net, state, source)
-    rank_zero_info(f"generator initialised from {path} ({found.describe()})")

@@ -212,8 +212,4 @@ def exit_on_user_error(prog: str) -> Iterator[None]:
 def file_errors(*extra: type[BaseException]) -> tuple[type[BaseException], ...]:
     """What reading a model file or image can raise that is the user's to fix (a missing or
     unsafe file, a bad value): sr-export and sr-upscale print these as one line."""
-    errors: list[type[BaseException]] = [ValueError, OSError, *extra]
-    loaded = sys.modules.get("sr_lightning.core.checkpoints")  # only once a file was read
-    if loaded is not None:
-        errors.append(loaded.UnsafeFileError)
-    return tuple(errors)
+    return (ValueError, OSError, *extra)  # an unsafe model file is a ValueError too
