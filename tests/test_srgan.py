@@ -404,8 +404,10 @@ def test_init_from_at_the_wrong_scale_or_channels_fails_clearly(gan_cfg, compose
 
     deeper = tmp_path / "srresnet_x2_deeper.ckpt"
     save_srresnet_checkpoint(compose_train, deeper, "scale=2", "model.net.num_blocks=3")
-    with pytest.raises(ValueError, match=r"unexpected keys: blocks\.2\."):
+    with pytest.raises(ValueError, match=r"unexpected keys: blocks\.2\.") as err:
         module.init_net_from(str(deeper))
+    # the error names the override that builds the file's net
+    assert "The file's net is built by: model.net.num_blocks=3" in str(err.value)
 
 
 # -- EMA and export ---------------------------------------------------------------------------

@@ -299,7 +299,7 @@ def init_net_from(
     *,
     scale: int,
     channels: int,
-    net_name: str | None,
+    net_spec: Mapping | None,
     partial: bool,
 ) -> str:
     """Load ``model.init_from`` into a training run's net; returns a line saying what loaded.
@@ -307,7 +307,9 @@ def init_net_from(
     The file is any model file :func:`resolve_model` reads (an sr-train checkpoint, an
     sr-export file, a plain state dict, or a released model of the run's spandrel
     architecture). ``partial`` copies every tensor whose name and shape match (EDSR's x3/x4
-    from its x2 model); otherwise every tensor must fit.
+    from its x2 model); otherwise every tensor must fit. ``net_spec`` is the run's
+    ``model.net``: a file of another net class is refused, and when the tensors do not fit,
+    the error names the ``model.net.*`` overrides that would build the file's net.
     """
     from sr_lightning.nets.zoo import SpandrelNet
 
@@ -322,6 +324,7 @@ def init_net_from(
     if meta is not None:
         _check_init_fits(meta, source, scale=scale, channels=channels, partial=partial)
         theirs = (meta.net or {}).get("_target_")
+        net_name = (net_spec or {}).get("_target_")
         if theirs and net_name and theirs != net_name:
             raise ValueError(
                 f"{source} holds a {theirs} net, this run builds {net_name}; initialise from "
@@ -329,9 +332,26 @@ def init_net_from(
             )
     given = select_net_state(model.state, net)
     if not partial:
-        load_net_state(net, given, f"the generator weights of {source}")
+        try:
+            load_net_state(net, given, f"the generator weights of {source}")
+        except ValueError as err:
+            hint = _fitting_overrides(meta, net_spec)
+            raise ValueError(f"{err}{hint}") from None
         return f"generator initialised from {path}" + (f" ({meta.describe()})" if meta else "")
     return _load_matching(net, given, source)
+
+
+def _fitting_overrides(meta: ModelMeta | None, net_spec: Mapping | None) -> str:
+    """`` The file's net is built by: model.net.num_blocks=3`` — the run's net settings that
+    differ from the file's, as overrides (empty when the file does not say)."""
+    if meta is None or not meta.net or not net_spec:
+        return ""
+    differ = [
+        f"model.net.{key}={json.dumps(value)}"
+        for key, value in meta.net.items()
+        if key != "_target_" and net_spec.get(key) != value
+    ]
+    return f" The file's net is built by: {' '.join(differ)}" if differ else ""
 
 
 def _check_init_fits(

@@ -261,14 +261,13 @@ class SRModule(LightningModule):
         """Start the net from ``model.init_from`` (any model file; see core/model_files.py):
         every tensor whose name and shape match, or, with ``init_from_partial = False``
         (SRGAN from SRResNet, spandrel fine-tuning), every tensor strictly."""
-        net_name = (self.hparams.get("net") or {}).get("_target_")
         rank_zero_info(
             init_net_from(
                 self.net,
                 path,
                 scale=self.scale,
                 channels=self.channels,
-                net_name=net_name,
+                net_spec=self.hparams.get("net"),
                 partial=self.init_from_partial,
             )
         )
