@@ -267,6 +267,114 @@ def _label_right_edge(ax: Any, labels: list[tuple[float, str, str]]) -> None:
         )
 
 
+def _plot_runs(ax: Any, runs: Sequence[Run], set_name: str, x: str, labels: dict) -> dict:
+    """Our runs as points on one panel: what was drawn (xs, ys, label texts, bicubic?)."""
+    drawn: dict[str, Any] = {"xs": [], "ys": [], "texts": [], "bicubic": False}
+    for r in runs:
+        if set_name not in r.results:
+            continue
+        value = r.params if x == "params" else r.ms_per_image.get(set_name)
+        if not value or value <= 0:
+            continue  # bicubic has no parameters: it is the dashed line
+        psnr = r.results[set_name]["psnr_y"]
+        drawn["bicubic"] = drawn["bicubic"] or r.is_bicubic
+        ax.scatter(value, psnr, s=70, color=colour(r.method), edgecolor="black", zorder=3)
+        drawn["texts"].append(
+            ax.annotate(
+                labels[id(r)],
+                (value, psnr),
+                xytext=(6, 4),
+                textcoords="offset points",
+                fontsize=9,
+                color=colour(r.method),
+                weight="bold",
+            )
+        )
+        drawn["xs"].append(value)
+        drawn["ys"].append(psnr)
+    return drawn
+
+
+def _plot_papers(ax: Any, papers: Sequence[PublishedResult], x: str, drawn: dict) -> list:
+    """The papers' numbers: squares at their parameter count, else a dotted level (returned
+    as a right-edge label)."""
+    side_labels: list[tuple[float, str, str]] = []  # (psnr, text, colour) at the right edge
+    for p in papers:
+        if x == "params" and p.params:
+            ax.scatter(
+                p.params,
+                p.psnr,
+                s=70,
+                marker="s",
+                facecolor="white",
+                edgecolor=colour(p.method),
+                linewidth=2,
+                zorder=3,
+            )
+            drawn["texts"].append(
+                ax.annotate(
+                    display_name(p.method),
+                    (p.params, p.psnr),
+                    xytext=(6, -12),
+                    textcoords="offset points",
+                    fontsize=8.5,
+                    color=colour(p.method),
+                    style="italic",
+                )
+            )
+            drawn["xs"].append(p.params)
+        else:
+            ax.axhline(p.psnr, color=colour(p.method), linestyle=":", linewidth=1.4)
+            side_labels.append((p.psnr, f"{display_name(p.method)} (paper)", colour(p.method)))
+        drawn["ys"].append(p.psnr)
+    return side_labels
+
+
+def _finish_axis(ax: Any, drawn: dict, title: str, x: str) -> None:
+    """Log x axis with room for labels, y range around what was drawn, titles and grid."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    xs, ys = drawn["xs"], drawn["ys"]
+    ax.set_xscale("log")
+    if xs:
+        lo = min(xs) / 3
+        ax.set_xlim(lo, max(max(xs) * 4, lo * 100))  # room for labels; two decades at least
+    ax.xaxis.set_major_formatter(FuncFormatter(_tick_label))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    if ys:
+        span = max(max(ys) - min(ys), 0.5)
+        ax.set_ylim(min(ys) - 0.12 * span, max(ys) + 0.15 * span)
+    ax.set_title(title, fontsize=12)
+    ax.set_xlabel("parameters" if x == "params" else "inference time per image (ms)")
+    ax.set_ylabel("PSNR (dB, Y channel)")
+    ax.grid(True, which="major", alpha=0.35)
+    ax.grid(True, which="minor", alpha=0.12)
+
+
+def _legend_handles(x: str) -> list:
+    from matplotlib.lines import Line2D
+
+    handles = [
+        ours_legend_handle(),
+        Line2D([], [], color=colour("bicubic"), linestyle="--", label="bicubic"),
+    ]
+    if x == "params":
+        paper = Line2D(
+            [],
+            [],
+            marker="s",
+            linestyle="",
+            markerfacecolor="white",
+            markeredgecolor="#555555",
+            markersize=8,
+            label="paper",
+        )
+    else:
+        paper = Line2D([], [], color="#555555", linestyle=":", label="paper (no time)")
+    handles.insert(1, paper)
+    return handles
+
+
 def plot_scale(
     runs: Sequence[Run],
     published: Sequence[PublishedResult],
@@ -279,118 +387,32 @@ def plot_scale(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
-    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     at_scale = [r for r in runs if r.scale == scale]
     sets = ordered_sets(s for r in at_scale for s in r.results)
     labels = run_labels(at_scale)
-    point_labels: dict[Any, list[Any]] = {}
+    point_labels: list[list[Any]] = []
     fig, axes = plt.subplots(
         1, len(sets), figsize=(5.2 * len(sets), 4.4), squeeze=False, layout="constrained"
     )
     for ax, set_name in zip(axes[0], sets, strict=True):
-        point_labels[ax] = []
-        ys: list[float] = []
-        xs: list[float] = []
-        bicubic_point = False
-        for r in at_scale:
-            if set_name not in r.results:
-                continue
-            value = r.params if x == "params" else r.ms_per_image.get(set_name)
-            if not value or value <= 0:
-                continue  # bicubic has no parameters: it is the dashed line
-            psnr = r.results[set_name]["psnr_y"]
-            bicubic_point = bicubic_point or r.is_bicubic
-            ax.scatter(value, psnr, s=70, color=colour(r.method), edgecolor="black", zorder=3)
-            point_labels[ax].append(
-                ax.annotate(
-                    labels[id(r)],
-                    (value, psnr),
-                    xytext=(6, 4),
-                    textcoords="offset points",
-                    fontsize=9,
-                    color=colour(r.method),
-                    weight="bold",
-                )
-            )
-            xs.append(value)
-            ys.append(psnr)
+        drawn = _plot_runs(ax, at_scale, set_name, x, labels)
         papers = [
             p
             for p in published
             if p.set == set_name and p.scale == scale and p.method.lower() != "bicubic"
         ]
-        side_labels: list[tuple[float, str, str]] = []  # (psnr, text, colour) at the right edge
-        for p in papers:
-            if x == "params" and p.params:
-                ax.scatter(
-                    p.params,
-                    p.psnr,
-                    s=70,
-                    marker="s",
-                    facecolor="white",
-                    edgecolor=colour(p.method),
-                    linewidth=2,
-                    zorder=3,
-                )
-                point_labels[ax].append(
-                    ax.annotate(
-                        display_name(p.method),
-                        (p.params, p.psnr),
-                        xytext=(6, -12),
-                        textcoords="offset points",
-                        fontsize=8.5,
-                        color=colour(p.method),
-                        style="italic",
-                    )
-                )
-                xs.append(p.params)
-            else:
-                ax.axhline(p.psnr, color=colour(p.method), linestyle=":", linewidth=1.4)
-                side_labels.append((p.psnr, f"{display_name(p.method)} (paper)", colour(p.method)))
-            ys.append(p.psnr)
+        side_labels = _plot_papers(ax, papers, x, drawn)
         level, text = _bicubic_level(runs, published, set_name, scale)
         if level is not None:
             ax.axhline(level, color=colour("bicubic"), linestyle="--", linewidth=1.4)
-            if not bicubic_point:
+            if not drawn["bicubic"]:
                 side_labels.append((level, f"{text} {level:.2f}", colour("bicubic")))
-            ys.append(level)
-        ax.set_xscale("log")
-        if xs:
-            lo = min(xs) / 3
-            ax.set_xlim(lo, max(max(xs) * 4, lo * 100))  # room for labels; two decades at least
-        ax.xaxis.set_major_formatter(FuncFormatter(_tick_label))
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        if ys:
-            span = max(max(ys) - min(ys), 0.5)
-            ax.set_ylim(min(ys) - 0.12 * span, max(ys) + 0.15 * span)
+            drawn["ys"].append(level)
+        _finish_axis(ax, drawn, f"{set_name} ×{scale}", x)
         _label_right_edge(ax, side_labels)
-        ax.set_title(f"{set_name} ×{scale}", fontsize=12)
-        ax.set_xlabel("parameters" if x == "params" else "inference time per image (ms)")
-        ax.set_ylabel("PSNR (dB, Y channel)")
-        ax.grid(True, which="major", alpha=0.35)
-        ax.grid(True, which="minor", alpha=0.12)
-    handles = [
-        ours_legend_handle(),
-        Line2D([], [], color=colour("bicubic"), linestyle="--", label="bicubic"),
-    ]
-    if x == "params":
-        handles.insert(
-            1,
-            Line2D(
-                [],
-                [],
-                marker="s",
-                linestyle="",
-                markerfacecolor="white",
-                markeredgecolor="#555555",
-                markersize=8,
-                label="paper",
-            ),
-        )
-    else:
-        handles.insert(1, Line2D([], [], color="#555555", linestyle=":", label="paper (no time)"))
+        point_labels.append(drawn["texts"])
+    handles = _legend_handles(x)
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
     what = "parameters" if x == "params" else "inference time"
     title = f"PSNR vs {what}, ×{scale}"
@@ -401,7 +423,7 @@ def plot_scale(
     fig.suptitle(title, fontsize=13)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.canvas.draw()  # lay out first, so that label sizes are final
-    for texts in point_labels.values():
+    for texts in point_labels:
         declutter(texts)
     fig.savefig(path, dpi=110)
     plt.close(fig)

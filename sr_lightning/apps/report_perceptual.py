@@ -92,6 +92,78 @@ def _bicubic_point(runs: Sequence[Run], set_name: str, scale: int) -> tuple[floa
     return None
 
 
+def _point(ax: Any, xy: tuple[float, float], text: str, color: str, marker: str = "o") -> Any:
+    """One labelled point of the perception-distortion plane; returns its label."""
+    size, edge = (80, None) if marker == "D" else (70, "black")
+    ax.scatter(*xy, s=size, marker=marker, color=color, edgecolor=edge, zorder=3)
+    return ax.annotate(
+        text,
+        xy,
+        xytext=(6, 4),
+        textcoords="offset points",
+        fontsize=9,
+        color=color,
+        weight="bold",
+        bbox=LABEL_BOX,
+    )
+
+
+def _paper_line(ax: Any, p: PublishedResult) -> None:
+    """A paper's PSNR as a vertical dotted line (no LPIPS is published for the classics)."""
+    ax.axvline(p.psnr, color=colour(p.method), linestyle=":", linewidth=1.4)
+    ax.annotate(
+        f"{display_name(p.method)} (paper) {p.psnr:.2f}",
+        xy=(p.psnr, 1.0),
+        xycoords=("data", "axes fraction"),
+        xytext=(-3, -4),
+        textcoords="offset points",
+        rotation=90,
+        ha="right",
+        va="top",
+        fontsize=8.5,
+        color=colour(p.method),
+        style="italic",
+    )
+
+
+def _plane_panel(
+    ax: Any,
+    runs: Sequence[Run],
+    at_scale: Sequence[Run],
+    set_name: str,
+    scale: int,
+    labels: dict,
+    papers: Sequence[PublishedResult],
+) -> list[Any]:
+    """One set's panel: our runs, bicubic of the same LR, the papers' PSNR; returns labels."""
+    texts: list[Any] = []
+    xs: list[float] = []
+    ys: list[float] = []
+    for r in at_scale:
+        values = r.results.get(set_name, {})
+        if "lpips" not in values or r.is_bicubic:
+            continue
+        xy = (values["psnr_y"], values["lpips"])
+        texts.append(_point(ax, xy, labels[id(r)], colour(r.method)))
+        xs.append(xy[0])
+        ys.append(xy[1])
+    bicubic = _bicubic_point(runs, set_name, scale)
+    if bicubic is not None:
+        texts.append(_point(ax, bicubic, "Bicubic", colour("bicubic"), marker="D"))
+        xs.append(bicubic[0])
+        ys.append(bicubic[1])
+    xs += [p.psnr for p in papers]
+    if xs:
+        span = max(max(xs) - min(xs), 0.5)
+        ax.set_xlim(min(xs) - 0.12 * span, max(xs) + 0.3 * span)  # room for labels
+    if ys:
+        span = max(max(ys) - min(ys), 0.02)
+        ax.set_ylim(max(0.0, min(ys) - 0.15 * span), max(ys) + 0.3 * span)
+    for p in papers:
+        _paper_line(ax, p)
+    return texts
+
+
 def plot_perception_distortion(
     runs: Sequence[Run], published: Sequence[PublishedResult], scale: int, path: Path
 ) -> Path:
@@ -116,81 +188,19 @@ def plot_perception_distortion(
     point_labels: list[list[Any]] = []
     any_paper = False
     for ax, set_name in zip(axes[0], sets, strict=True):
-        texts: list[Any] = []
-        xs: list[float] = []
-        ys: list[float] = []
-        for r in at_scale:
-            values = r.results.get(set_name, {})
-            if "lpips" not in values or r.is_bicubic:
-                continue
-            x, y = values["psnr_y"], values["lpips"]
-            ax.scatter(x, y, s=70, color=colour(r.method), edgecolor="black", zorder=3)
-            texts.append(
-                ax.annotate(
-                    labels[id(r)],
-                    (x, y),
-                    xytext=(6, 4),
-                    textcoords="offset points",
-                    fontsize=9,
-                    color=colour(r.method),
-                    weight="bold",
-                    bbox=LABEL_BOX,
-                )
-            )
-            xs.append(x)
-            ys.append(y)
-        bicubic = _bicubic_point(runs, set_name, scale)
-        if bicubic is not None:
-            ax.scatter(*bicubic, s=80, marker="D", color=colour("bicubic"), zorder=3)
-            texts.append(
-                ax.annotate(
-                    "Bicubic",
-                    bicubic,
-                    xytext=(6, 4),
-                    textcoords="offset points",
-                    fontsize=9,
-                    color=colour("bicubic"),
-                    weight="bold",
-                    bbox=LABEL_BOX,
-                )
-            )
-            xs.append(bicubic[0])
-            ys.append(bicubic[1])
         papers = [
             p
             for p in published
             if p.set == set_name and p.scale == scale and family(p.method) in PAPER_LINES
         ]
-        xs += [p.psnr for p in papers]
-        if xs:
-            span = max(max(xs) - min(xs), 0.5)
-            ax.set_xlim(min(xs) - 0.12 * span, max(xs) + 0.3 * span)  # room for labels
-        if ys:
-            span = max(max(ys) - min(ys), 0.02)
-            ax.set_ylim(max(0.0, min(ys) - 0.15 * span), max(ys) + 0.3 * span)
-        for p in papers:
-            any_paper = True
-            ax.axvline(p.psnr, color=colour(p.method), linestyle=":", linewidth=1.4)
-            ax.annotate(
-                f"{display_name(p.method)} (paper) {p.psnr:.2f}",
-                xy=(p.psnr, 1.0),
-                xycoords=("data", "axes fraction"),
-                xytext=(-3, -4),
-                textcoords="offset points",
-                rotation=90,
-                ha="right",
-                va="top",
-                fontsize=8.5,
-                color=colour(p.method),
-                style="italic",
-            )
+        any_paper = any_paper or bool(papers)
+        point_labels.append(_plane_panel(ax, runs, at_scale, set_name, scale, labels, papers))
         ax.set_title(f"{set_name} ×{scale}", fontsize=12)
         ax.set_xlabel("PSNR (dB, Y channel) — higher is better →")
         ax.set_ylabel(
             f"LPIPS ({' / '.join(NET_NAMES.get(n, n) for n in nets)}) — lower is better ↓"
         )
         ax.grid(True, alpha=0.35)
-        point_labels.append(texts)
     handles = [
         ours_legend_handle(),
         Line2D(
