@@ -84,6 +84,7 @@ def test_sigterm_saves_a_checkpoint_and_the_run_resumes_from_it(tiny_data, tmp_p
     time.sleep(1.0)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]  # not success: `&&` stops
     last = run / "checkpoints" / "last.ckpt"
     assert last.is_file(), err[-2000:]
     saved_step = torch.load(last, weights_only=True)["global_step"]
@@ -338,3 +339,16 @@ def test_the_next_run_removes_the_part_files_a_killed_run_left(tiny_data, compos
     assert not [p.name for p in run.rglob("*") if ".part" in p.name]
     last, previous = run / "checkpoints" / "last.ckpt", run / "checkpoints" / "previous.ckpt"
     assert last.stat().st_ino != previous.stat().st_ino and last.stat().st_nlink == 1
+
+
+def test_sigterm_is_exit_status_143_not_success():
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from sr_lightning.runtime.faults import sigterm_exit_status
+
+    with pytest.raises(SystemExit) as info, sigterm_exit_status():
+        raise SIGTERMException  # what Lightning raises at the step after the signal
+    assert info.value.code == 143
+    with pytest.raises(SystemExit) as info, sigterm_exit_status():
+        raise SystemExit(2)  # a user error keeps its own status
+    assert info.value.code == 2

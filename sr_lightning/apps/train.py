@@ -43,7 +43,7 @@ from sr_lightning.runtime.errors import (
     run_cli,
     traceback_text,
 )
-from sr_lightning.runtime.faults import PREVIOUS_NAME
+from sr_lightning.runtime.faults import PREVIOUS_NAME, sigterm_exit_status
 from sr_lightning.runtime.hydra_ddp import install_rank_command, job_process_group
 from sr_lightning.runtime.run_state import SUMMARY_FILE, completed_run, training_budget
 from sr_lightning.runtime.wandb_run import assign_run_id, finish_run, update_summary
@@ -371,7 +371,7 @@ def report(metrics: dict[str, float], output_dir: Path, trainer: L.Trainer | Non
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def hydra_main(cfg: DictConfig) -> float | None:
-    with exit_on_user_error("sr-train"):
+    with exit_on_user_error("sr-train"), sigterm_exit_status():
         try:
             metrics = train(cfg)
         except Exception as err:

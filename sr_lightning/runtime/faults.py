@@ -11,11 +11,14 @@ left in the checkpoint folder and the run dir are removed when the next run star
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import random
 import shutil
+import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -286,3 +289,19 @@ class RNGStateCheckpoint(Callback):
 def _as_tuple(value: Any) -> Any:
     """Python's RNG state is nested tuples; checkpoints may hand them back as lists."""
     return tuple(_as_tuple(v) for v in value) if isinstance(value, list | tuple) else value
+
+
+# what a shell reports for a process ended by SIGTERM: `sr-train ... && sr-eval ...` stops
+SIGTERM_EXIT_STATUS = 128 + signal.SIGTERM
+
+
+@contextlib.contextmanager
+def sigterm_exit_status() -> Iterator[None]:
+    """A run stopped by SIGTERM exits with 128 + 15 = 143, not 0 (Lightning's
+    ``SIGTERMException`` is a ``SystemExit`` without a code). ``last.ckpt`` is saved by
+    :class:`PreemptionCheckpoint` before; a SLURM requeue starts the job again either way."""
+    try:
+        yield
+    except SIGTERMException:
+        log.warning("stopped by SIGTERM; exit status %d", SIGTERM_EXIT_STATUS)
+        raise SystemExit(SIGTERM_EXIT_STATUS) from None
