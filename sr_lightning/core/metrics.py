@@ -8,13 +8,16 @@ The published tables (SRCNN, VDSR, ESPCN, SRResNet) compute, per image:
 4. PSNR on the [0, 255] scale and SSIM of Wang et al. (Gaussian 11, σ 1.5,
    K1 0.01, K2 0.03, 'valid' filtering);
 
-and then average the per-image values over the set. ``SRMetrics`` keeps exactly
-that mean (not a PSNR of the pooled MSE), also under DDP.
+and then average the per-image values over the set. :func:`score_images` is that per-image
+protocol, the one implementation that validation, the image panels and ``sr-eval`` use;
+``SRMetrics`` hands each batch's per-image scores back (:meth:`SRMetrics.score`) and keeps
+exactly their mean (not a PSNR of the pooled MSE), also under DDP.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torchmetrics import Metric
@@ -22,7 +25,7 @@ from torchmetrics import Metric
 from sr_lightning.common.color import rgb_to_y
 from sr_lightning.common.pixels import quantize
 
-__all__ = ["SRMetrics", "check_pair", "psnr_y", "ssim_y"]
+__all__ = ["ImageScores", "SRMetrics", "check_pair", "psnr_y", "score_images", "ssim_y"]
 
 _SSIM_WINDOW = 11
 _SSIM_SIGMA = 1.5
@@ -63,7 +66,11 @@ def psnr_y(sr: torch.Tensor, hr: torch.Tensor, crop: int) -> torch.Tensor:
     (RGB). ``sr`` is rounded to 8 bits first; ``crop`` pixels go from each border.
     An image identical to its reference has MSE 0 and PSNR ``inf``.
     """
-    a, b = _prepare(sr, hr, crop)
+    return _psnr(*_prepare(sr, hr, crop))
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """PSNR per image of prepared (cropped, [0, 255] float64) luma."""
     mse = (a - b).pow(2).mean(dim=(-3, -2, -1))
     return 10.0 * torch.log10(_PEAK**2 / mse)
 
@@ -103,7 +110,11 @@ def ssim_y(sr: torch.Tensor, hr: torch.Tensor, crop: int) -> torch.Tensor:
     'valid' filtering (no padding), mean of the SSIM map. The cropped image must
     be at least 11 × 11.
     """
-    a, b = _prepare(sr, hr, crop)
+    return _ssim(*_prepare(sr, hr, crop))
+
+
+def _ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """SSIM per image of prepared (cropped, [0, 255] float64) luma."""
     if min(a.shape[-2:]) < _SSIM_WINDOW:
         raise ValueError(
             f"ssim_y: image of {tuple(a.shape[-2:])} after crop is smaller than the "
@@ -121,12 +132,36 @@ def ssim_y(sr: torch.Tensor, hr: torch.Tensor, crop: int) -> torch.Tensor:
     return ssim_map.mean(dim=(-3, -2, -1))
 
 
+@dataclass(frozen=True, eq=False)
+class ImageScores:
+    """Y PSNR (dB) and Y SSIM of each image of a batch: float64 tensors of shape (N,)."""
+
+    psnr: torch.Tensor
+    ssim: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.psnr.shape[0])
+
+    def rows(self) -> list[tuple[float, float]]:
+        """``(psnr, ssim)`` of each image as Python floats."""
+        return list(zip(self.psnr.tolist(), self.ssim.tolist(), strict=True))
+
+
+def score_images(sr: torch.Tensor, hr: torch.Tensor, crop: int) -> ImageScores:
+    """Per-image Y PSNR and SSIM of the papers' protocol (``psnr_y`` and ``ssim_y`` of the
+    same batch, with the rounding, luma and crop done once)."""
+    a, b = _prepare(sr.detach(), hr.detach(), crop)
+    return ImageScores(_psnr(a, b), _ssim(a, b))
+
+
 class SRMetrics(Metric):
     """Mean over images of Y PSNR and Y SSIM, as in the papers' tables.
 
+    :meth:`score` adds a batch and returns its per-image :class:`ImageScores` (for image
+    panels and per-image tables); ``update(sr, hr)`` adds a batch and returns nothing.
     States are sums over images plus a count, reduced with ``sum`` across processes,
-    so the DDP result equals the single-process mean over all images. ``update``
-    does no host synchronisation. An image with MSE 0 makes the PSNR mean ``inf``.
+    so the DDP result equals the single-process mean over all images. Neither does a host
+    synchronisation. An image with MSE 0 makes the PSNR mean ``inf``.
     """
 
     is_differentiable = False
@@ -150,12 +185,23 @@ class SRMetrics(Metric):
         )
         self.add_state("count", default=torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
 
-    def update(self, sr: torch.Tensor, hr: torch.Tensor) -> None:
-        """Add a batch of images (N, C, H, W), float in [0, 1]."""
-        sr, hr = sr.detach(), hr.detach()
-        self.psnr_sum += psnr_y(sr, hr, self.crop).sum()
-        self.ssim_sum += ssim_y(sr, hr, self.crop).sum()
-        self.count += sr.shape[0]
+    def score(self, sr: torch.Tensor, hr: torch.Tensor) -> ImageScores:
+        """Add a batch of images (N, C, H, W), float in [0, 1]; return each image's scores."""
+        scores = score_images(sr, hr, self.crop)
+        self.update(scores)
+        return scores
+
+    def update(self, sr: torch.Tensor | ImageScores, hr: torch.Tensor | None = None) -> None:
+        """Add a batch of images (N, C, H, W), float in [0, 1], or its :class:`ImageScores`."""
+        if isinstance(sr, ImageScores):
+            scores = sr
+        elif hr is None:
+            raise TypeError("SRMetrics.update: give sr and hr images, or ImageScores")
+        else:
+            scores = score_images(sr, hr, self.crop)
+        self.psnr_sum += scores.psnr.sum()
+        self.ssim_sum += scores.ssim.sum()
+        self.count += len(scores)
 
     def compute(self) -> dict[str, torch.Tensor]:
         """{"psnr": mean dB, "ssim": mean} over all images seen (NaN before any update)."""

@@ -361,12 +361,12 @@ class SRModule(LightningModule):
 
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
         name = self.eval_set_names("val")[dataloader_idx]
-        sr = self.sr_for_eval(batch["lr"])
-        self._metric(self.val_metrics, name).update(sr, batch["hr"])
+        sr, hr = self.sr_for_eval(batch["lr"]), batch["hr"]
+        scores = self._metric(self.val_metrics, name).score(sr, hr)
         bicubic = bicubic_upscale(batch["lr"], self.scale)
-        self._metric(self.val_bicubic, name).update(bicubic, batch["hr"])
-        # callbacks (image panels) reuse these instead of running the net again
-        return {"sr": sr, "bicubic": bicubic}
+        bicubic_scores = self._metric(self.val_bicubic, name).score(bicubic, hr)
+        # callbacks (image panels, the per-image table) reuse these instead of recomputing
+        return {"sr": sr, "bicubic": bicubic, "scores": scores, "bicubic_scores": bicubic_scores}
 
     def on_validation_epoch_end(self) -> None:
         results = self.compute_metrics(self.val_metrics)

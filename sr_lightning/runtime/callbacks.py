@@ -21,7 +21,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from PIL import Image
 
 from sr_lightning.common.pixels import quantize
-from sr_lightning.core.metrics import psnr_y, ssim_y
+from sr_lightning.core.metrics import ImageScores, score_images
 from sr_lightning.data.degradation import bicubic_upscale
 
 log = logging.getLogger(__name__)
@@ -102,43 +102,43 @@ class ImagePanels(Callback):
     ) -> None:
         if not self._active or not isinstance(batch, Mapping) or "lr" not in batch:
             return
-        scale = int(pl_module.scale)
-        if isinstance(outputs, Mapping) and "sr" in outputs:
-            sr = outputs["sr"]
-        else:
-            sr = pl_module.sr_for_eval(batch["lr"])
-        hr = batch["hr"]
-        if isinstance(outputs, Mapping) and "bicubic" in outputs:
-            bicubic = outputs["bicubic"]
-        else:
+        outputs = outputs if isinstance(outputs, Mapping) else {}
+        scale, hr = int(pl_module.scale), batch["hr"]
+        sr = outputs["sr"] if "sr" in outputs else pl_module.sr_for_eval(batch["lr"])
+        bicubic = outputs.get("bicubic")
+        if bicubic is None:
             bicubic = bicubic_upscale(batch["lr"], scale)
         set_names = pl_module.eval_set_names("val")
         set_name = set_names[dataloader_idx] if dataloader_idx < len(set_names) else "val"
         names = _as_list(batch.get("name"), len(hr))
-        indices = _as_list(batch.get("index"), len(hr))
+        indices = [
+            int(i) if i is not None else batch_idx for i in _as_list(batch.get("index"), len(hr))
+        ]
         if self.table:
-            psnr, ssim = psnr_y(sr, hr, scale), ssim_y(sr, hr, scale)
-            psnr_bicubic = psnr_y(bicubic, hr, scale)
-            for i in range(len(hr)):
+            # validation's own per-image scores (SRMetrics.score); the same protocol otherwise
+            scores = _scores(outputs.get("scores"), sr, hr, scale)
+            bicubic_scores = _scores(outputs.get("bicubic_scores"), bicubic, hr, scale)
+            for i, ((psnr, ssim), (psnr_bicubic, _)) in enumerate(
+                zip(scores.rows(), bicubic_scores.rows(), strict=True)
+            ):
                 self._rows.append(
                     {
                         "loader": dataloader_idx,
-                        "index": int(indices[i]) if indices[i] is not None else batch_idx,
+                        "index": indices[i],
                         "set": set_name,
                         "image": str(names[i]),
-                        "psnr": float(psnr[i]),
-                        "ssim": float(ssim[i]),
-                        "psnr_bicubic": float(psnr_bicubic[i]),
-                        "gain": float(psnr[i] - psnr_bicubic[i]),
+                        "psnr": psnr,
+                        "ssim": ssim,
+                        "psnr_bicubic": psnr_bicubic,
+                        "gain": psnr - psnr_bicubic,
                     }
                 )
         if dataloader_idx != 0:
             return
         for i in range(len(hr)):
-            index = int(indices[i]) if indices[i] is not None else batch_idx
-            if self.wants_panel(index, str(names[i])):
+            if self.wants_panel(indices[i], str(names[i])):
                 panel = side_by_side([bicubic[i], sr[i], hr[i]], self.gap)
-                self._panels.append((index, set_name, str(names[i]), panel))
+                self._panels.append((indices[i], set_name, str(names[i]), panel))
 
     # -- log --------------------------------------------------------------------------------
 
@@ -262,6 +262,11 @@ def gather(items: list) -> list:
     parts: list[list | None] = [None] * dist.get_world_size()
     dist.all_gather_object(parts, items)
     return [item for part in parts for item in (part or [])]
+
+
+def _scores(given: Any, sr: torch.Tensor, hr: torch.Tensor, scale: int) -> ImageScores:
+    """The per-image scores validation returned, else those of the same protocol."""
+    return given if isinstance(given, ImageScores) else score_images(sr, hr, scale)
 
 
 def _as_list(value: Any, n: int) -> list:
