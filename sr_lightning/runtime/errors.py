@@ -73,8 +73,42 @@ def is_user_error(err: BaseException) -> bool:
         return True
     if isinstance(err, MissingMandatoryValue | OmegaConfBaseException):
         return True
-    # our own ValueError / OSError messages name the key or file (we write them for users)
-    return isinstance(err, ValueError | OSError) and _raised_by_us(err)
+    # our own ValueError / OSError messages name the key or file (we write them for users);
+    # FloatingPointError: the non-finite loss check (a learning rate too high, bad data)
+    return isinstance(err, ValueError | OSError | FloatingPointError) and _raised_by_us(err)
+
+
+def quoting_hint(err: BaseException) -> str:
+    """For an override Hydra's lexer cannot read (a space, brackets or non-ASCII letters in an
+    unquoted path): the same override with its value quoted, ready to paste."""
+    from hydra.errors import OverrideParseException
+
+    override = getattr(err, "override", None)
+    if not isinstance(err, OverrideParseException) or not override or "=" not in override:
+        return ""
+    key, value = override.split("=", 1)
+    if not value or value[0] in "'\"":
+        return ""
+    if '"' not in value:
+        quoted = f"'{key}=\"{value}\"'"
+    elif "'" not in value:
+        quoted = f"\"{key}='{value}'\""
+    else:
+        return ""
+    return (
+        f"quote the value of {key}: {quoted} (quotes for Hydra inside quotes for the shell); "
+        "an unquoted value may not hold spaces, brackets or non-ASCII letters"
+    )
+
+
+def nonfinite_hint(err: BaseException) -> str:
+    """The keys to change when the loss turns NaN / Inf."""
+    if not isinstance(err, FloatingPointError):
+        return ""
+    return (
+        "the keys: model.optimizer.lr (the learning rate), trainer.gradient_clip_val "
+        "(gradient clipping)"
+    )
 
 
 def closest(word: str, candidates: list[str], cutoff: float = 0.7) -> list[str]:
@@ -123,7 +157,7 @@ def user_message(err: BaseException) -> str:
         text = f"{root.strerror or root}: {root.filename}"
     else:
         text = str(root).strip() or type(root).__name__
-    hint = suggest_key(err)
+    hint = suggest_key(err) or quoting_hint(root) or nonfinite_hint(root)
     return f"{text}\n{hint}" if hint else text
 
 

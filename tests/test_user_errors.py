@@ -1,0 +1,71 @@
+"""Every failure a user can cause is one short block naming the key or file and the fix."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra.errors import OverrideParseException
+
+from sr_lightning.runtime.errors import quoting_hint, user_message
+from tests.conftest import tiny_overrides
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _cli(app: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "SR_DEBUG")}
+    return subprocess.run(
+        [sys.executable, "-m", f"sr_lightning.apps.{app}", *args],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+        env={**base, "OMP_NUM_THREADS": "1", **(env or {})},
+    )  # fmt: skip
+
+
+def _nan_run(tiny_data: Path, run: Path, **env: str) -> subprocess.CompletedProcess:
+    return _cli("train", *tiny_overrides(tiny_data), "scale=2", "model.optimizer.lr=1e6",
+                "trainer.max_steps=4", f"hydra.run.dir={run}", env=env)  # fmt: skip
+
+
+def test_a_nan_loss_is_one_short_block_naming_the_key(tiny_data, tmp_path):
+    proc = _nan_run(tiny_data, tmp_path / "run")
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    lines = (proc.stdout + proc.stderr).strip().splitlines()
+    assert len(lines) <= 25, "\n".join(lines)
+    assert "Traceback" not in proc.stderr
+    error = proc.stderr[proc.stderr.index("sr-train: error: non-finite loss") :]
+    assert "model.optimizer.lr" in error and "HYDRA_FULL_ERROR=1" in error
+
+
+@pytest.mark.slow
+def test_a_nan_loss_keeps_its_traceback_with_hydra_full_error(tiny_data, tmp_path):
+    proc = _nan_run(tiny_data, tmp_path / "run", HYDRA_FULL_ERROR="1")
+    assert proc.returncode != 0
+    assert "Traceback" in proc.stderr and "FloatingPointError: non-finite loss" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "override,quoted",
+    [
+        ("input=/tmp/фото.png", """'input="/tmp/фото.png"'"""),
+        ("input=/tmp/a (1).png", """'input="/tmp/a (1).png"'"""),
+        ('''output=/tmp/say "hi"''', """"output='/tmp/say "hi"'\""""),
+    ],
+)
+def test_an_unreadable_override_suggests_quoting_the_value(override, quoted):
+    err = OverrideParseException(override, "LexerNoViableAltException: " + override)
+    hint = quoting_hint(err)
+    assert hint.startswith(f"quote the value of {override.split('=')[0]}: {quoted} ")
+    assert user_message(err).splitlines()[-1] == hint
+
+
+def test_a_non_ascii_path_gets_the_quoting_hint_from_the_console_script(tmp_path):
+    proc = _cli("upscale", "input=/tmp/café/x.png", f"output={tmp_path / 'out'}")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert lines[0].startswith("sr-upscale: error: LexerNoViableAltException")
+    assert """quote the value of input: 'input="/tmp/café/x.png"'""" in proc.stderr
+    assert len(lines) <= 6 and not (tmp_path / "out").exists()
