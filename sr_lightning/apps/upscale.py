@@ -29,6 +29,7 @@ import numpy as np
 from omegaconf import DictConfig
 from PIL import Image
 
+from sr_lightning.apps.upscale_video import VIDEO_EXTENSIONS, is_video, plan_videos, upscale_videos
 from sr_lightning.core.config import CONFIG_PATH, register_resolvers
 from sr_lightning.core.inference import Upscaler, resolve_device
 from sr_lightning.core.model_files import model_request, resolve_model
@@ -142,14 +143,17 @@ def collect_inputs(
     else:
         raise FileNotFoundError(f"input={spec}: no such file or folder (and not a glob pattern)")
     files = sorted(
-        p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+        p
+        for p in files
+        if p.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS and not p.name.startswith(".")
     )
     if exclude is not None and root is not None and exclude.resolve() != root.resolve():
         ex = exclude.resolve()
         files = [p for p in files if ex not in p.resolve().parents]
     if not files:
         raise FileNotFoundError(
-            f"input={spec}: no images ({', '.join(sorted(IMAGE_EXTENSIONS))})"
+            f"input={spec}: no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) or videos "
+            f"({', '.join(sorted(VIDEO_EXTENSIONS))})"
             + (
                 ""
                 if recursive or not path.is_dir()
@@ -266,6 +270,10 @@ def run(cfg: DictConfig) -> list[Path]:
     files, root = collect_inputs(
         str(cfg.input), bool(cfg.recursive), exclude=None if to_file else output
     )
+    videos = [p for p in files if is_video(p)]
+    files = [p for p in files if not is_video(p)]
+    if to_file and videos:
+        raise ValueError(f"output={cfg.output} names an image file; videos need a folder")
     if to_file and len(files) > 1:
         raise ValueError(
             f"output={cfg.output} names one image file, but input={cfg.input} has "
@@ -279,9 +287,16 @@ def run(cfg: DictConfig) -> list[Path]:
     else:
         jobs = plan_jobs(files, root, output, fmt, str(cfg.suffix), g.scale)
     jobs = check_jobs(jobs, bool(cfg.overwrite), bool(cfg.skip_existing))
+    codec = str((cfg.get("video") or {}).get("codec") or "libx264")
+    video_jobs = plan_videos(videos, root, output, str(cfg.suffix), g.scale, codec)
+    video_jobs = check_jobs(
+        [Job(s, t) for s, t in video_jobs], bool(cfg.overwrite), bool(cfg.skip_existing)
+    )
     print(
         f"{g.method} x{g.scale} ({'luma' if g.channels == 1 else 'RGB'}) on {upscaler.device}: "
-        f"{len(jobs)} image(s) -> {output}"
+        f"{len(jobs)} image(s)"
+        + (f", {len(video_jobs)} video(s)" if video_jobs else "")
+        + f" -> {output}"
     )
     written, failed = [], []
     start = time.perf_counter()
@@ -301,6 +316,11 @@ def run(cfg: DictConfig) -> list[Path]:
             write_image(sr, tmp, out_fmt)
         written.append(job.target)
         log.debug("%s -> %s (%d tiles)", job.source, job.target, len(upscaler.last_tiles))
+    videos_written, videos_failed = upscale_videos(
+        upscaler, [(j.source, j.target) for j in video_jobs], cfg
+    )
+    written += videos_written
+    failed += videos_failed
     seconds = time.perf_counter() - start
     print(
         f"wrote {len(written)} image(s) to {output} in {seconds:.1f} s"
