@@ -1,37 +1,52 @@
 """Shared LightningModule logic: forward with optional pre-upsampling, pixel(+content) training,
 and the papers' validation / test protocol for every method.
 
-Nets are built here from plain config dicts, so a checkpoint's hyperparameters are plain
-containers that ``torch.load(weights_only=True)`` accepts and that rebuild the same model.
+The module holds the training logic; its parts are built from plain config dicts
+(:mod:`.building`), so a checkpoint's hyperparameters are plain containers that
+``torch.load(weights_only=True)`` accepts and that rebuild the same model. The epoch's loss
+and the best ``val/psnr`` are torchmetrics aggregators kept across checkpoints
+(:mod:`.tracking`); the budget schedules' progress is :class:`~sr_lightning.core.schedules.
+BudgetProgress`; what needs Lightning's private state is in
+:mod:`sr_lightning.runtime.lightning_compat`.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-import math
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch import LightningModule
-from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
-from sr_lightning.core.metrics import SRMetrics
 from sr_lightning.core.model_file import CHECKPOINT_KEY
 from sr_lightning.core.model_files import init_net_from
-from sr_lightning.core.schedules import BudgetLR, is_budget_schedule
+from sr_lightning.core.schedules import BudgetLR, BudgetProgress
 from sr_lightning.data.degradation import bicubic_upscale
-from sr_lightning.losses.pixel import PixelLoss, check_loss_reduction, per_patch_scale
+from sr_lightning.losses.pixel import check_loss_reduction, per_patch_scale
+from sr_lightning.modules import building
+from sr_lightning.modules.evaluation import compute_and_reset, metrics_of
+from sr_lightning.modules.metadata import checkpoint_metadata
+from sr_lightning.modules.tracking import (
+    BEST_KEY,
+    EPOCH_LOSS_KEY,
+    BestScore,
+    EpochLoss,
+    load_tracking,
+    save_tracking,
+)
 from sr_lightning.nets import upsampling_kind
+from sr_lightning.runtime.lightning_compat import (
+    attached_trainer,
+    step_schedulers_skipped_on_resume,
+)
 
-# the running sum and count of the epoch's training loss (a plain tensor and an int)
-EPOCH_LOSS_KEY = "sr_lightning_epoch_loss"
-# the best val/psnr so far, in the metadata (it is not part of the state dict)
-BEST_KEY = "val_psnr_best"
+__all__ = ["BEST_KEY", "CHECKPOINT_KEY", "EPOCH_LOSS_KEY", "SRModule"]
 
 log = logging.getLogger(__name__)
 
@@ -76,39 +91,24 @@ class SRModule(LightningModule):
         self.channels = int(channels)
         self.net = instantiate(net)
         self.upsampling = upsampling_kind(self.net)
-        loss = dict(loss or {"pixel": {"kind": "mse", "weight": 1.0}})
-        pixel = loss.get("pixel") or {"kind": "mse", "weight": 0.0}
-        self.pixel_loss = PixelLoss(pixel.get("kind", "mse"))
-        self.pixel_weight = float(pixel.get("weight", 1.0))
-        self.content_loss, self.content_weight = self.build_content_loss(loss.get("content"))
+        self.pixel_loss, self.pixel_weight, self.content_loss, self.content_weight = (
+            building.build_losses(loss)
+        )
         self.loss_reduction = check_loss_reduction(loss_reduction)
         self.val_metrics = nn.ModuleDict()
         self.val_bicubic = nn.ModuleDict()
         self.test_metrics = nn.ModuleDict()
-        # the best val/psnr so far, kept at val/psnr's own precision (float64; MaxMetric
-        # casts to float32), so it equals the val/psnr of the epoch it comes from
-        self._psnr_best: torch.Tensor | None = None
+        # the epoch's training loss, summed on the device (no sync); also the NaN/Inf guard
+        self.epoch_loss = EpochLoss()
+        # the best val/psnr so far, at val/psnr's own float64 precision
+        self.psnr_best = BestScore()
         # the global step of the last validation during fit: a run that stops between two
         # validations (max_steps, max_time) is validated once more at its end (apps/train.py)
         self.validated_at_step: int | None = None
         # the compiled net is kept out of the module tree, so state_dict keys stay `net.*`
         object.__setattr__(self, "_compiled_net", None)
-        # the epoch's training loss and a NaN/Inf flag, accumulated on the device (no sync)
-        self._loss_sum: torch.Tensor | None = None
-        self._loss_count = 0
-        self._nonfinite: torch.Tensor | None = None
-        self._budget_steps: float | None = None  # the step budget, read once (budget_progress)
 
     # -- model ------------------------------------------------------------------------------
-
-    @staticmethod
-    def build_content_loss(cfg: Mapping | None) -> tuple[nn.Module | None, float]:
-        if not cfg or not float(cfg.get("weight", 0.0)):
-            return None, 0.0
-        from sr_lightning.losses.content import VGGContentLoss
-
-        kwargs = {k: v for k, v in cfg.items() if k != "weight"}
-        return VGGContentLoss(**kwargs), float(cfg["weight"])
 
     @property
     def pre_upsampling(self) -> bool:
@@ -121,16 +121,27 @@ class SRModule(LightningModule):
         if self.hparams.channels_last:
             self.net.to(memory_format=torch.channels_last)
 
-    def forward(self, lr: torch.Tensor, scale: int | None = None) -> torch.Tensor:
-        """LR in [0, 1] -> SR; pre-upsampling nets get the bicubic upscale of the LR."""
+    @property
+    def generator(self) -> nn.Module:
+        """The generator that validation, test, predict, export and inference run: the trained
+        net (SRGAN: the EMA of its generator once that holds weights)."""
+        return self.net
+
+    def forward(
+        self, lr: torch.Tensor, scale: int | None = None, *, net: nn.Module | None = None
+    ) -> torch.Tensor:
+        """LR in [0, 1] -> SR through ``net`` (default: the trained net; evaluation passes
+        :attr:`generator`); pre-upsampling nets get the bicubic upscale of the LR."""
         x = bicubic_upscale(lr, scale or self.scale) if self.pre_upsampling else lr
+        return self._net_forward(x, net)
+
+    def _net_forward(self, x: torch.Tensor, net: nn.Module | None = None) -> torch.Tensor:
+        """``net`` (default: the trained net, compiled when ``model.compile=true``) on an input
+        prepared for it (``model.channels_last`` applied here)."""
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.run_net(x)
-
-    def run_net(self, x: torch.Tensor) -> torch.Tensor:
-        """The net on a prepared input, compiled when ``model.compile=true``."""
-        net = self._compiled_net if self._compiled_net is not None else self.net
+        if net is None or net is self.net:
+            net = self._compiled_net if self._compiled_net is not None else self.net
         return net(x)
 
     # -- training ---------------------------------------------------------------------------
@@ -176,81 +187,33 @@ class SRModule(LightningModule):
         device-side sums; values are logged, and checked, every ``trainer.log_every_n_steps``
         steps, exactly when Lightning would have written them to the loggers anyway.
         """
-        detached = loss.detach()
-        bad = ~torch.isfinite(detached)
-        self._nonfinite = bad if self._nonfinite is None else self._nonfinite | bad
-        weighted = detached * batch_size
-        if self._loss_sum is not None and self._loss_sum.device != weighted.device:
-            self._loss_sum = self._loss_sum.to(weighted.device)  # restored from a checkpoint
-        self._loss_sum = weighted if self._loss_sum is None else self._loss_sum + weighted
-        self._loss_count += batch_size
+        self.epoch_loss.update(loss, batch_size)
         log_step = self.is_log_step()
         if log_step or loss.device.type == "cpu":  # on the CPU a check costs no sync
-            self._check_nonfinite_seen(terms)
+            self.epoch_loss.check(f"at or before global step {self.global_step}", terms)
         if not log_step:
             return
-        n = batch_size
-        self.log("train/loss_step", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=n)
+        step_only = {"on_step": True, "on_epoch": False, "batch_size": batch_size}
+        self.log("train/loss_step", loss, prog_bar=True, **step_only)
         if len(terms) > 1:
-            self.log_dict(
-                {f"train/{k}": v for k, v in terms.items()},
-                on_step=True,
-                on_epoch=False,
-                batch_size=n,
-            )
+            self.log_dict({f"train/{k}": v for k, v in terms.items()}, **step_only)
 
     def is_log_step(self) -> bool:
         """Lightning's own rule for when on-step values reach the loggers."""
-        trainer = self._trainer
+        trainer = attached_trainer(self)
         if trainer is None or trainer.fast_dev_run:
             return True
         return (self.global_step + 1) % max(1, trainer.log_every_n_steps) == 0
 
-    def _check_nonfinite_seen(self, terms: Mapping[str, torch.Tensor] | None = None) -> None:
-        """``check_finite`` for every loss since the last check, with one read-back."""
-        if self._nonfinite is None or not bool(self._nonfinite):
-            return
-        self._nonfinite = None
-        bad = [k for k, v in (terms or {}).items() if not torch.isfinite(v)] or ["total"]
-        raise FloatingPointError(
-            f"non-finite loss at or before global step {self.global_step} "
-            f"(term: {', '.join(bad)}). "
-            "Lower the learning rate, enable gradient clipping, or check the data."
-        )
-
     def on_train_epoch_end(self) -> None:
         """The epoch's mean training loss over every sample and rank (the plateau monitor)."""
-        if self._loss_count:
-            self._check_nonfinite_seen()
-            mean = self._loss_sum / self._loss_count
-            self.log("train/loss_epoch", mean, prog_bar=True, sync_dist=True)
-        self._loss_sum, self._loss_count = None, 0
-        self.step_schedulers_skipped_on_resume()
-
-    def step_schedulers_skipped_on_resume(self) -> None:
-        """Step the epoch-interval schedulers at the end of an epoch this run resumed into.
-
-        Lightning 2.6 skips them there (``FitLoop.on_advance_end`` steps only when not
-        ``restarting``), so a run resumed mid-epoch would keep one epoch's LR too long and
-        drift from the run that never stopped. Everything they read is restored: the optimizer,
-        the scheduler, and the epoch's loss (``train/loss_epoch``, logged just before).
-        """
-        trainer = self._trainer
-        if trainer is None or not self.automatic_optimization:
-            return
-        fit_loop = trainer.fit_loop
-        if fit_loop.restarting and fit_loop.epoch_loop._num_ready_batches_reached():
-            fit_loop.epoch_loop.update_lr_schedulers("epoch", update_plateau_schedulers=True)
-
-    def check_finite(self, loss: torch.Tensor, terms: Mapping[str, torch.Tensor]) -> None:
-        """Stop on a NaN/Inf loss with the step and the offending term, not silently diverge."""
-        if torch.isfinite(loss):
-            return
-        bad = [k for k, v in terms.items() if not torch.isfinite(v)] or ["total"]
-        raise FloatingPointError(
-            f"non-finite loss at global step {self.global_step} (term: {', '.join(bad)}). "
-            "Lower the learning rate, enable gradient clipping, or check the data."
-        )
+        if self.epoch_loss.count:
+            self.epoch_loss.check(f"at or before global step {self.global_step}")
+            self.log("train/loss_epoch", self.epoch_loss.mean(), prog_bar=True, sync_dist=True)
+        self.epoch_loss.reset()
+        trainer = attached_trainer(self)
+        if trainer is not None and self.automatic_optimization:
+            step_schedulers_skipped_on_resume(trainer)
 
     def on_fit_start(self) -> None:
         # a resumed run (trainer.ckpt_path) keeps its own, already restored weights
@@ -284,122 +247,70 @@ class SRModule(LightningModule):
 
     def parameter_groups(self) -> list[dict]:
         """All trainable parameters; the net's last layer at ``last_layer_lr_mult`` × lr."""
-        params = [p for p in self.net.parameters() if p.requires_grad]
-        mult = float(self.hparams.last_layer_lr_mult)
-        if mult == 1.0 or not hasattr(self.net, "last_layer_parameters"):
-            return [{"params": params}]
-        last = {id(p) for p in self.net.last_layer_parameters()}
-        base_lr = float(self.hparams.optimizer["lr"])
-        return [
-            {"params": [p for p in params if id(p) not in last]},
-            {"params": [p for p in params if id(p) in last], "lr": base_lr * mult},
-        ]
+        hparams = self.hparams
+        return building.net_parameter_groups(
+            self.net, hparams.last_layer_lr_mult, hparams.optimizer
+        )
 
     def configure_optimizers(self) -> Any:
-        # configs use `_partial_: true`, so instantiate gives a factory awaiting params/optimizer;
-        # a key set to null is left out (a recipe can drop SGD's momentum when it picks Adam)
-        options = {k: v for k, v in self.hparams.optimizer.items() if v is not None}
-        optimizer = instantiate(options)(params=self.parameter_groups())
-        if not self.hparams.scheduler:
+        hparams = self.hparams
+        optimizer = building.build_optimizer(hparams.optimizer, self.parameter_groups())
+        if not hparams.scheduler:
             return optimizer
-        scheduler = {
-            "scheduler": self.build_scheduler(self.hparams.scheduler, optimizer),
-            "interval": self.hparams.scheduler_interval,
-        }
-        if self.hparams.scheduler_monitor:
-            scheduler["monitor"] = self.hparams.scheduler_monitor
-        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+        scheduler = self.build_scheduler(hparams.scheduler, optimizer)
+        config = {"scheduler": scheduler, "interval": hparams.scheduler_interval}
+        if hparams.scheduler_monitor:
+            config["monitor"] = hparams.scheduler_monitor
+        return {"optimizer": optimizer, "lr_scheduler": config}
 
     def build_scheduler(self, cfg: Mapping, optimizer: torch.optim.Optimizer) -> Any:
-        """A scheduler from its ``_partial_`` config; a :class:`BudgetLR` reads this run's
-        ``budget_progress``."""
-        factory = instantiate(cfg)
-        if is_budget_schedule(factory):
-            return factory(optimizer=optimizer, progress=self.budget_progress)
-        return factory(optimizer=optimizer)
-
-    def budget_progress(self) -> float:
-        """Fraction of the run's budget done: steps (max_steps / max_epochs) or train time
-        (``trainer.max_time``, on Lightning's Timer, resumed from checkpoints), whichever
-        is further along (:mod:`sr_lightning.core.schedules`)."""
-        trainer = self._trainer
-        if trainer is None:
-            return 0.0
-        if self._budget_steps is None:
-            if trainer.train_dataloader is None:
-                # configure_optimizers runs before the loader exists; Lightning's estimate
-                # would build it early (ahead of a resumed loader's state): the first step
-                # is at progress 0 anyway, and on_train_start re-syncs a resumed run
-                return 0.0
-            # Lightning's estimate honours max_steps and max_epochs (inf when unbounded)
-            self._budget_steps = float(trainer.estimated_stepping_batches)
-        done = (
-            trainer.global_step / self._budget_steps if math.isfinite(self._budget_steps) else 0.0
-        )
-        timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
-        remaining = timer.time_remaining() if timer is not None else None
-        if remaining is not None:
-            elapsed = timer.time_elapsed()
-            done = max(done, elapsed / max(elapsed + remaining, 1e-9))
-        return min(done, 1.0)
+        """A scheduler from its ``_partial_`` config; a :class:`BudgetLR` follows this run's
+        budget (:class:`BudgetProgress` of the trainer)."""
+        progress = BudgetProgress(partial(attached_trainer, self))
+        return building.build_scheduler(cfg, optimizer, progress)
 
     # -- evaluation -------------------------------------------------------------------------
 
     def eval_set_names(self, stage: str) -> list[str]:
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        trainer = attached_trainer(self)
+        datamodule = getattr(trainer, "datamodule", None) if trainer else None
         names = getattr(datamodule, f"{stage}_set_names", None)
         return list(names) if names else [stage]
 
-    def _metric(self, store: nn.ModuleDict, name: str) -> SRMetrics:
-        if name not in store:
-            store[name] = SRMetrics(crop=self.scale).to(self.device)
-        return store[name]
-
-    def sr_for_eval(self, lr: torch.Tensor) -> torch.Tensor:
-        """The SR image that metrics see; SRGAN overrides this to use its EMA generator."""
-        return self(lr)
-
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
         name = self.eval_set_names("val")[dataloader_idx]
-        sr, hr = self.sr_for_eval(batch["lr"]), batch["hr"]
-        scores = self._metric(self.val_metrics, name).score(sr, hr)
+        sr, hr = self(batch["lr"], net=self.generator), batch["hr"]
+        scores = metrics_of(self.val_metrics, name, self.scale, self.device).score(sr, hr)
         bicubic = bicubic_upscale(batch["lr"], self.scale)
-        bicubic_scores = self._metric(self.val_bicubic, name).score(bicubic, hr)
+        bicubic_scores = metrics_of(self.val_bicubic, name, self.scale, self.device).score(
+            bicubic, hr
+        )
         # callbacks (image panels, the per-image table) reuse these instead of recomputing
         return {"sr": sr, "bicubic": bicubic, "scores": scores, "bicubic_scores": bicubic_scores}
 
     def on_validation_epoch_end(self) -> None:
-        results = self.compute_metrics(self.val_metrics)
-        bicubic = self.compute_metrics(self.val_bicubic)
+        results = compute_and_reset(self.val_metrics)
+        bicubic = compute_and_reset(self.val_bicubic)
         if not results:
             return
         self.log_results("val", results)
         primary = next(iter(results))
         self.log("val/psnr_bicubic", bicubic[primary]["psnr"])
-        if self._trainer is not None and self.trainer.sanity_checking:
+        trainer = attached_trainer(self)
+        if trainer is not None and trainer.sanity_checking:
             return  # the sanity check of an untrained model must not count as the best
         self.validated_at_step = self.global_step
-        psnr = results[primary]["psnr"].detach()
-        # fmax: a NaN epoch (a diverged run) does not wipe out the best
-        best = psnr if self._psnr_best is None else torch.fmax(self._psnr_best.to(psnr), psnr)
-        self._psnr_best = best
+        # a NaN epoch (a diverged run) does not wipe out the best
+        best = self.psnr_best.add(results[primary]["psnr"].detach())
         self.log("val/psnr_best", best, prog_bar=True)
 
     def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
         name = self.eval_set_names("test")[dataloader_idx]
-        self._metric(self.test_metrics, name).update(self.sr_for_eval(batch["lr"]), batch["hr"])
+        sr = self(batch["lr"], net=self.generator)
+        metrics_of(self.test_metrics, name, self.scale, self.device).update(sr, batch["hr"])
 
     def on_test_epoch_end(self) -> None:
-        self.log_results("test", self.compute_metrics(self.test_metrics))
-
-    @staticmethod
-    def compute_metrics(store: nn.ModuleDict) -> dict[str, dict[str, torch.Tensor]]:
-        results = {}
-        for name, metric in store.items():
-            if metric.update_called:
-                results[name] = metric.compute()
-            metric.reset()
-        return results
+        self.log_results("test", compute_and_reset(self.test_metrics))
 
     def log_results(self, stage: str, results: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
         """``stage/psnr`` for the first (monitored) set; ``stage/<set>/psnr`` for every set."""
@@ -412,47 +323,26 @@ class SRModule(LightningModule):
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         lr = batch["lr"] if isinstance(batch, Mapping) else batch
-        return self.sr_for_eval(lr)
+        return self(lr, net=self.generator)
+
+    # -- deprecated: callers outside modules/ switch to `generator` -------------------------
+
+    def sr_for_eval(self, lr: torch.Tensor) -> torch.Tensor:
+        """Deprecated: ``module(lr, net=module.generator)``."""
+        return self(lr, net=self.generator)
 
     def export_generator(self) -> nn.Module:
-        """A standalone copy of the generator for export and inference (SRGAN: its EMA)."""
-        return copy.deepcopy(self.net).eval()
+        """Deprecated: a standalone copy of :attr:`generator` in eval mode."""
+        return copy.deepcopy(self.generator).eval()
 
     # -- checkpoints ------------------------------------------------------------------------
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Plain metadata so tools know what a checkpoint holds without rebuilding it."""
-        checkpoint[CHECKPOINT_KEY] = {
-            "method": self.method,
-            "module": f"{type(self).__module__}.{type(self).__qualname__}",
-            "scale": self.scale,
-            "channels": self.channels,
-        }
-        # the epoch's loss so far, so that a run resumed mid-epoch logs the same epoch mean
-        checkpoint[EPOCH_LOSS_KEY] = {
-            "sum": None if self._loss_sum is None else self._loss_sum.detach().cpu(),
-            "count": self._loss_count,
-        }
-        if self._psnr_best is not None:  # so that a resumed run knows its best so far
-            checkpoint[CHECKPOINT_KEY][BEST_KEY] = float(self._psnr_best)
+        """Plain metadata so tools know what a checkpoint holds without rebuilding it, the
+        epoch's loss so far and the best ``val/psnr`` (so that a resumed run continues both)."""
+        checkpoint[CHECKPOINT_KEY] = checkpoint_metadata(self)
+        save_tracking(checkpoint, CHECKPOINT_KEY, self.epoch_loss, self.psnr_best)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Resume the epoch's loss sums and ``val/psnr_best`` (the sweepers' objective)."""
-        saved = checkpoint.get(EPOCH_LOSS_KEY) or {}
-        self._loss_sum = saved.get("sum")
-        self._loss_count = int(saved.get("count", 0))
-        best = (checkpoint.get(CHECKPOINT_KEY) or {}).get(BEST_KEY)
-        if best is None:  # written before the best was saved: the monitored best checkpoint
-            best = next(
-                (
-                    state.get("best_model_score")
-                    for key, state in (checkpoint.get("callbacks") or {}).items()
-                    if "ModelCheckpoint" in str(key)
-                    and isinstance(state, dict)
-                    and state.get("monitor") == "val/psnr"
-                    and state.get("best_model_score") is not None
-                ),
-                None,
-            )
-        finite = best is not None and math.isfinite(float(best))
-        self._psnr_best = torch.tensor(float(best), dtype=torch.float64) if finite else None
+        load_tracking(checkpoint, CHECKPOINT_KEY, self.epoch_loss, self.psnr_best)

@@ -19,14 +19,13 @@ the generator's when it steps, else the discriminator's; the other one's step on
 through the profiler. ``trainer.global_step`` is then the number of batches trained, and
 logger x-axes (which Lightning already counts in batches) agree with it.
 
-Everything else (validation / test / predict on the EMA generator, checkpoint metadata) is
-the base module's. ``self.net`` is the live generator; :meth:`export_generator` gives the
-weights to ship.
+Everything else (forward, the pixel and content loss terms, validation / test / predict,
+checkpoint metadata) is the base module's. ``self.net`` is the live generator;
+:attr:`generator` (the EMA once it holds weights) is the one validated and shipped.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import warnings
 from collections.abc import Mapping
@@ -40,19 +39,102 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
-from sr_lightning.data.degradation import bicubic_upscale
 from sr_lightning.losses.adversarial import AdversarialLoss
 from sr_lightning.modules.base import CHECKPOINT_KEY, SRModule
+from sr_lightning.modules.building import build_optimizer
 from sr_lightning.modules.ema import GeneratorEMA
+from sr_lightning.modules.tracking import check_finite
 from sr_lightning.runtime.lightning_compat import (
     ddp_kwargs,
-    logged_results,
+    forget_step_metrics,
     set_optimizer_step_hooks,
 )
 
 log = logging.getLogger(__name__)
 
 CLIP_ALGORITHMS = ("norm", "value")
+
+
+def _check_config(
+    loss: Mapping | None,
+    scheduler_interval: str,
+    scheduler_monitor: str | None,
+    init_from: str | None,
+    loss_reduction: str,
+    d_steps_per_g: int,
+    d_warmup_steps: int,
+) -> dict[str, Any]:
+    """SRGAN's checks of its config values (run before anything is built); the
+    ``loss.adversarial`` node."""
+    loss = dict(loss or {})
+    adversarial = check_adversarial_config(loss.get("adversarial"))
+    if scheduler_interval not in ("step", "epoch"):
+        raise ValueError(
+            f"model.scheduler_interval={scheduler_interval!r}: SRGAN steps its schedulers "
+            "by hand, once per batch ('step') or per epoch ('epoch')"
+        )
+    if scheduler_monitor:
+        raise ValueError(
+            "model.scheduler_monitor is not supported by SRGAN (manual optimization): use "
+            "a scheduler that needs no metric, such as MultiStepLR"
+        )
+    if init_from == "???":  # the config's mandatory marker, left unresolved by to_container
+        raise ValueError(
+            "model.init_from is mandatory for SRGAN: pass model.init_from=<SRResNet checkpoint> "
+            "(the paper starts from an MSE-trained SRResNet, e.g. `sr-train "
+            "experiment=srresnet_x4`), or model.init_from=null to train G from scratch"
+        )
+    if loss_reduction != "mean":
+        raise ValueError(
+            f"model.loss_reduction={loss_reduction!r}: SRGAN weighs its mean pixel, content "
+            "and adversarial terms with loss.*.weight; leave loss_reduction at 'mean'"
+        )
+    if int(d_steps_per_g) < 1 or int(d_warmup_steps) < 0:
+        raise ValueError(
+            f"model.d_steps_per_g={d_steps_per_g} must be >= 1 and "
+            f"model.d_warmup_steps={d_warmup_steps} >= 0"
+        )
+    return adversarial
+
+
+def check_adversarial_config(cfg: Mapping | None) -> dict[str, Any]:
+    if not cfg:
+        raise ValueError(
+            "model=srgan needs loss.adversarial (use loss=gan); for content-only training "
+            "use model=srresnet loss=perceptual"
+        )
+    cfg = dict(cfg)
+    unknown = set(cfg) - {"kind", "weight", "real_label"}
+    if unknown:
+        raise ValueError(
+            f"unknown loss.adversarial keys {sorted(unknown)}; valid: kind, weight, real_label"
+        )
+    real_label = float(cfg.get("real_label", 1.0))
+    if not 0.0 < real_label <= 1.0:
+        raise ValueError(
+            f"loss.adversarial.real_label={real_label} must be in (0, 1] (1 = no smoothing)"
+        )
+    return cfg
+
+
+def parse_grad_clip(cfg: Mapping | None) -> dict[str, Any]:
+    cfg = dict(cfg or {})
+    algorithm = cfg.get("algorithm") or "norm"
+    if algorithm not in CLIP_ALGORITHMS:
+        raise ValueError(
+            f"model.grad_clip.algorithm={algorithm!r}; valid: {', '.join(CLIP_ALGORITHMS)}"
+        )
+    unknown = set(cfg) - {"generator", "discriminator", "algorithm"}
+    if unknown:
+        raise ValueError(
+            f"unknown model.grad_clip keys {sorted(unknown)}; valid: generator, "
+            "discriminator, algorithm"
+        )
+    return {
+        "generator": cfg.get("generator"),
+        "discriminator": cfg.get("discriminator"),
+        "algorithm": algorithm,
+    }
 
 
 class SRGANModule(SRModule):
@@ -63,72 +145,31 @@ class SRGANModule(SRModule):
 
     def __init__(
         self,
-        net: Mapping,
+        *,
         discriminator: Mapping,
-        optimizer: Mapping,
         d_optimizer: Mapping,
-        scheduler: Mapping | None = None,
         d_scheduler: Mapping | None = None,
-        scheduler_interval: str = "step",
-        loss: Mapping | None = None,
-        loss_reduction: str = "mean",
-        scale: int = 4,
-        channels: int = 3,
         d_steps_per_g: int = 1,
         d_warmup_steps: int = 0,
         grad_clip: Mapping | None = None,
         ema_decay: float | None = 0.999,
-        init_from: str | None = None,
-        last_layer_lr_mult: float = 1.0,
-        channels_last: bool = False,
-        compile: bool = False,
-        scheduler_monitor: str | None = None,
-        method: str | None = None,
-        display: Mapping | None = None,
+        scheduler_interval: str = "step",
+        scale: int = 4,
+        channels: int = 3,
+        **kwargs: Any,
     ) -> None:
-        loss = dict(loss or {})
-        adversarial = self.check_adversarial_config(loss.get("adversarial"))
-        if scheduler_interval not in ("step", "epoch"):
-            raise ValueError(
-                f"model.scheduler_interval={scheduler_interval!r}: SRGAN steps its schedulers "
-                "by hand, once per batch ('step') or per epoch ('epoch')"
-            )
-        if scheduler_monitor:
-            raise ValueError(
-                "model.scheduler_monitor is not supported by SRGAN (manual optimization): use "
-                "a scheduler that needs no metric, such as MultiStepLR"
-            )
-        if init_from == "???":  # the config's mandatory marker, left unresolved by to_container
-            raise ValueError(
-                "model.init_from is mandatory for SRGAN: pass model.init_from=<SRResNet checkpoint> "
-                "(the paper starts from an MSE-trained SRResNet, e.g. `sr-train "
-                "experiment=srresnet_x4`), or model.init_from=null to train G from scratch"
-            )
-        if loss_reduction != "mean":
-            raise ValueError(
-                f"model.loss_reduction={loss_reduction!r}: SRGAN weighs its mean pixel, content "
-                "and adversarial terms with loss.*.weight; leave loss_reduction at 'mean'"
-            )
-        if int(d_steps_per_g) < 1 or int(d_warmup_steps) < 0:
-            raise ValueError(
-                f"model.d_steps_per_g={d_steps_per_g} must be >= 1 and "
-                f"model.d_warmup_steps={d_warmup_steps} >= 0"
-            )
-        super().__init__(
-            net=net,
-            optimizer=optimizer,
-            scheduler=scheduler,
+        """``kwargs``: the base module's arguments (``net`` is the generator)."""
+        adversarial = _check_config(
+            loss=kwargs.get("loss"),
             scheduler_interval=scheduler_interval,
-            scheduler_monitor=None,
-            loss=loss,
-            loss_reduction=loss_reduction,
-            scale=scale,
-            channels=channels,
-            last_layer_lr_mult=last_layer_lr_mult,
-            channels_last=channels_last,
-            compile=compile,
-            method=method,
-            display=display,
+            scheduler_monitor=kwargs.get("scheduler_monitor"),
+            init_from=kwargs.get("init_from"),
+            loss_reduction=kwargs.get("loss_reduction", "mean"),
+            d_steps_per_g=d_steps_per_g,
+            d_warmup_steps=d_warmup_steps,
+        )
+        super().__init__(
+            scheduler_interval=scheduler_interval, scale=scale, channels=channels, **kwargs
         )
         self.automatic_optimization = False
         self.discriminator = instantiate(discriminator)
@@ -137,48 +178,8 @@ class SRGANModule(SRModule):
         self.real_label = float(adversarial.get("real_label", 1.0))
         self.d_steps_per_g = int(d_steps_per_g)
         self.d_warmup_steps = int(d_warmup_steps)
-        self.grad_clip = self.parse_grad_clip(grad_clip)
+        self.grad_clip = parse_grad_clip(grad_clip)
         self.ema = GeneratorEMA(self.net, float(ema_decay)) if ema_decay else None
-
-    @staticmethod
-    def check_adversarial_config(cfg: Mapping | None) -> dict[str, Any]:
-        if not cfg:
-            raise ValueError(
-                "model=srgan needs loss.adversarial (use loss=gan); for content-only training "
-                "use model=srresnet loss=perceptual"
-            )
-        cfg = dict(cfg)
-        unknown = set(cfg) - {"kind", "weight", "real_label"}
-        if unknown:
-            raise ValueError(
-                f"unknown loss.adversarial keys {sorted(unknown)}; valid: kind, weight, real_label"
-            )
-        real_label = float(cfg.get("real_label", 1.0))
-        if not 0.0 < real_label <= 1.0:
-            raise ValueError(
-                f"loss.adversarial.real_label={real_label} must be in (0, 1] (1 = no smoothing)"
-            )
-        return cfg
-
-    @staticmethod
-    def parse_grad_clip(cfg: Mapping | None) -> dict[str, Any]:
-        cfg = dict(cfg or {})
-        algorithm = cfg.get("algorithm") or "norm"
-        if algorithm not in CLIP_ALGORITHMS:
-            raise ValueError(
-                f"model.grad_clip.algorithm={algorithm!r}; valid: {', '.join(CLIP_ALGORITHMS)}"
-            )
-        unknown = set(cfg) - {"generator", "discriminator", "algorithm"}
-        if unknown:
-            raise ValueError(
-                f"unknown model.grad_clip keys {sorted(unknown)}; valid: generator, "
-                "discriminator, algorithm"
-            )
-        return {
-            "generator": cfg.get("generator"),
-            "discriminator": cfg.get("discriminator"),
-            "algorithm": algorithm,
-        }
 
     # -- setup ------------------------------------------------------------------------------
 
@@ -251,10 +252,9 @@ class SRGANModule(SRModule):
 
     def configure_optimizers(self) -> Any:
         """``[G optimizer, D optimizer]`` and their schedulers (stepped by this module)."""
-        opt_g = instantiate(self.hparams.optimizer)(params=self.parameter_groups())
-        opt_d = instantiate(self.hparams.d_optimizer)(
-            params=[p for p in self.discriminator.parameters() if p.requires_grad]
-        )
+        opt_g = build_optimizer(self.hparams.optimizer, self.parameter_groups())
+        d_params = [p for p in self.discriminator.parameters() if p.requires_grad]
+        opt_d = build_optimizer(self.hparams.d_optimizer, d_params)
         schedulers = []
         for name, cfg, opt in (
             ("generator", self.hparams.scheduler, opt_g),
@@ -325,22 +325,12 @@ class SRGANModule(SRModule):
             if self.ema is not None:
                 self.ema.update_parameters(self.net)
         else:
-            self.forget_step_logs(prefix="train/g_")
+            # Lightning re-sends every step metric of the epoch at each later step until it is
+            # logged again: without this, G's curves would repeat their last value on D-only
+            # batches as if G had been trained; forgotten, these rows have no G values
+            forget_step_metrics(self.trainer, prefix="train/g_")
         if self.hparams.scheduler_interval == "step":
             self.step_schedulers()
-
-    def forget_step_logs(self, prefix: str) -> None:
-        """Keep this batch's log rows free of values logged on an earlier batch.
-
-        Lightning re-sends every step metric of the epoch at each later step until it is
-        logged again, so on D-only batches the generator's curves would repeat their last
-        value as if G had been trained. Marking those entries reset (what Lightning does at
-        epoch end) leaves the rows empty instead.
-        """
-        for item in logged_results(self.trainer):
-            meta = getattr(item, "meta", None)
-            if meta is not None and meta.name.startswith(prefix) and hasattr(item, "has_reset"):
-                item.has_reset = True
 
     def on_train_epoch_end(self) -> None:
         if self.hparams.scheduler_interval == "epoch":
@@ -366,16 +356,12 @@ class SRGANModule(SRModule):
     def generator_objective(
         self, sr: torch.Tensor, hr: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """``w_c · content + w_a · adversarial (+ w_p · pixel)``; terms are unweighted."""
-        terms = {"g_adv": self.adversarial_loss.generator_loss(self.discriminator(sr))}
-        total = self.adversarial_weight * terms["g_adv"]
-        if self.content_loss is not None:
-            terms["g_content"] = self.content_loss(sr, hr)
-            total = total + self.content_weight * terms["g_content"]
-        if self.pixel_weight:
-            terms["g_pixel"] = self.pixel_loss(sr, hr)
-            total = total + self.pixel_weight * terms["g_pixel"]
-        return total, terms
+        """``w_c · content + w_a · adversarial (+ w_p · pixel)``: the base module's loss
+        (:meth:`compute_loss`) plus the adversarial term; terms are unweighted."""
+        total, terms = self.compute_loss(sr, hr)
+        adversarial = self.adversarial_loss.generator_loss(self.discriminator(sr))
+        terms = {"g_adv": adversarial, **{f"g_{k}": v for k, v in terms.items()}}
+        return total + self.adversarial_weight * adversarial, terms
 
     def discriminator_phase(self, opt_d: Any, sr: torch.Tensor, hr: torch.Tensor) -> None:
         """One D update on real ``hr`` vs detached ``sr``, with G frozen."""
@@ -383,7 +369,7 @@ class SRGANModule(SRModule):
         try:
             opt_d.zero_grad(set_to_none=True)
             d_loss, terms = self.discriminator_objective(hr, sr)
-            self.check_finite(d_loss, terms)
+            check_finite(d_loss, terms, self.global_step)
             self.manual_backward(d_loss)
             self.clip(opt_d, self.grad_clip["discriminator"])
             opt_d.step()
@@ -401,7 +387,7 @@ class SRGANModule(SRModule):
         try:
             opt_g.zero_grad(set_to_none=True)
             g_loss, terms = self.generator_objective(sr, hr)
-            self.check_finite(g_loss, terms)
+            check_finite(g_loss, terms, self.global_step)
             self.manual_backward(g_loss)
             self.clip(opt_g, self.grad_clip["generator"])
             opt_g.step()
@@ -421,24 +407,12 @@ class SRGANModule(SRModule):
 
     # -- evaluation and export --------------------------------------------------------------
 
-    def eval_generator(self) -> nn.Module:
+    @property
+    def generator(self) -> nn.Module:
         """The EMA generator once it holds weights, else the live one."""
         if self.ema is not None and self.ema.started:
             return self.ema.module
         return self.net
-
-    def sr_for_eval(self, lr: torch.Tensor) -> torch.Tensor:
-        net = self.eval_generator()
-        if net is self.net:
-            return self(lr)
-        x = bicubic_upscale(lr, self.scale) if self.pre_upsampling else lr
-        if self.hparams.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return net(x)
-
-    def export_generator(self) -> nn.Module:
-        """A standalone copy of the generator to ship: the EMA weights when there are any."""
-        return copy.deepcopy(self.eval_generator()).eval()
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)

@@ -84,9 +84,7 @@ class VDSRModule(SRModule):
                 "or lower model.train_crop."
             )
         x = center_crop(bicubic_upscale(batch["lr"], batch["scale"]), self.train_crop)
-        if self.hparams.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return self.run_net(x), center_crop(hr, self.train_crop)
+        return self._net_forward(x), center_crop(hr, self.train_crop)
 
     def configure_gradient_clipping(
         self,
