@@ -425,6 +425,7 @@ def test_validation_and_export_use_the_ema_generator(gan_cfg, tmp_path):
     live_params = dict(module.net.named_parameters())
     assert any(not torch.equal(ema_state[k], p) for k, p in live_params.items())
 
+    assert module.generator is module.ema.module  # what validation, export and inference run
     exported = module.export_generator()
     assert type(exported) is type(module.net) and not exported.training
     assert exported is not module.ema.module
@@ -443,6 +444,9 @@ def test_validation_and_export_use_the_ema_generator(gan_cfg, tmp_path):
 def test_without_ema_the_live_generator_is_evaluated_and_exported(gan_cfg):
     module = build_module(gan_cfg("model.ema_decay=null").model).eval()
     assert module.ema is None and not [k for k in module.state_dict() if k.startswith("ema.")]
+    assert module.generator is module.net
+    untrained = build_module(gan_cfg().model)  # an EMA that holds no weights yet: the live G
+    assert untrained.ema is not None and untrained.generator is untrained.net
     exported = module.export_generator()
     assert all(torch.equal(v, module.net.state_dict()[k]) for k, v in exported.state_dict().items())
 
