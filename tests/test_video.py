@@ -1,0 +1,367 @@
+"""Video in sr-upscale: frames, timestamps, audio, colour and bit depth survive; nothing is
+half-written. Each test builds its own few-frame clips with PyAV."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from torch import nn
+
+import sr_lightning.apps.upscale as upscale
+import sr_lightning.data.video as video_io
+from sr_lightning.core.config import CONF_DIR
+from sr_lightning.core.inference import Generator, Upscaler
+from sr_lightning.core.video import VideoOptions, upscale_video
+from sr_lightning.data.video import EncodeOptions, VideoError, probe_video
+from sr_lightning.nets.espcn import ESPCN
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# -- clips --------------------------------------------------------------------------------
+
+
+def frame_planes(i: int, w: int, h: int, bits: int = 8) -> list[np.ndarray]:
+    """Smooth moving gradients plus noise: Y, U, V (4:2:0) at ``bits``."""
+    rng = np.random.default_rng(i)
+    yy, xx = np.mgrid[0:h, 0:w]
+    peak = (1 << bits) - 1
+    scale = 1 << (bits - 8)
+    y = 16 + 100 * (1 + np.sin((xx + 3 * i) / 5.0 + yy / 7.0)) + rng.integers(0, 9, (h, w))
+    y = np.clip(y * scale + rng.integers(0, scale, (h, w)), 0, peak)
+    cy, cx = np.mgrid[0 : h // 2, 0 : w // 2]
+    u = np.clip((128 + 40 * np.sin(cx / 4.0 + i)) * scale, 0, peak)
+    v = np.clip((128 + 40 * np.cos(cy / 3.0 - i)) * scale, 0, peak)
+    dtype = np.uint8 if bits == 8 else np.uint16
+    return [p.astype(dtype) for p in (y, u, v)]
+
+
+def fill(frame: av.VideoFrame, planes: list[np.ndarray]) -> None:
+    for plane, data in zip(frame.planes, planes, strict=True):
+        view = np.frombuffer(plane, dtype=data.dtype).reshape(plane.height, -1)
+        view[:, : plane.width] = data
+
+
+def make_clip(
+    path: Path,
+    frames: int = 6,
+    size: tuple[int, int] = (48, 32),
+    pix_fmt: str = "yuv420p",
+    pts: list[int] | None = None,
+    time_base: Fraction = Fraction(1, 1000),
+    audio: bool = False,
+    colorspace: int = 1,
+    planes=None,
+) -> Path:
+    """A libx264 clip (``pts`` in ``time_base``; default 25 frames/s), optionally with AAC."""
+    w, h = size
+    pts = pts if pts is not None else [i * 40 for i in range(frames)]
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=25)
+        vs.width, vs.height, vs.pix_fmt = w, h, pix_fmt
+        vs.codec_context.time_base = time_base
+        vs.codec_context.colorspace = colorspace
+        vs.codec_context.color_range = 1
+        vs.options = {"crf": "10", "preset": "ultrafast"}
+        if audio:
+            aus = out.add_stream("aac", rate=16000)
+            aus.layout = "mono"
+        bits = 10 if "10" in pix_fmt else 8
+        for i, t in enumerate(pts):
+            frame = av.VideoFrame(w, h, pix_fmt)
+            fill(frame, planes(i) if planes else frame_planes(i, w, h, bits))
+            frame.pts, frame.time_base = t, time_base
+            out.mux(vs.encode(frame))
+        out.mux(vs.encode(None))
+        if audio:
+            seconds = (pts[-1] + 40) * float(time_base)
+            tone = np.sin(np.arange(int(16000 * seconds)) * 0.05).astype(np.float32)[None] * 0.3
+            for k in range(0, tone.shape[1], 1024):
+                af = av.AudioFrame.from_ndarray(
+                    np.ascontiguousarray(tone[:, k : k + 1024]), format="fltp", layout="mono"
+                )
+                af.sample_rate, af.pts = 16000, k
+                out.mux(aus.encode(af))
+            out.mux(aus.encode(None))
+    return path
+
+
+def decoded(path: Path) -> list[av.VideoFrame]:
+    with av.open(str(path)) as c:
+        return [
+            (f.pts * f.time_base, video_io.read_planes(f), f.format.name) for f in c.decode(video=0)
+        ]
+
+
+def audio_packets(path: Path) -> list[tuple[Fraction, bytes]]:
+    with av.open(str(path)) as c:
+        return [
+            (p.pts * p.time_base, bytes(p))
+            for p in c.demux(c.streams.audio[0])
+            if p.size and p.pts is not None
+        ]
+
+
+def espcn(scale: int = 2) -> Generator:
+    torch.manual_seed(0)
+    return Generator(ESPCN(scale, 1, widths=(16, 8), activation="relu"), scale, 1)
+
+
+def run_core(src: Path, out: Path, gen: Generator, **encode) -> None:
+    up = Upscaler(gen, tile=0)
+    options = VideoOptions(encode=EncodeOptions(**encode), batch_size=3, precision="fp32")
+    upscale_video(up, probe_video(src), out, options)
+
+
+# -- what is kept -------------------------------------------------------------------------
+
+
+def test_frames_timestamps_and_audio_packets_are_kept(tmp_path):
+    src = make_clip(tmp_path / "clip.mp4", frames=8, audio=True)
+    out = tmp_path / "clip_x2.mp4"
+    run_core(src, out, espcn(), codec="libx264", preset="ultrafast")
+    before, after = decoded(src), decoded(out)
+    assert len(after) == len(before) == 8
+    assert [t for t, _, _ in after] == [t for t, _, _ in before]
+    assert after[0][1][0].shape == (64, 96)
+    src_audio, out_audio = audio_packets(src), audio_packets(out)
+    assert len(src_audio) > 3
+    assert out_audio == src_audio  # same timestamps, bytes equal packet for packet
+    with av.open(str(out)) as c:
+        assert c.streams.audio[0].codec_context.name == "aac"
+
+
+def test_variable_frame_rate_keeps_every_timestamp(tmp_path):
+    pts = [0, 40, 50, 130, 140, 400, 410]  # ms: bursts and a long hold
+    src = make_clip(tmp_path / "vfr.mkv", pts=pts)
+    out = tmp_path / "vfr_x2.mkv"
+    run_core(src, out, espcn(), codec="libx264", preset="ultrafast")
+    stamps = [t for t, _, _ in decoded(out)]
+    assert stamps == [Fraction(p, 1000) for p in pts]
+
+
+def test_ffv1_luma_equals_the_image_path_on_the_decoded_frame(tmp_path):
+    """Lossless output: Y of frame k is what Upscaler.upscale gives the decoded Y plane as a
+    grey image (the image path's luma-model function). Both run the same float net; a batch
+    of 3 frames against one image may round a value that lands on .5 differently, so at most
+    one level on a handful of pixels."""
+    src = make_clip(tmp_path / "clip.mp4", frames=5)
+    out = tmp_path / "clip_x2.mkv"
+    gen = espcn()
+    run_core(src, out, gen, codec="ffv1")
+    image_path = Upscaler(gen, tile=0)
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].codec_context.name == "ffv1"
+    for (_, lr, _), (_, sr, fmt) in zip(decoded(src), decoded(out), strict=True):
+        assert fmt == "yuv420p"
+        expected = image_path.upscale(lr[0])
+        diff = np.abs(sr[0].astype(int) - expected.astype(int))
+        assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
+
+
+class Nearest(nn.Module):
+    """A "net" with a known output: nearest-neighbour upsampling by 2."""
+
+    upsampling = "post"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+
+
+@pytest.mark.parametrize(
+    ("codec", "ext", "tolerance"), [("ffv1", ".mkv", 0), ("libx264", ".mp4", 8)]
+)
+def test_ten_bit_in_gives_ten_bit_out(tmp_path, codec, ext, tolerance):
+    """With a known net (nearest x2), every 10-bit level comes through: exactly with the
+    lossless ffv1, within 8 of 1023 (two 8-bit levels) with x264 at crf=0, which is
+    near-lossless at 10 bits."""
+    src = make_clip(tmp_path / "deep.mp4", frames=4, pix_fmt="yuv420p10le")
+    out = tmp_path / f"deep_x2{ext}"
+    options = {"preset": "ultrafast", "crf": 0} if codec == "libx264" else {}
+    run_core(src, out, Generator(Nearest(), 2, 1), codec=codec, **options)
+    frames = decoded(out)
+    assert {fmt for _, _, fmt in frames} == {"yuv420p10le"}
+    for (_, lr, _), (_, sr, _) in zip(decoded(src), frames, strict=True):
+        y = sr[0]
+        assert y.dtype == np.uint16 and (y % 4 != 0).mean() > 0.5  # not 8 bits shifted
+        expected = lr[0].repeat(2, 0).repeat(2, 1).astype(int)
+        assert np.abs(y.astype(int) - expected).max() <= tolerance
+
+
+def test_rotation_and_colour_metadata_are_kept(tmp_path):
+    src = tmp_path / "rot.mp4"
+    with av.open(str(src), "w") as out:
+        vs = out.add_stream("libx264", rate=25)
+        vs.width, vs.height, vs.pix_fmt = 48, 32, "yuv420p"
+        cc = vs.codec_context
+        cc.colorspace, cc.color_range, cc.color_primaries, cc.color_trc = 9, 1, 9, 14
+        vs.set_display_rotation(90)
+        for i in range(3):
+            frame = av.VideoFrame(48, 32, "yuv420p")
+            fill(frame, frame_planes(i, 48, 32))
+            frame.pts = i
+            out.mux(vs.encode(frame))
+        out.mux(vs.encode(None))
+    out_path = tmp_path / "rot_x2.mp4"
+    run_core(src, out_path, espcn(), codec="libx264", preset="ultrafast")
+    info = probe_video(out_path)
+    assert (info.colorspace, info.color_range, info.color_primaries, info.color_trc) == (
+        9,
+        1,
+        9,
+        14,
+    )
+    assert info.rotation == 90.0
+
+
+class Recorder(Nearest):
+    """An RGB "net" that keeps its input and upsamples it by nearest neighbour."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(x.detach().float().clone())
+        return super().forward(x)
+
+
+@pytest.mark.parametrize(
+    ("colorspace", "ycbcr"),
+    # pure red (R'G'B' = 1, 0, 0) in 8-bit limited range: the standards' own numbers
+    [(1, (63, 102, 240)), (6, (81, 90, 240))],  # BT.709, BT.601
+)
+def test_rgb_models_see_rgb_through_the_declared_matrix(tmp_path, colorspace, ycbcr):
+    w, h = 32, 16
+
+    def flat(i: int) -> list[np.ndarray]:
+        y, u, v = ycbcr
+        return [np.full((h, w), y, np.uint8), np.full((h // 2, w // 2), u, np.uint8),
+                np.full((h // 2, w // 2), v, np.uint8)]  # fmt: skip
+
+    src = make_clip(tmp_path / "red.mkv", frames=2, size=(w, h), colorspace=colorspace,
+                    planes=flat)  # fmt: skip
+    net = Recorder()
+    out = tmp_path / "red_x2.mkv"
+    run_core(src, out, Generator(net, 2, 3), codec="ffv1")
+    rgb = net.seen[-1][0].mean(dim=(1, 2))
+    assert torch.allclose(rgb, torch.tensor([1.0, 0.0, 0.0]), atol=0.02)
+    _, planes, _ = decoded(out)[0]
+    for plane, value in zip(planes, ycbcr, strict=True):
+        assert np.abs(plane.astype(int) - value).max() <= 1  # and back with the same matrix
+
+
+# -- errors and interruptions --------------------------------------------------------------
+
+
+def compose_upscale(*overrides: str):
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+            return compose("upscale", overrides=["progress=false", *overrides])
+    finally:
+        GlobalHydra.instance().clear()
+
+
+@pytest.fixture
+def weights(tmp_path) -> Path:
+    path = tmp_path / "espcn_x2.pth"
+    torch.save(espcn().net.state_dict(), path)
+    return path
+
+
+def app_overrides(weights: Path) -> list[str]:
+    return [f"weights={weights}", "model=espcn", "scale=2", "channels=1",
+            "model.net.widths=[16,8]", "model.net.activation=relu"]  # fmt: skip
+
+
+def test_a_folder_of_images_and_videos(tmp_path, weights):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_clip(folder / "a.mp4", frames=3, audio=True)
+    make_clip(folder / "b.mov", frames=2)
+    from PIL import Image
+
+    Image.fromarray(frame_planes(0, 20, 12)[0]).save(folder / "c.png")
+    cfg = compose_upscale(f"input={folder}", f"output={tmp_path / 'out'}", *app_overrides(weights))
+    written = upscale.run(cfg)
+    assert sorted(p.name for p in written) == ["a_x2.mp4", "b_x2.mov", "c_x2.png"]
+    assert len(decoded(tmp_path / "out" / "a_x2.mp4")) == 3
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(p.name for p in written)
+    with pytest.raises(FileExistsError, match="already exist"):
+        upscale.run(cfg)  # an existing output is never overwritten
+
+
+def test_unavailable_codec_names_the_ones_there_are(tmp_path, weights):
+    make_clip(tmp_path / "a.mp4", frames=2)
+    cfg = compose_upscale(f"input={tmp_path / 'a.mp4'}", f"output={tmp_path / 'out'}",
+                          "video.codec=nosuchcodec", *app_overrides(weights))  # fmt: skip
+    with pytest.raises(VideoError, match=r"nosuchcodec.*libx264.*ffv1"):
+        upscale.run(cfg)
+    assert not any((tmp_path / "out").glob("*"))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_a_corrupt_video_is_one_clear_error_naming_it(tmp_path, weights, damage):
+    good = make_clip(tmp_path / "good.mp4", frames=4).read_bytes()
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(good[: len(good) // 2] if damage == "truncated" else os.urandom(4000))
+    cfg = compose_upscale(f"input={bad}", f"output={tmp_path / 'out'}", *app_overrides(weights))
+    with pytest.raises(VideoError, match=r"bad\.mp4"):
+        upscale.run(cfg)
+    assert not (tmp_path / "out" / "bad_x2.mp4").exists()
+
+
+def test_a_failure_mid_video_leaves_nothing_and_a_rerun_completes(tmp_path, weights, monkeypatch):
+    src = make_clip(tmp_path / "a.mp4", frames=6, audio=True)
+    cfg = compose_upscale(f"input={src}", f"output={tmp_path / 'out'}", *app_overrides(weights))
+    real_write = video_io.VideoWriter.write
+    calls = []
+
+    def write_then_die(self, planes, pts):
+        calls.append(pts)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # what Ctrl-C does mid-encode
+        real_write(self, planes, pts)
+
+    monkeypatch.setattr(video_io.VideoWriter, "write", write_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        upscale.run(cfg)
+    assert list((tmp_path / "out").iterdir()) == []
+    monkeypatch.setattr(video_io.VideoWriter, "write", real_write)
+    assert [p.name for p in upscale.run(cfg)] == ["a_x2.mp4"]
+    assert len(decoded(tmp_path / "out" / "a_x2.mp4")) == 6
+
+
+@pytest.mark.slow  # a fresh interpreter importing torch and Hydra, killed, then a rerun: ~30 s
+def test_a_killed_run_leaves_no_output_under_the_final_name(tmp_path, weights):
+    src = make_clip(tmp_path / "long.mp4", frames=150, size=(96, 64))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "sr_lightning.apps.upscale", f"input={src}", f"output={out}",
+           "video.batch_size=1", "progress=false", *app_overrides(weights)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any(out.glob(".*.part*")):
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "long_x2.mp4").exists()
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert len(decoded(out / "long_x2.mp4")) == 150
