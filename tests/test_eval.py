@@ -38,11 +38,14 @@ PUBLISHED_BICUBIC = {
 
 @pytest.fixture
 def compose_eval(compose_train, tmp_path):
-    """conf/eval.yaml with overrides; outputs in tmp_path/eval."""
+    """conf/eval.yaml with overrides; outputs in tmp_path/eval, then eval_1, eval_2, … (one run
+    dir per evaluation: sr-eval keeps an earlier run's results.json)."""
+    runs = iter(range(1_000))
 
     def _compose(*overrides: str):
         cfg = compose_train(*overrides, config_name="eval")
-        cfg.paths.output_dir = str(tmp_path / "eval")
+        n = next(runs)
+        cfg.paths.output_dir = str(tmp_path / (f"eval_{n}" if n else "eval"))
         return cfg
 
     return _compose

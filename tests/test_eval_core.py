@@ -1,5 +1,5 @@
 """One evaluation core: SRMetrics' per-image scores, shared by validation, the image panels and
-sr-eval."""
+sr-eval, and the one evaluation LR/HR pair (data.eval_pair) of the data module and sr-eval."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ import pytest
 import torch
 
 from sr_lightning.core.metrics import ImageScores, SRMetrics, psnr_y, score_images, ssim_y
+from sr_lightning.data.degradation import bicubic_upscale
+from sr_lightning.data.eval_pair import eval_pair
+from sr_lightning.data.images import load_image
 from sr_lightning.runtime.callbacks import ImagePanels
 
 
@@ -86,3 +89,48 @@ def test_image_panel_table_uses_the_scores_validation_returned(monkeypatch) -> N
     assert (row["set"], row["image"], row["psnr"], row["ssim"]) == ("Set5", "baby", 31.5, 0.875)
     assert row["psnr_bicubic"] == 30.25 and row["gain"] == 1.25
     assert len(panels._panels) == 1
+
+
+# ---------------------------------------------------------------- the evaluation pair
+
+
+def test_eval_pair_modcrops_converts_and_leaves_lr_unrounded() -> None:
+    gen = torch.Generator().manual_seed(2)
+    rgb = torch.randint(0, 256, (3, 10, 13), generator=gen, dtype=torch.uint8)
+    hr, lr = eval_pair(rgb, 4, channels=1)
+    # MATLAB rgb2ycbcr's Y, rounded to uint8, of the 8 x 12 top-left corner
+    r, g, b = rgb[:, :8, :12].double().unbind(0)
+    y = torch.floor(16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255 + 0.5)
+    assert hr.shape == (1, 8, 12) and hr.dtype == torch.float32
+    assert torch.equal(hr[0] * 255, y.float())
+    assert lr.shape == (1, 2, 3)
+    # a bicubic mean of 8-bit levels is not on the 8-bit grid: the LR is not rounded
+    assert not torch.equal(lr * 255, (lr * 255).round())
+
+
+def test_eval_pair_of_a_flat_image_is_flat_and_grey_stays_its_own_luma() -> None:
+    grey = torch.full((2, 1, 12, 12), 77, dtype=torch.uint8)
+    hr, lr = eval_pair(grey, 3, channels=1)  # a batch; grey is its own luma
+    assert torch.equal(hr, torch.full((2, 1, 12, 12), 77 / 255))
+    # bicubic weights sum to one: a flat image downscales to the same level
+    assert torch.allclose(lr, torch.full((2, 1, 4, 4), 77 / 255), atol=1e-6)
+    rgb_hr, _ = eval_pair(grey, 3, channels=3)
+    assert rgb_hr.shape == (2, 3, 12, 12)
+
+
+def test_eval_pair_wants_uint8() -> None:
+    with pytest.raises(TypeError, match="uint8"):
+        eval_pair(torch.zeros(1, 8, 8), 2)
+
+
+@pytest.mark.parametrize(("scale", "published"), [(2, 33.66), (3, 30.39), (4, 28.42)])
+def test_eval_pair_and_srmetrics_give_the_published_set5_bicubic(
+    data_dir, scale: int, published: float
+) -> None:
+    """VDSR Table 3, bicubic on Set5: 33.66 / 30.39 / 28.42 dB."""
+    metric = SRMetrics(crop=scale)
+    for path in sorted((data_dir / "Set5").glob("*.png")):
+        hr, lr = eval_pair(load_image(path).unsqueeze(0), scale, channels=1)
+        metric.score(bicubic_upscale(lr, scale), hr)
+    assert metric.count.item() == 5
+    assert round(metric.compute()["psnr"].item(), 2) == published

@@ -33,7 +33,7 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
 from sr_lightning.common.color import rgb_to_ycbcr, ycbcr_to_rgb
-from sr_lightning.common.pixels import modcrop, quantize
+from sr_lightning.common.pixels import quantize
 from sr_lightning.core.builders import to_plain
 from sr_lightning.core.config import CONFIG_PATH, register_resolvers
 from sr_lightning.core.inference import Generator, Upscaler
@@ -42,11 +42,12 @@ from sr_lightning.core.model_file import ModelMeta
 from sr_lightning.core.model_files import generator_from_config, model_request, resolve_model
 from sr_lightning.core.perceptual import PerceptualScorer, build_scorer
 from sr_lightning.core.zoo import describe_detected
-from sr_lightning.data.datasets import convert_channels, set_spec
-from sr_lightning.data.degradation import bicubic_upscale, degrade_eval, to_float
+from sr_lightning.data.datasets import set_spec
+from sr_lightning.data.degradation import bicubic_upscale
+from sr_lightning.data.eval_pair import eval_pair
 from sr_lightning.data.images import ImageLoadError, list_images, load_image
 from sr_lightning.runtime.atomic import write_atomic
-from sr_lightning.runtime.errors import ConfigError, exit_on_user_error, run_cli
+from sr_lightning.runtime.errors import ConfigError, exit_on_user_error
 from sr_lightning.runtime.wandb_run import wandb_logger_configs
 
 log = logging.getLogger("sr_lightning.apps.eval")
@@ -269,7 +270,7 @@ def find_test_sets(
 
 
 class BenchmarkImages(Dataset):
-    """A set's HR images, decoded (in loader workers when there are any) and modcropped.
+    """A set's HR images, decoded (in loader workers when there are any).
 
     Decoding errors come back as data, so that the main process reports them (or skips the
     image with ``data.skip_bad``) instead of a worker dying with a traceback.
@@ -289,7 +290,7 @@ class BenchmarkImages(Dataset):
             image = load_image(path)
         except ImageLoadError as err:
             return {**item, "error": err.reason}
-        item["image"] = modcrop(image, self.scale)
+        item["image"] = image
         return item
 
 
@@ -353,12 +354,11 @@ def evaluate_set(
                 raise ImageLoadError(item["error"])  # with the advice to skip it
             log.warning("skipping %s", item["error"])
             continue
-        raw = item["image"]
+        raw = item["image"].to(device)
         where = f"{test_set.name}/{item['name']}"
-        if min(raw.shape[-2:]) <= 2 * scale:
+        if min(d - d % scale for d in raw.shape[-2:]) <= 2 * scale:  # modcropped vs. border
             raise ValueError(f"{where} ({item['path']}) is too small to evaluate at x{scale}")
-        hr = to_float(convert_channels(raw, model.channels).unsqueeze(0).to(device))
-        lr = degrade_eval(hr, scale)
+        hr, lr = eval_pair(raw.unsqueeze(0), scale, model.channels)
         _synchronize(device)
         start = time.perf_counter()
         sr = predict(lr)
@@ -419,8 +419,8 @@ def sr_image(sr: torch.Tensor, raw: torch.Tensor, channels: int, scale: int) -> 
     """
     out = quantize(sr[0].float())
     if channels == 1 and raw.shape[0] == 3:
-        rgb = to_float(raw.to(sr.device)).unsqueeze(0)
-        chroma = rgb_to_ycbcr(bicubic_upscale(degrade_eval(rgb, scale), scale))[0, 1:]
+        _, lr_rgb = eval_pair(raw.to(sr.device).unsqueeze(0), scale, 3)
+        chroma = rgb_to_ycbcr(bicubic_upscale(lr_rgb, scale))[0, 1:]
         out = quantize(ycbcr_to_rgb(torch.cat([out, chroma])))
     return (out * 255.0).round().to(torch.uint8).cpu()
 
@@ -648,8 +648,10 @@ def hydra_main(cfg: DictConfig) -> float:
 
 
 def main() -> float:
-    """The ``sr-eval`` console script: a user error is one message block, exit status 2."""
-    return run_cli("sr-eval", hydra_main)
+    """``python -m sr_lightning.apps.eval``: the config is checked first (apps/cli.py)."""
+    from sr_lightning.apps.cli import evaluate
+
+    return evaluate()
 
 
 if __name__ == "__main__":

@@ -23,12 +23,7 @@ from sr_lightning.data.datasets import (
     prepare_cache,
     set_spec,
 )
-from sr_lightning.data.degradation import (
-    degrade_eval,
-    degrade_train,
-    random_dihedral,
-    to_float,
-)
+from sr_lightning.data.degradation import degrade_train, random_dihedral, to_float
 from sr_lightning.data.device_cache import (
     PackedImages,
     free_device_bytes,
@@ -36,6 +31,7 @@ from sr_lightning.data.device_cache import (
     packed_bytes,
     use_device_cache,
 )
+from sr_lightning.data.eval_pair import eval_pair
 from sr_lightning.data.paired import PairedPatchDataset, use_paired
 from sr_lightning.data.resumable import ResumableLoader, resumable_loader
 
@@ -353,8 +349,9 @@ class SRDataModule(LightningDataModule):
         return {"lr": to_float(batch["lr"]), "hr": to_float(batch["hr"]), "scale": self.scale}
 
     def make_eval_batch(self, batch: dict) -> dict:
-        hr = to_float(batch["hr"])
-        return {**batch, "hr": hr, "lr": degrade_eval(hr, self.scale), "scale": self.scale}
+        """A uint8 HR image (already in the model's colour space) -> the evaluation pair."""
+        hr, lr = eval_pair(batch["hr"], self.scale)
+        return {**batch, "hr": hr, "lr": lr, "scale": self.scale}
 
 
 def _positions_as_is(positions):

@@ -43,14 +43,16 @@ AUTO_RAM_LIMIT_BYTES = 1 << 30
 
 
 def convert_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
-    """uint8 (C, H, W) into the model's colour space: MATLAB luma (1) or RGB (3).
+    """uint8 (..., C, H, W) into the model's colour space: MATLAB luma (1) or RGB (3).
 
     A grey image is its own luma (no YCbCr formula), and is replicated for RGB models.
     """
     if channels == 1:
         return to_luma_uint8(image)
     if channels == 3:
-        return image.expand(3, -1, -1).contiguous() if image.shape[0] == 1 else image
+        if image.shape[-3] != 1:
+            return image
+        return image.expand(*image.shape[:-3], 3, -1, -1).contiguous()
     raise ValueError(f"channels must be 1 (luma) or 3 (RGB), got {channels}")
 
 
@@ -384,7 +386,11 @@ class PatchDataset(CropPositions):
 
 
 class EvalDataset(Dataset):
-    """Whole HR images, modcropped to a multiple of the scale, as the papers evaluate them."""
+    """Whole HR images, modcropped to a multiple of the scale, as the papers evaluate them.
+
+    The modcrop here only saves copying the cut-off rows to the device; the batch's LR/HR
+    pair is :func:`sr_lightning.data.eval_pair.eval_pair`'s (``make_eval_batch``).
+    """
 
     def __init__(self, images: ImageSet, scale: int) -> None:
         self.images = images

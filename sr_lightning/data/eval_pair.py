@@ -1,0 +1,37 @@
+"""The evaluation LR/HR pair of the papers' protocol, for validation and ``sr-eval`` alike.
+
+The SRCNN / VDSR evaluation code cuts the HR image to a multiple of the scale (``modcrop``),
+puts it in the model's colour space (uint8 MATLAB luma, or RGB), and scores the model on the
+float bicubic downscale of that uint8 HR, left unrounded. :func:`eval_pair` is that recipe;
+the data module's evaluation batches (``SRDataModule.make_eval_batch``) and ``sr-eval``'s
+loop both take their images from it, so a checkpoint scores the same in both.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from sr_lightning.common.pixels import modcrop
+from sr_lightning.data.datasets import convert_channels
+from sr_lightning.data.degradation import degrade_eval, to_float
+
+__all__ = ["eval_pair"]
+
+
+def eval_pair(
+    image: torch.Tensor, scale: int, channels: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(hr, lr)`` of a uint8 HR image or batch (..., C, H, W), float in [0, 1].
+
+    ``hr`` is the image cut at the bottom and right to a multiple of ``scale`` and, with
+    ``channels`` (1: MATLAB luma, a grey image being its own; 3: RGB), put in that colour
+    space (``None``: it is already); ``lr`` is its MATLAB bicubic downscale by ``scale``,
+    unrounded. Runs on the image's device.
+    """
+    if image.dtype != torch.uint8:
+        raise TypeError(f"eval_pair: expected a uint8 image, got {image.dtype}")
+    image = modcrop(image, scale)
+    if channels is not None:
+        image = convert_channels(image, channels)
+    hr = to_float(image)
+    return hr, degrade_eval(hr, scale)
