@@ -69,3 +69,30 @@ def test_a_non_ascii_path_gets_the_quoting_hint_from_the_console_script(tmp_path
     assert lines[0].startswith("sr-upscale: error: LexerNoViableAltException")
     assert """quote the value of input: 'input="/tmp/café/x.png"'""" in proc.stderr
     assert len(lines) <= 6 and not (tmp_path / "out").exists()
+
+
+def test_sr_eval_tile_abc_names_the_key(tiny_data, tmp_path):
+    proc = _cli("eval", "model=bicubic", "scale=2", "tile=abc", f"paths.data_dir={tiny_data}",
+                "data.test_sets=[val]", f"hydra.run.dir={tmp_path / 'run'}")  # fmt: skip
+    assert proc.returncode == 2
+    assert "tile=abc" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) <= 4
+
+
+def test_sr_upscale_scale_abc_names_the_key(tmp_path):
+    import torch
+
+    from sr_lightning.nets.espcn import ESPCN
+
+    weights = tmp_path / "espcn_x3.pth"
+    torch.save(ESPCN(scale=3, channels=1).state_dict(), weights)
+    images = tmp_path / "in"
+    images.mkdir()
+    from PIL import Image
+
+    Image.new("RGB", (12, 10)).save(images / "a.png")
+    proc = _cli("upscale", "model=espcn", "scale=abc", "channels=1", f"weights={weights}",
+                f"input={images}", f"output={tmp_path / 'out'}")  # fmt: skip
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) <= 3 and "scale=abc" in lines[0], proc.stderr

@@ -35,7 +35,7 @@ from sr_lightning.core.inference import Upscaler, resolve_device
 from sr_lightning.core.model_files import model_request, resolve_model
 from sr_lightning.data.images import IMAGE_EXTENSIONS, ImageLoadError, read_image
 from sr_lightning.runtime.atomic import atomic_output
-from sr_lightning.runtime.errors import EXIT_USER_ERROR, file_errors, run_cli
+from sr_lightning.runtime.errors import EXIT_USER_ERROR, file_errors, literal_hint, run_cli
 
 log = logging.getLogger("sr_lightning.apps.upscale")
 
@@ -342,7 +342,8 @@ def hydra_main(cfg: DictConfig) -> None:
     try:
         run(cfg)
     except file_errors() as err:
-        print(f"sr-upscale: {err}", file=sys.stderr)
+        hint = literal_hint(err)  # scale=abc: name the key, not only the value
+        print(f"sr-upscale: {err}" + (f" ({hint})" if hint else ""), file=sys.stderr)
         raise SystemExit(EXIT_USER_ERROR) from None
 
 

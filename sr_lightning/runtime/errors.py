@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -59,6 +60,9 @@ def _raised_by_us(err: BaseException) -> bool:
     module = None
     while tb is not None:
         module = tb.tb_frame.f_globals.get("__name__", "")
+        if module == "__main__":  # python -m sr_lightning.apps.eval: the module's real name
+            spec = tb.tb_frame.f_globals.get("__spec__")
+            module = getattr(spec, "name", "") or ""
         tb = tb.tb_next
     return bool(module) and module.startswith("sr_lightning")
 
@@ -99,6 +103,39 @@ def quoting_hint(err: BaseException) -> str:
         f"quote the value of {key}: {quoted} (quotes for Hydra inside quotes for the shell); "
         "an unquoted value may not hold spaces, brackets or non-ASCII letters"
     )
+
+
+_LITERAL = (
+    (re.compile(r"invalid literal for int\(\) with base \d+: '(.*)'"), "an integer"),
+    (re.compile(r"could not convert string to float: '(.*)'"), "a number"),
+)
+
+
+def literal_hint(err: BaseException) -> str:
+    """``tile=abc: tile takes an integer`` for int()/float() of a value given on the command
+    line (the message of the conversion names the value, not the key)."""
+    if not isinstance(err, ValueError):
+        return ""
+    found = [(m, kind) for pattern, kind in _LITERAL if (m := pattern.search(str(err)))]
+    if not found:
+        return ""
+    match, kind = found[0]
+    keys = [key for key, value in _task_overrides() if value == match.group(1)]
+    if not keys:
+        return ""
+    return "; ".join(f"{k}={match.group(1)}: {k} takes {kind}" for k in keys)
+
+
+def _task_overrides() -> list[tuple[str, str]]:
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    pairs = []
+    for override in HydraConfig.get().overrides.task:
+        key, _, value = str(override).partition("=")
+        pairs.append((key.lstrip("+~"), value.strip("'\"")))
+    return pairs
 
 
 def nonfinite_hint(err: BaseException) -> str:
@@ -157,7 +194,7 @@ def user_message(err: BaseException) -> str:
         text = f"{root.strerror or root}: {root.filename}"
     else:
         text = str(root).strip() or type(root).__name__
-    hint = suggest_key(err) or quoting_hint(root) or nonfinite_hint(root)
+    hint = suggest_key(err) or quoting_hint(root) or nonfinite_hint(root) or literal_hint(root)
     return f"{text}\n{hint}" if hint else text
 
 
