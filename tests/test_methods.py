@@ -357,5 +357,5 @@ def test_init_from_copies_the_matching_net_tensors_and_keeps_the_rest(
         ValueError, match=r"holds a sr_lightning\.nets\.espcn\.ESPCN net, this run builds .*SRCNN"
     ):
         build_module(compose_train("model=srcnn").model).init_net_from(str(path))
-    with pytest.raises(ValueError, match="channels=3"):
+    with pytest.raises(ValueError, match=r"channels 1 \(file\) vs 3 \(this run\)"):
         build_module(compose_train("model=espcn", "channels=3").model).init_net_from(str(path))
