@@ -648,10 +648,8 @@ def hydra_main(cfg: DictConfig) -> float:
 
 
 def main() -> float:
-    """``python -m sr_lightning.apps.eval``: the config is checked first (apps/cli.py)."""
-    from sr_lightning.apps.cli import evaluate
-
-    return evaluate()
+    """The ``sr-eval`` console script: a user error is one message block, exit status 2."""
+    return run_cli("sr-eval", hydra_main)
 
 
 if __name__ == "__main__":
