@@ -47,7 +47,7 @@ from sr_lightning.data.degradation import bicubic_upscale
 from sr_lightning.data.eval_pair import eval_pair
 from sr_lightning.data.images import ImageLoadError, list_images, load_image
 from sr_lightning.runtime.atomic import write_atomic
-from sr_lightning.runtime.errors import ConfigError, exit_on_user_error
+from sr_lightning.runtime.errors import ConfigError, exit_on_user_error, run_cli
 from sr_lightning.runtime.wandb_run import wandb_logger_configs
 
 log = logging.getLogger("sr_lightning.apps.eval")
