@@ -34,6 +34,7 @@ test-full:
 bench:
 	$(BIN)/python scripts/bench.py --json benchmarks/results.json $(ARGS)
 	$(BIN)/python scripts/bench_inference.py
+	$(BIN)/python scripts/bench_video.py
 
 bench-quick:
 	$(BIN)/python scripts/bench.py --quick --json benchmarks/results-quick.json $(ARGS)
