@@ -22,6 +22,7 @@ import torch
 
 from tests.conftest import write_images
 from tests.slurm_cluster import SlurmUnavailable, local_slurm
+from tests.test_video import make_clip
 
 REPO = Path(__file__).resolve().parent.parent
 MODULES = {
@@ -180,6 +181,8 @@ class Workspace:
         for name, make in RELEASED_MODELS.items():
             if f"={name}" in args and not (self.root / name).exists():
                 save_released(make(), self.root / name)
+        if "input=clip.mp4" in args and not (self.root / "clip.mp4").exists():
+            make_clip(self.root / "clip.mp4", frames=4, audio=True)
         for folder in ("photos", "shots"):
             if f"input={folder}" in args and not (self.root / folder).exists():
                 write_images(self.root / folder, [(40, 32), (36, 36)])
