@@ -96,3 +96,65 @@ def test_sr_upscale_scale_abc_names_the_key(tmp_path):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) <= 3 and "scale=abc" in lines[0], proc.stderr
+
+
+def test_memory_fraction_outside_0_1_is_refused_naming_the_key(tmp_path):
+    import torch
+    from PIL import Image
+
+    from sr_lightning.nets.espcn import ESPCN
+
+    torch.save(ESPCN(scale=3, channels=1).state_dict(), tmp_path / "espcn_x3.pth")
+    (tmp_path / "in").mkdir()
+    Image.new("RGB", (12, 10)).save(tmp_path / "in" / "a.png")
+    proc = _cli("upscale", "model=espcn", "scale=3", "channels=1", "memory_fraction=5",
+                f"weights={tmp_path / 'espcn_x3.pth'}", f"input={tmp_path / 'in'}",
+                f"output={tmp_path / 'out'}")  # fmt: skip
+    assert proc.returncode == 2
+    assert "memory_fraction=5" in proc.stderr and len(proc.stderr.strip().splitlines()) <= 3
+    assert not (tmp_path / "out").exists()
+
+
+def test_memory_fraction_is_checked_by_the_upscaler_too():
+    from sr_lightning.core.inference import Upscaler
+    from sr_lightning.nets.espcn import ESPCN
+
+    with pytest.raises(ValueError, match=r"memory_fraction=5: .* in \(0, 1\]"):
+        Upscaler(ESPCN(scale=2), memory_fraction=5)
+
+
+def _gif(path: Path, frames: int) -> None:
+    from PIL import Image
+
+    images = [Image.new("RGB", (16, 12), (40 * i, 80, 0)) for i in range(frames)]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=100, loop=0)
+
+
+def test_a_gif_in_a_training_folder_is_named_once(tmp_path, caplog):
+    from sr_lightning.data.images import list_images
+    from tests.conftest import write_images
+
+    folder = tmp_path / "train"
+    write_images(folder, [(32, 32), (32, 32)])
+    _gif(folder / "clip.gif", 3)
+    (folder / "notes.txt").write_text("not an image")
+    with caplog.at_level("WARNING", logger="sr_lightning.data.images"):
+        assert [p.name for p in list_images(folder)] == ["img_000.png", "img_001.png"]
+        list_images(folder)
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1, warnings
+    assert "skipped 1 file(s)" in warnings[0] and "clip.gif" in warnings[0]
+    assert "(.gif)" in warnings[0] and "notes.txt" not in warnings[0]
+
+
+def test_an_animated_gif_warns_that_only_its_first_frame_is_used(tmp_path, caplog):
+    from sr_lightning.data.images import read_image
+
+    _gif(tmp_path / "anim.gif", 3)
+    _gif(tmp_path / "still.gif", 1)
+    with caplog.at_level("WARNING", logger="sr_lightning.data.images"):
+        assert read_image(tmp_path / "anim.gif").shape == (12, 16, 3)
+        read_image(tmp_path / "still.gif")
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{tmp_path / 'anim.gif'} has 3 frames (an animation or pages); only the first is used"
+    ]

@@ -263,6 +263,11 @@ class Upscaler:
         self.tile_overlap = tile_overlap
         self.batch_size = int(batch_size)
         self.memory_fraction = float(memory_fraction)
+        if not 0 < self.memory_fraction <= 1:
+            raise ValueError(
+                f"memory_fraction={memory_fraction}: the share of the free memory tiles may use, "
+                "in (0, 1]; e.g. memory_fraction=0.5"
+            )
         self.progress = progress
         self._radius: int | None = None
         self.last_tiles: list[Tile] = []  # the tiles of the latest image (for logs and tests)

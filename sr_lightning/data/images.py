@@ -19,6 +19,12 @@ from PIL import Image, UnidentifiedImageError
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+# image files a folder of images may hold that are not read as training or test images: said
+# once per folder, so that a set does not silently shrink (other files, .txt, .csv, are ignored)
+UNSUPPORTED_IMAGE_EXTENSIONS = frozenset(
+    {".gif", ".heic", ".heif", ".avif", ".jxl", ".jp2", ".ico", ".psd", ".exr", ".dng"}
+)
+_WARNED_FOLDERS: set[Path] = set()
 
 
 SKIP_ADVICE = (
@@ -72,6 +78,7 @@ def list_images(
     files = sorted(
         p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
     )
+    warn_skipped(folder, pattern)
     if include is not None:
         by_name = {p.name: p for p in files} | {p.stem: p for p in files}
         missing = [name for name in include if name not in by_name]
@@ -95,6 +102,30 @@ _EXIF_ORIENTATION = 0x0112
 _WIDE_PNG = {"RGB;16B": ("RGB;16L", 3), "RGBA;16B": ("RGBA;16L", 4), "LA;16B": ("RGBA", 2)}
 
 
+def warn_skipped(folder: Path, pattern: str = "*") -> list[Path]:
+    """Warn, once per folder, about image files of a type the sets do not read (a .gif)."""
+    skipped = sorted(
+        p
+        for p in folder.glob(pattern)
+        if p.suffix.lower() in UNSUPPORTED_IMAGE_EXTENSIONS and p.is_file()
+    )
+    key = folder.resolve()
+    if skipped and key not in _WARNED_FOLDERS:
+        _WARNED_FOLDERS.add(key)
+        kinds = ", ".join(sorted({p.suffix.lower() for p in skipped}))
+        names = ", ".join(p.name for p in skipped[:5]) + (" ..." if len(skipped) > 5 else "")
+        log.warning(
+            "%s: skipped %d file(s) of a type the sets do not read (%s): %s. Convert them to "
+            "PNG to use them (read: %s)",
+            folder,
+            len(skipped),
+            kinds,
+            names,
+            ", ".join(sorted(IMAGE_EXTENSIONS)),
+        )
+    return skipped
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """An image file as (H, W, C) uint8 or uint16, C = 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA.
 
@@ -104,6 +135,11 @@ def read_image(path: str | Path) -> np.ndarray:
     path = Path(path)
     try:
         with Image.open(path) as image:
+            frames = getattr(image, "n_frames", 1)
+            if frames > 1:  # an animated GIF / WebP / PNG, a multi-page TIFF
+                log.warning(
+                    "%s has %d frames (an animation or pages); only the first is used", path, frames
+                )
             rawmode = _png_rawmode(image)  # before getexif(), which may decode the PNG
             orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
             if rawmode in _WIDE_PNG:
