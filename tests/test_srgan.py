@@ -22,6 +22,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import OmegaConf
 
 from sr_lightning.core.builders import build_datamodule, build_module
+from sr_lightning.core.model_files import resolve_model
 from sr_lightning.modules.srgan import SRGANModule
 from sr_lightning.runtime.builders import build_callbacks, build_loggers
 from tests.conftest import tiny_overrides
@@ -426,19 +427,19 @@ def test_validation_and_export_use_the_ema_generator(gan_cfg, tmp_path):
     assert any(not torch.equal(ema_state[k], p) for k, p in live_params.items())
 
     assert module.generator is module.ema.module  # what validation, export and inference run
-    exported = module.export_generator()
-    assert type(exported) is type(module.net) and not exported.training
-    assert exported is not module.ema.module
-    assert all(torch.equal(v, ema_state[k]) for k, v in exported.state_dict().items())
-
     lr = torch.rand(1, 3, 12, 12)
     with torch.no_grad():
-        assert torch.equal(module.sr_for_eval(lr), module.ema.module(lr))
-        assert not torch.equal(module.sr_for_eval(lr), module.net(lr))
+        assert torch.equal(module(lr, net=module.generator), module.ema.module(lr))
+        assert not torch.equal(module(lr, net=module.generator), module.net(lr))
 
-    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(last, weights_only=True)
     assert ckpt["sr_lightning"]["ema"] is True
     assert torch.equal(ckpt["state_dict"]["ema.module.tail.weight"], ema_state["tail.weight"])
+    # what sr-eval, sr-upscale and sr-export rebuild from the checkpoint: the EMA generator
+    exported = resolve_model(ckpt_path=last).net
+    assert type(exported) is type(module.net) and not exported.training
+    assert all(torch.equal(v, ema_state[k]) for k, v in exported.state_dict().items())
 
 
 def test_without_ema_the_live_generator_is_evaluated_and_exported(gan_cfg):
@@ -447,8 +448,6 @@ def test_without_ema_the_live_generator_is_evaluated_and_exported(gan_cfg):
     assert module.generator is module.net
     untrained = build_module(gan_cfg().model)  # an EMA that holds no weights yet: the live G
     assert untrained.ema is not None and untrained.generator is untrained.net
-    exported = module.export_generator()
-    assert all(torch.equal(v, module.net.state_dict()[k]) for k, v in exported.state_dict().items())
 
 
 # -- preset ------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ Each image goes through exactly what validation does during training (the data m
 ``make_eval_batch`` and ``SRModule.validation_step``): the HR image modcropped to a multiple
 of the scale, in the model's colour space (uint8 MATLAB luma, or RGB); the LR image is its
 float bicubic downscale, left unrounded (``degrade_eval``); the SR image comes from the
-module's ``sr_for_eval``; Y PSNR / SSIM of the 8-bit-rounded SR with ``scale`` border pixels
+module's ``generator`` (SRGAN: its EMA), as :func:`resolve_model` rebuilds it; Y PSNR / SSIM of the 8-bit-rounded SR with ``scale`` border pixels
 cropped (:mod:`sr_lightning.core.metrics`); a set's numbers are means over its images. So a
 checkpoint evaluated here reproduces the ``val/psnr`` training logged for it.
 

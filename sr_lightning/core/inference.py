@@ -37,7 +37,6 @@ from torch import nn
 
 from sr_lightning.common.color import rgb_to_ycbcr, ycbcr_to_rgb
 from sr_lightning.data.degradation import bicubic_upscale
-from sr_lightning.nets import upsampling_kind
 
 log = logging.getLogger(__name__)
 
@@ -113,24 +112,6 @@ class Generator:
         if not isinstance(self.net, nn.Module):
             return 0
         return sum(p.numel() for p in self.net.parameters())
-
-
-def generator_net(module: nn.Module) -> nn.Module:
-    """The generator alone: ``export_generator()`` (SRGAN: its EMA weights) or ``.net``."""
-    export = getattr(module, "export_generator", None)
-    return export() if callable(export) else module.net
-
-
-def generator_from_module(module: Any) -> Generator:
-    """A ``Generator`` from a trained ``SRModule`` (scale, channels and method from it)."""
-    net = generator_net(module)
-    return Generator(
-        net=net,
-        scale=int(module.scale),
-        channels=int(module.channels),
-        upsampling=upsampling_kind(net),
-        method=str(getattr(module, "method", "unknown")),
-    )
 
 
 # -- tiling -------------------------------------------------------------------------------

@@ -12,8 +12,6 @@ BudgetProgress`; what needs Lightning's private state is in
 
 from __future__ import annotations
 
-import copy
-import logging
 from collections.abc import Mapping
 from functools import partial
 from typing import Any
@@ -47,8 +45,6 @@ from sr_lightning.runtime.lightning_compat import (
 )
 
 __all__ = ["BEST_KEY", "CHECKPOINT_KEY", "EPOCH_LOSS_KEY", "SRModule"]
-
-log = logging.getLogger(__name__)
 
 
 class SRModule(LightningModule):
@@ -324,16 +320,6 @@ class SRModule(LightningModule):
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         lr = batch["lr"] if isinstance(batch, Mapping) else batch
         return self(lr, net=self.generator)
-
-    # -- deprecated: callers outside modules/ switch to `generator` -------------------------
-
-    def sr_for_eval(self, lr: torch.Tensor) -> torch.Tensor:
-        """Deprecated: ``module(lr, net=module.generator)``."""
-        return self(lr, net=self.generator)
-
-    def export_generator(self) -> nn.Module:
-        """Deprecated: a standalone copy of :attr:`generator` in eval mode."""
-        return copy.deepcopy(self.generator).eval()
 
     # -- checkpoints ------------------------------------------------------------------------
 

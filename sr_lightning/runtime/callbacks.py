@@ -104,7 +104,7 @@ class ImagePanels(Callback):
             return
         outputs = outputs if isinstance(outputs, Mapping) else {}
         scale, hr = int(pl_module.scale), batch["hr"]
-        sr = outputs["sr"] if "sr" in outputs else pl_module.sr_for_eval(batch["lr"])
+        sr = outputs["sr"] if "sr" in outputs else pl_module(batch["lr"], net=pl_module.generator)
         bicubic = outputs.get("bicubic")
         if bicubic is None:
             bicubic = bicubic_upscale(batch["lr"], scale)
