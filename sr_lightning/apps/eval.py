@@ -4,7 +4,7 @@ Each image goes through exactly what validation does during training (the data m
 ``make_eval_batch`` and ``SRModule.validation_step``): the HR image modcropped to a multiple
 of the scale, in the model's colour space (uint8 MATLAB luma, or RGB); the LR image is its
 float bicubic downscale, left unrounded (``degrade_eval``); the SR image comes from the
-module's ``generator`` (SRGAN: its EMA), as :func:`resolve_model` rebuilds it; Y PSNR / SSIM of the 8-bit-rounded SR with ``scale`` border pixels
+module's ``sr_for_eval``; Y PSNR / SSIM of the 8-bit-rounded SR with ``scale`` border pixels
 cropped (:mod:`sr_lightning.core.metrics`); a set's numbers are means over its images. So a
 checkpoint evaluated here reproduces the ``val/psnr`` training logged for it.
 
@@ -15,14 +15,11 @@ the saved images.
 
 from __future__ import annotations
 
-import csv
 import io
-import json
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -32,12 +29,21 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
+from sr_lightning.apps.eval_report import (
+    ImageResult,
+    SetResult,
+    device_name,
+    format_table,
+    per_image_rows,
+    results_json,
+    write_outputs,
+)
 from sr_lightning.common.color import rgb_to_ycbcr, ycbcr_to_rgb
 from sr_lightning.common.pixels import quantize
 from sr_lightning.core.builders import to_plain
 from sr_lightning.core.config import CONFIG_PATH, register_resolvers
 from sr_lightning.core.inference import Generator, Upscaler
-from sr_lightning.core.metrics import psnr_y, ssim_y
+from sr_lightning.core.metrics import score_images
 from sr_lightning.core.model_file import ModelMeta
 from sr_lightning.core.model_files import generator_from_config, model_request, resolve_model
 from sr_lightning.core.perceptual import PerceptualScorer, build_scorer
@@ -297,41 +303,55 @@ class BenchmarkImages(Dataset):
 # -- evaluation -------------------------------------------------------------------------------
 
 
-@dataclass
-class ImageResult:
-    set: str
-    image: str
-    psnr_y: float
-    ssim_y: float
-    bicubic_psnr_y: float
-    bicubic_ssim_y: float
-    seconds: float
-    # LPIPS / DISTS when enabled (sr_lightning.core.perceptual), of the model and of bicubic
-    perceptual: dict[str, float] = field(default_factory=dict)
-    bicubic_perceptual: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass
-class SetResult:
-    name: str
-    images: list[ImageResult] = field(default_factory=list)
-
-    def mean(self, key: str) -> float:
-        return math.fsum(getattr(r, key) for r in self.images) / len(self.images)
-
-    def perceptual_means(self, bicubic: bool = False) -> dict[str, float]:
-        """Mean LPIPS / DISTS over the images (empty when they were not computed)."""
-        rows = [r.bicubic_perceptual if bicubic else r.perceptual for r in self.images]
-        return {k: math.fsum(row[k] for row in rows) / len(rows) for k in (rows[0] if rows else {})}
-
-    @property
-    def ms_per_image(self) -> float:
-        return 1000.0 * self.mean("seconds")
-
-
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def forward_timed(
+    predict: Predictor, lr: torch.Tensor, device: torch.device
+) -> tuple[torch.Tensor, float]:
+    """The SR of one LR image and the seconds its forward pass took (TTA, tiles included)."""
+    _synchronize(device)
+    start = time.perf_counter()
+    sr = predict(lr)
+    _synchronize(device)
+    return sr, time.perf_counter() - start
+
+
+def score_image(
+    sr: torch.Tensor,
+    hr: torch.Tensor,
+    lr: torch.Tensor,
+    model: EvalModel,
+    scorer: PerceptualScorer | None = None,
+) -> dict[str, Any]:
+    """One image's Y PSNR / SSIM (:func:`sr_lightning.core.metrics.score_images`, the protocol
+    validation's ``SRMetrics`` scores with) and, with ``scorer``, LPIPS / DISTS, of the model's
+    SR and of the bicubic upscale of the same LR: the scores of an :class:`ImageResult`."""
+    scale = model.scale
+    ((psnr, ssim),) = score_images(sr, hr, scale).rows()
+    perceptual = (
+        {k: v.item() for k, v in scorer(sr, hr, scale).items()} if scorer is not None else {}
+    )
+    if model.is_bicubic:  # the model is the baseline
+        bic_psnr, bic_ssim, bic_perceptual = psnr, ssim, perceptual
+    else:
+        bicubic = bicubic_upscale(lr, scale)
+        ((bic_psnr, bic_ssim),) = score_images(bicubic, hr, scale).rows()
+        bic_perceptual = (
+            {k: v.item() for k, v in scorer(bicubic, hr, scale).items()}
+            if scorer is not None
+            else {}
+        )
+    return {
+        "psnr_y": psnr,
+        "ssim_y": ssim,
+        "bicubic_psnr_y": bic_psnr,
+        "bicubic_ssim_y": bic_ssim,
+        "perceptual": perceptual,
+        "bicubic_perceptual": bic_perceptual,
+    }
 
 
 def evaluate_set(
@@ -359,47 +379,17 @@ def evaluate_set(
         if min(d - d % scale for d in raw.shape[-2:]) <= 2 * scale:  # modcropped vs. border
             raise ValueError(f"{where} ({item['path']}) is too small to evaluate at x{scale}")
         hr, lr = eval_pair(raw.unsqueeze(0), scale, model.channels)
-        _synchronize(device)
-        start = time.perf_counter()
-        sr = predict(lr)
-        _synchronize(device)
-        seconds = time.perf_counter() - start
+        sr, seconds = forward_timed(predict, lr, device)
         if sr.shape != hr.shape:
             raise RuntimeError(
                 f"{where}: the model returned {tuple(sr.shape)} for HR {tuple(hr.shape)}; is "
                 f"the model really x{scale}?"
             )
         try:
-            psnr, ssim = psnr_y(sr, hr, scale).item(), ssim_y(sr, hr, scale).item()
-            if model.is_bicubic:
-                bic_psnr, bic_ssim = psnr, ssim
-            else:
-                bicubic = bicubic_upscale(lr, scale)
-                bic_psnr = psnr_y(bicubic, hr, scale).item()
-                bic_ssim = ssim_y(bicubic, hr, scale).item()
-            perceptual, bic_perceptual = {}, {}
-            if scorer is not None:
-                perceptual = {k: v.item() for k, v in scorer(sr, hr, scale).items()}
-                bic_perceptual = (
-                    perceptual
-                    if model.is_bicubic
-                    else {k: v.item() for k, v in scorer(bicubic, hr, scale).items()}
-                )
+            scores = score_image(sr, hr, lr, model, scorer)
         except ValueError as err:
             raise ValueError(f"{where} ({item['path']}): {err}") from err
-        result.images.append(
-            ImageResult(
-                test_set.name,
-                item["name"],
-                psnr,
-                ssim,
-                bic_psnr,
-                bic_ssim,
-                seconds,
-                perceptual,
-                bic_perceptual,
-            )
-        )
+        result.images.append(ImageResult(test_set.name, item["name"], seconds=seconds, **scores))
         if image_dir is not None:
             save_png(sr_image(sr, raw, model.channels, scale), image_dir / f"{item['name']}.png")
     if not result.images:
@@ -432,125 +422,6 @@ def save_png(image: torch.Tensor, path: Path) -> None:
     buffer = io.BytesIO()
     Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array).save(buffer, format="PNG")
     write_atomic(path, buffer.getvalue())
-
-
-# -- reports ---------------------------------------------------------------------------------
-
-
-def results_json(sets: Sequence[SetResult]) -> dict[str, dict[str, float | int]]:
-    """``{"Set5": {"psnr_y": …, "ssim_y": …, "images": 5}, …}``: the shape tools read
-    (with ``"lpips"`` / ``"dists"`` beside them when they were computed)."""
-    return {
-        s.name: {
-            "psnr_y": s.mean("psnr_y"),
-            "ssim_y": s.mean("ssim_y"),
-            **s.perceptual_means(),
-            "images": len(s.images),
-        }
-        for s in sets
-    }
-
-
-def per_image_rows(sets: Sequence[SetResult]) -> tuple[list[str], list[list[Any]]]:
-    """The header and one row per image: set, image, psnr_y, ssim_y (, lpips, dists)."""
-    extra = list(sets[0].images[0].perceptual) if sets and sets[0].images else []
-    rows = [
-        [r.set, r.image, r.psnr_y, r.ssim_y, *(r.perceptual[k] for k in extra)]
-        for s in sets
-        for r in s.images
-    ]
-    return ["set", "image", "psnr_y", "ssim_y", *extra], rows
-
-
-def per_image_csv(sets: Sequence[SetResult]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    header, rows = per_image_rows(sets)
-    writer.writerow(header)
-    for row in rows:
-        writer.writerow([*row[:2], *(repr(v) for v in row[2:])])
-    return out.getvalue()
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{device} ({torch.cuda.get_device_name(device)})"
-    threads = torch.get_num_threads()
-    return f"{device} ({threads} thread{'s' if threads != 1 else ''})"
-
-
-def run_info(
-    model: EvalModel,
-    sets: Sequence[SetResult],
-    device: torch.device,
-    tta: bool,
-    lpips_net: str | None = None,
-) -> dict[str, Any]:
-    """What ``sr-report`` needs beside results.json: the model, its size, and timings."""
-    return {
-        "method": model.method,
-        "display": model.generator.display,
-        "scale": model.scale,
-        "channels": model.channels,
-        "params": model.params,
-        "source": model.source,
-        "path": model.path,
-        **({"architecture": model.architecture} if model.architecture else {}),
-        "tta": bool(tta),
-        "device": device_name(device),
-        "ms_per_image": {s.name: s.ms_per_image for s in sets},
-        "bicubic": {
-            s.name: {
-                "psnr_y": s.mean("bicubic_psnr_y"),
-                "ssim_y": s.mean("bicubic_ssim_y"),
-                **s.perceptual_means(bicubic=True),
-            }
-            for s in sets
-        },
-        "lpips_net": lpips_net,  # the LPIPS backbone (alex | vgg), null without LPIPS
-    }
-
-
-def format_table(model: EvalModel, sets: Sequence[SetResult], tta: bool) -> str:
-    """The console table: set × PSNR / SSIM, with the gain over bicubic of the same LR."""
-    title = f"{model.describe()}{' +TTA' if tta else ''} ({model.source}"
-    title += f": {model.path})" if model.path else ")"
-    extra = list(sets[0].perceptual_means()) if sets else []
-    header = f"{'set':<12}{'images':>7}{'PSNR':>9}{'SSIM':>9}"
-    header += "".join(f"{k.upper():>9}" for k in extra)
-    header += f"{'ΔPSNR':>9}{'ΔSSIM':>9}{'ms/img':>9}"
-    lines = [title, header, "-" * len(header)]
-    for s in sets:
-        psnr, ssim = s.mean("psnr_y"), s.mean("ssim_y")
-        scores = "".join(f"{v:>9.4f}" for v in s.perceptual_means().values())
-        if model.is_bicubic:
-            delta = f"{'—':>9}{'—':>9}"
-        else:
-            dp, ds = psnr - s.mean("bicubic_psnr_y"), ssim - s.mean("bicubic_ssim_y")
-            delta = f"{dp:>+9.2f}{ds:>+9.4f}"
-        lines.append(
-            f"{s.name:<12}{len(s.images):>7}{psnr:>9.2f}{ssim:>9.4f}{scores}{delta}"
-            f"{s.ms_per_image:>9.1f}"
-        )
-    return "\n".join(lines)
-
-
-def asdict_model(model: EvalModel) -> dict:
-    return {"method": model.method, "scale": model.scale, "channels": model.channels}
-
-
-def write_outputs(
-    output_dir: Path,
-    model: EvalModel,
-    sets: Sequence[SetResult],
-    device: torch.device,
-    tta: bool,
-    lpips_net: str | None = None,
-) -> None:
-    write_atomic(output_dir / "results.json", json.dumps(results_json(sets), indent=2).encode())
-    write_atomic(output_dir / "per_image.csv", per_image_csv(sets).encode())
-    info = run_info(model, sets, device, tta, lpips_net)
-    write_atomic(output_dir / "run_info.json", json.dumps(info, indent=2).encode())
 
 
 # -- the app -------------------------------------------------------------------------------------
