@@ -206,6 +206,7 @@ def workspace(tmp_path: Path) -> Workspace:
 
 
 @pytest.mark.slow  # every README command: about 30 runs, several minutes on 2 CPU cores
+@pytest.mark.timeout(3600)  # up to 900 s per command
 def test_every_readme_command_runs_as_written(workspace):
     skipped = {}
     for command in readme_commands():

@@ -163,6 +163,7 @@ def test_a_run_crashed_mid_epoch_resumes_bit_identical(tiny_data, compose_train,
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # a run killed, then resumed (600 s each at most)
 def test_a_run_killed_mid_epoch_resumes_bit_identical(tiny_data, compose_train, tmp_path):
     ref, res = tmp_path / "uninterrupted", tmp_path / "killed"
     _uninterrupted(compose_train, tiny_data, ref)
@@ -175,6 +176,7 @@ def test_a_run_killed_mid_epoch_resumes_bit_identical(tiny_data, compose_train, 
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # a run killed, then resumed (600 s each at most)
 @pytest.mark.parametrize(
     "kill_at,extra",
     [

@@ -399,6 +399,7 @@ def test_submitit_local_job_runs_in_its_own_process_inside_the_sweep_dir(tiny_da
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # a sweep, killed, then run again (600 s each at most)
 def test_a_killed_sweep_rerun_in_place_ends_as_if_never_killed(tiny_data, tmp_path):
     """SIGKILL of the multirun's process group in the middle of its second job; rerunning the
     same command (same sweep dir) reads job 0 back, resumes job 1 from its last.ckpt and runs
@@ -440,6 +441,7 @@ def test_a_killed_sweep_rerun_in_place_ends_as_if_never_killed(tiny_data, tmp_pa
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # a sweep, killed, then run again (600 s each at most)
 def test_a_killed_optuna_search_rerun_in_place_finishes_its_trials(tiny_data, tmp_path):
     """The preset's study lives in the sweep dir; a search killed in its second trial and
     rerun with the same sweep dir runs only the missing trials, the interrupted one again."""
