@@ -342,29 +342,17 @@ def upscale_video(
     encoded: queue.Queue = queue.Queue(maxsize=options.batch_size * options.queue_batches)
     errors: list[BaseException] = []
 
-    def decode() -> None:
-        try:
-            for frame in read_frames(info):
-                if not _put(decoded, frame, stop):
-                    return
-            _put(decoded, _END, stop)
-        except BaseException as err:
-            _put(decoded, _Failed(err), stop)
-
-    def encode() -> None:
-        try:
-            while True:
-                item = _get(encoded, stop)
-                if item is _END:
-                    break
-                planes, pts = item
-                writer.write(planes, pts)
-        except BaseException as err:
-            errors.append(err)
-            stop.set()
-
-    threads = [threading.Thread(target=decode, name="sr-video-decode", daemon=True),
-               threading.Thread(target=encode, name="sr-video-encode", daemon=True)]  # fmt: skip
+    threads = [
+        threading.Thread(
+            target=_decode, args=(info, decoded, stop), name="sr-video-decode", daemon=True
+        ),
+        threading.Thread(
+            target=_encode,
+            args=(writer, encoded, stop, errors),
+            name="sr-video-encode",
+            daemon=True,
+        ),
+    ]
     for t in threads:
         t.start()
     precision = options.precision
@@ -385,16 +373,7 @@ def upscale_video(
             if not batch:
                 break
             x, chroma = conv.net_input(batch)
-            if precision == "auto":
-                precision, why = choose_precision(upscaler, x[:1])
-                log.info("%s: precision=auto -> %s (%s)", info.path.name, precision, why)
-            elif precision in PRECISIONS:
-                upscaler.autocast_dtype = PRECISIONS[precision]
-                if precision != "fp32" and not isinstance(upscaler.generator.net, nn.Module):
-                    raise ValueError(
-                        f"video.precision={precision} needs a PyTorch net; ONNX / TorchScript "
-                        "files run as exported (video.precision=fp32)"
-                    )
+            precision = _set_precision(upscaler, precision, x, info)
             sr = run_net(upscaler, x)
             for frame, planes in zip(batch, conv.output_planes(sr, chroma, s), strict=True):
                 if not _put(encoded, (planes, frame.pts), stop):
@@ -419,6 +398,46 @@ def upscale_video(
     if frames != count:
         raise RuntimeError(f"{info.path}: encoded {frames} frames of {count}")
     return VideoResult(count, time.perf_counter() - start, precision)
+
+
+def _decode(info: VideoInfo, decoded: queue.Queue, stop: threading.Event) -> None:
+    """The decoding thread: frames into ``decoded``, then _END (or the error)."""
+    try:
+        for frame in read_frames(info):
+            if not _put(decoded, frame, stop):
+                return
+        _put(decoded, _END, stop)
+    except BaseException as err:
+        _put(decoded, _Failed(err), stop)
+
+
+def _encode(writer: VideoWriter, encoded: queue.Queue, stop: threading.Event, errors: list) -> None:
+    """The encoding thread: (planes, pts) from ``encoded`` into the writer until _END."""
+    try:
+        while True:
+            item = _get(encoded, stop)
+            if item is _END:
+                break
+            planes, pts = item
+            writer.write(planes, pts)
+    except BaseException as err:
+        errors.append(err)
+        stop.set()
+
+
+def _set_precision(upscaler: Upscaler, precision: str, x: torch.Tensor, info: VideoInfo) -> str:
+    """Resolve ``auto`` on the first batch (once per video); apply an explicit precision."""
+    if precision == "auto":
+        precision, why = choose_precision(upscaler, x[:1])
+        log.info("%s: precision=auto -> %s (%s)", info.path.name, precision, why)
+    elif precision in PRECISIONS:
+        if precision != "fp32" and not isinstance(upscaler.generator.net, nn.Module):
+            raise ValueError(
+                f"video.precision={precision} needs a PyTorch net; ONNX / TorchScript "
+                "files run as exported (video.precision=fp32)"
+            )
+        upscaler.autocast_dtype = PRECISIONS[precision]
+    return precision
 
 
 class Progress:
