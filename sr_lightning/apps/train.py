@@ -318,8 +318,11 @@ def run_stages(
                 why,
                 trainer.global_step,
             )
+            best = best_during_fit(trainer, metrics)
             trainer.validate(model, datamodule=datamodule, verbose=False)
             metrics.update(callback_metrics(trainer))
+            if best is not None:  # the final validation is not a candidate for the best
+                metrics["val/psnr_best"] = best
     else:
         trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt_path)
         metrics = callback_metrics(trainer)
@@ -327,6 +330,23 @@ def run_stages(
         trainer.test(model, datamodule=datamodule, ckpt_path=None if fitting else ckpt_path)
         metrics.update(callback_metrics(trainer))
     return metrics
+
+
+def best_during_fit(trainer: L.Trainer, metrics: dict[str, float]) -> float | None:
+    """``val/psnr_best`` of the validations during fit: the best checkpoint's value.
+
+    The extra validation of the final weights after fit saves no checkpoint (whether a run
+    stops by ``max_steps`` or ``max_time``), so it must not raise the best either: the value
+    sweepers and summary.md rank by is one a best checkpoint holds. None when no validation
+    ran during fit (no best checkpoint: the final validation's value stands).
+    """
+    if "val/psnr_best" in metrics:
+        return metrics["val/psnr_best"]
+    ckpt = getattr(trainer, "checkpoint_callback", None)  # resumed, not validated since
+    score = getattr(ckpt, "best_model_score", None)
+    if score is not None and getattr(ckpt, "monitor", None) == "val/psnr":
+        return float(score)
+    return None
 
 
 def callback_metrics(trainer: L.Trainer) -> dict[str, float]:
