@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
-from PIL import Image
 
 from sr_lightning.core.config import CONF_DIR, register_resolvers
+from tests.helpers.data import write_images
 
 # Tiny convolutions are slower with two competing threads than with one (2-core machines,
 # pytest-xdist with two workers); one thread per test process is the fast setting.
@@ -32,22 +31,6 @@ def data_dir() -> Path:
     if not root or not (Path(root) / "Set5").is_dir():
         pytest.skip("SR_DATA_DIR is not set to a folder holding Set5 (CI sets it)")
     return Path(root)
-
-
-def write_images(
-    folder: Path, sizes: Sequence[tuple[int, int]], mode: str = "RGB", seed: int = 0
-) -> list[Path]:
-    """Smooth random images (so SR has something to learn) of the given (w, h) sizes."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    paths = []
-    for i, (w, h) in enumerate(sizes):
-        coarse = rng.integers(0, 256, size=(max(2, h // 8), max(2, w // 8), 3), dtype=np.uint8)
-        image = Image.fromarray(coarse).resize((w, h), Image.BICUBIC).convert(mode)
-        path = folder / f"img_{i:03d}.png"
-        image.save(path)
-        paths.append(path)
-    return paths
 
 
 @pytest.fixture
@@ -87,40 +70,3 @@ def compose_train(tmp_path: Path) -> ComposeFn:
 
     yield _compose
     GlobalHydra.instance().clear()
-
-
-def tiny_overrides(data_root: Path) -> list[str]:
-    """Overrides for a seconds-long CPU run on the `tiny_data` folders."""
-    return [
-        "data=folder",
-        f"paths.data_dir={data_root}",
-        "data.train_sets=[train]",
-        "data.val_sets=[val]",
-        "data.test_sets=[val]",
-        "data.batch_size=4",
-        "data.patches_per_image=4",
-        "trainer=cpu",
-        "trainer.max_epochs=2",
-        "trainer.enable_progress_bar=false",
-        "trainer.enable_model_summary=false",
-        "logger=csv",
-    ]
-
-
-def make_datamodule(root: Path, **overrides):
-    """A set-up SRDataModule over the `tiny_data` folders (x2 RGB, 16 px patches, batch 4)."""
-    from sr_lightning.data.datamodule import SRDataModule
-
-    args = dict(
-        data_dir=str(root),
-        train_sets=["train"],
-        val_sets=["val"],
-        scale=2,
-        channels=3,
-        patch_size=16,
-        batch_size=4,
-        patches_per_image=2,
-    )
-    dm = SRDataModule(**{**args, **overrides})
-    dm.setup("fit")
-    return dm

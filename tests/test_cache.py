@@ -28,7 +28,7 @@ from sr_lightning.data.datasets import (
     resolve_cache_mode,
 )
 from sr_lightning.data.images import list_images, load_image
-from tests.conftest import write_images
+from tests.helpers.data import write_images
 
 SIZES = [(40, 30), (33, 41), (48, 48), (25, 36)]
 

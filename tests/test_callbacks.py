@@ -13,7 +13,7 @@ from PIL import Image
 from sr_lightning.apps.train import train
 from sr_lightning.common.color import to_luma_uint8
 from sr_lightning.runtime.callbacks import side_by_side
-from tests.conftest import tiny_overrides
+from tests.helpers.config import tiny_overrides
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

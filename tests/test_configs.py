@@ -23,7 +23,8 @@ from sr_lightning.apps.train import train
 from sr_lightning.core.builders import build_module
 from sr_lightning.core.config import CONF_DIR
 from sr_lightning.nets import count_parameters, upsampling_kind
-from tests.conftest import tiny_overrides, write_images
+from tests.helpers.config import tiny_overrides
+from tests.helpers.data import write_images
 
 # a CPU training step of a net this large (EDSR: 43M) takes half a minute: slow suite
 LARGE_NET = 10_000_000

@@ -10,7 +10,7 @@ import torch
 from sr_lightning.data.datamodule import UnpaddedDistributedSampler
 from sr_lightning.data.datasets import EvalDataset, ImageSet, PatchDataset, convert_channels
 from sr_lightning.data.imresize import imresize
-from tests.conftest import make_datamodule, write_images
+from tests.helpers.data import make_datamodule, write_images
 
 make_dm = make_datamodule
 

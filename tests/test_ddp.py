@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from sr_lightning.apps.train import train
-from tests.conftest import tiny_overrides
-from tests.test_sweeps import job_dirs, only_sweep_dir, read_summary, run_cli
+from tests.helpers.config import tiny_overrides
+from tests.helpers.sweeps import job_dirs, only_sweep_dir, read_summary, run_cli
 
 pytestmark = pytest.mark.slow
 

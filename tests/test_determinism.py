@@ -6,7 +6,7 @@ import torch
 from omegaconf import open_dict
 
 from sr_lightning.apps.train import train
-from tests.conftest import tiny_overrides
+from tests.helpers.config import tiny_overrides
 
 
 def test_seeded_deterministic_runs_are_identical(tiny_data, compose_train, tmp_path):

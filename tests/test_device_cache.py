@@ -8,7 +8,8 @@ import torch
 from sr_lightning.apps.train import train
 from sr_lightning.data.datasets import CropPositions, ImageSet, PatchDataset
 from sr_lightning.data.device_cache import PackedImages, packed_bytes, use_device_cache
-from tests.conftest import make_datamodule, tiny_overrides
+from tests.helpers.config import tiny_overrides
+from tests.helpers.data import make_datamodule
 
 CPU = torch.device("cpu")
 CUDA = torch.device("cuda", 0)

@@ -23,7 +23,8 @@ from sr_lightning.common.color import rgb_to_ycbcr
 from sr_lightning.core.registry import UnsafeFileError
 from sr_lightning.data.degradation import bicubic_upscale, degrade_eval
 from sr_lightning.data.imresize import imresize
-from tests.conftest import tiny_overrides, write_images
+from tests.helpers.config import tiny_overrides
+from tests.helpers.data import write_images
 
 # VDSR (CVPR'16) Table 3, bicubic rows, as in tests/test_bicubic_parity.py
 PUBLISHED_BICUBIC = {

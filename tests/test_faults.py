@@ -25,7 +25,7 @@ from sr_lightning.runtime.faults import (
     atomic_torch_save,
     save_checkpoint_file,
 )
-from tests.conftest import tiny_overrides
+from tests.helpers.config import tiny_overrides
 
 
 def test_interrupted_save_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):

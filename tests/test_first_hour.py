@@ -33,7 +33,7 @@ from sr_lightning.runtime.errors import (
 )
 from sr_lightning.runtime.run_state import completed_run, training_budget
 from sr_lightning.runtime.sweep import SweepSummary
-from tests.conftest import tiny_overrides
+from tests.helpers.config import tiny_overrides
 
 REPO = Path(__file__).resolve().parent.parent
 

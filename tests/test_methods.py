@@ -19,7 +19,7 @@ from sr_lightning.modules.srcnn import SRCNNModule
 from sr_lightning.modules.srresnet import SRResNetModule
 from sr_lightning.modules.vdsr import VDSRModule, clip_to_lr_bounds
 from sr_lightning.nets import SRCNN, VDSR, SRResNet
-from tests.conftest import tiny_overrides
+from tests.helpers.config import tiny_overrides
 
 # Small versions of the nets these method-specific tests train, so a step takes milliseconds.
 SMALL_NETS = {

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import write_images
+from tests.helpers.data import write_images
 
 REPO = Path(__file__).resolve().parent.parent
 # what a source distribution holds: the package, its configs and the build files

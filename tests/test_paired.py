@@ -8,7 +8,7 @@ import torch
 from sr_lightning.data.degradation import degrade_train
 from sr_lightning.data.imresize import imresize
 from sr_lightning.data.paired import PairedPatchDataset, use_paired
-from tests.conftest import make_datamodule
+from tests.helpers.data import make_datamodule
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 

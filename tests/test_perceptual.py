@@ -24,7 +24,7 @@ from torchvision.models import vgg as tv_vgg
 from sr_lightning.common import download as dl
 from sr_lightning.common.pretrained import WeightsUnavailableError
 from sr_lightning.core.perceptual import PerceptualMeans, build_scorer
-from tests.conftest import tiny_overrides
+from tests.helpers.config import tiny_overrides
 
 lpips = pytest.importorskip("lpips")  # a dev dependency (pyproject.toml)
 DISTS_pytorch = pytest.importorskip("DISTS_pytorch")

@@ -22,7 +22,7 @@ from sr_lightning.data.datamodule import SRDataModule
 from sr_lightning.data.datasets import ImageSet, PatchDataset
 from sr_lightning.data.imresize import imresize
 from sr_lightning.modules.espcn import ESPCNModule
-from tests.conftest import make_datamodule
+from tests.helpers.data import make_datamodule
 
 ROOT = Path(__file__).resolve().parent.parent
 

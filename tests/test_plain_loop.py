@@ -14,7 +14,7 @@ from sr_lightning.core.metrics import psnr_y
 from sr_lightning.data.images import load_image
 from sr_lightning.data.imresize import imresize
 from sr_lightning.nets.espcn import ESPCN
-from tests.conftest import write_images
+from tests.helpers.data import write_images
 
 REPO = Path(__file__).resolve().parents[1]
 

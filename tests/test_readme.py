@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import write_images
-from tests.slurm_cluster import SlurmUnavailable, local_slurm
+from tests.helpers.data import write_images
+from tests.helpers.slurm_cluster import SlurmUnavailable, local_slurm
 from tests.test_video import make_clip
 
 REPO = Path(__file__).resolve().parent.parent

@@ -17,20 +17,12 @@ from sr_lightning.apps.train import train
 from sr_lightning.data.datamodule import _positions_as_is
 from sr_lightning.data.datasets import CropPositions, load_set
 from sr_lightning.data.resumable import resumable_loader
-from tests.conftest import tiny_overrides
-from tests.kill_switch import Crash
+from tests.helpers.config import tiny_overrides
+from tests.helpers.kill_switch import Crash
+from tests.helpers.resume import RUN, assert_same
 
 REPO = Path(__file__).resolve().parents[1]
 
-# 6 images x 8 patches / batch 4 = 12 steps an epoch; last.ckpt every 4 steps
-RUN = [
-    "scale=2",
-    "seed=7",
-    "data.patches_per_image=8",
-    "callbacks.periodic_last.every_n_train_steps=4",
-    "callbacks.image_panels=null",
-    "extras.print_config=false",
-]
 GAN = [
     "model=srgan",
     "loss=gan",
@@ -52,7 +44,7 @@ GAN = [
 #   never raised again (the `total` and `processed` counters agree);
 # * ModelCheckpoint's `current_score` (the score of the last file it wrote in this process)
 #   is saved but not restored; only `best_model_score` and the best paths are.
-LIGHTNING_BOOKKEEPING = ("/loops/fit_loop/epoch_progress/current/ready", "/current_score")
+
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:VGGContentLoss uses randomly initialised:UserWarning",
@@ -73,7 +65,7 @@ def _train_cmd(tiny_data: Path, run_dir: Path, *extra: str) -> list[str]:
 
 def _killed_then_resumed(tiny_data: Path, run_dir: Path, kill_at: int, resume: str, *extra: str):
     killed = subprocess.run(
-        _train_cmd(tiny_data, run_dir, *extra, "+callbacks.kill._target_=tests.kill_switch.KillAtStep",
+        _train_cmd(tiny_data, run_dir, *extra, "+callbacks.kill._target_=tests.helpers.kill_switch.KillAtStep",
                    f"+callbacks.kill.step={kill_at}"),
         capture_output=True, text=True, timeout=600, env=_subprocess_env(),
     )  # fmt: skip
@@ -95,31 +87,6 @@ def _uninterrupted(compose_train, tiny_data: Path, run_dir: Path, *extra: str) -
     with open_dict(cfg):
         cfg.paths.output_dir = str(run_dir)
     train(cfg)
-
-
-def assert_same(a, b, path: str = "", roots: tuple[str, str] = ("", "")) -> None:
-    """Equal nested checkpoint contents; strings compared with each run's dir replaced."""
-    if path.endswith(LIGHTNING_BOOKKEEPING):
-        return
-
-    def norm(value, root):
-        return value.replace(root, "<run>") if isinstance(value, str) and root else value
-
-    if isinstance(a, dict):
-        ka = {norm(k, roots[0]): k for k in a}
-        kb = {norm(k, roots[1]): k for k in b}
-        assert set(ka) == set(kb), f"{path}: keys {set(ka) ^ set(kb)}"
-        for k in ka:
-            assert_same(a[ka[k]], b[kb[k]], f"{path}/{k}", roots)
-    elif isinstance(a, list | tuple):
-        assert len(a) == len(b), f"{path}: lengths {len(a)} vs {len(b)}"
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            assert_same(x, y, f"{path}[{i}]", roots)
-    elif isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape, path
-        assert torch.equal(a, b), f"{path}: max diff {(a.double() - b.double()).abs().max()}"
-    else:
-        assert norm(a, roots[0]) == norm(b, roots[1]), f"{path}: {a!r} vs {b!r}"
 
 
 def _final_checkpoints_equal(ref: Path, res: Path) -> dict:
@@ -152,7 +119,10 @@ def _logs_continue(ref: Path, res: Path, resumed_at: int) -> None:
 def test_a_run_crashed_mid_epoch_resumes_bit_identical(tiny_data, compose_train, tmp_path):
     ref, res = tmp_path / "uninterrupted", tmp_path / "crashed"
     _uninterrupted(compose_train, tiny_data, ref)
-    crash = ["+callbacks.crash._target_=tests.kill_switch.CrashAtStep", "+callbacks.crash.step=18"]
+    crash = [
+        "+callbacks.crash._target_=tests.helpers.kill_switch.CrashAtStep",
+        "+callbacks.crash.step=18",
+    ]
     with pytest.raises(Crash):
         _uninterrupted(compose_train, tiny_data, res, *crash)
     assert torch.load(res / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 16

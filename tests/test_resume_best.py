@@ -10,7 +10,7 @@ import torch
 from lightning.pytorch import Callback
 
 from sr_lightning.apps.train import train
-from tests.conftest import tiny_overrides
+from tests.helpers.config import tiny_overrides
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:.*does not have many workers.*",

@@ -15,7 +15,7 @@ from filelock import SoftFileLock
 
 from sr_lightning.runtime import run_lock
 from sr_lightning.runtime.run_lock import LOCK_NAME, OWNER_NAME, RunDirBusy, RunDirLock
-from tests.conftest import tiny_overrides
+from tests.helpers.config import tiny_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}

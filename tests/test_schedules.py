@@ -14,7 +14,7 @@ from lightning.pytorch.callbacks import timer as timer_module
 
 from sr_lightning.core.builders import build_datamodule, build_module
 from sr_lightning.core.schedules import BudgetLR, BudgetProgress, budget_factor
-from tests.conftest import tiny_overrides
+from tests.helpers.config import tiny_overrides
 
 
 def test_budget_factor_matches_the_step_and_cosine_formulas() -> None:

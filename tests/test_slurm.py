@@ -1,5 +1,5 @@
 """The SLURM preset against a real SLURM: a single-node cluster on 127.0.0.1 (Debian's
-slurm-wlm and munge, started by :mod:`tests.slurm_cluster`), two seeded jobs submitted through
+slurm-wlm and munge, started by :mod:`tests.helpers.slurm_cluster`), two seeded jobs submitted through
 submitit, one preempted mid-epoch with ``scontrol requeue``."""
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import tiny_overrides
-from tests.slurm_cluster import SlurmUnavailable, local_slurm
-from tests.test_resume import RUN, assert_same
-from tests.test_sweeps import job_dirs, read_summary
+from tests.helpers.config import tiny_overrides
+from tests.helpers.resume import RUN, assert_same
+from tests.helpers.slurm_cluster import SlurmUnavailable, local_slurm
+from tests.helpers.sweeps import job_dirs, read_summary
 
 REPO = Path(__file__).resolve().parents[1]
 SWEEP_TIMEOUT_S = 150
@@ -62,7 +62,7 @@ def test_a_requeued_slurm_job_resumes_its_run_and_ends_identical(slurm, tiny_dat
         [sys.executable, "-m", "sr_lightning.apps.train", "-m", "hydra/launcher=slurm",
          "hydra.launcher.gpus_per_node=null", "hydra.launcher.cpus_per_task=1",
          f"hydra.sweep.dir={sweep}", *job, "seed=7,8",
-         "+callbacks.requeue._target_=tests.kill_switch.WaitForRequeue",
+         "+callbacks.requeue._target_=tests.helpers.kill_switch.WaitForRequeue",
          "+callbacks.requeue.step=6", "+callbacks.requeue.run_dir=${paths.output_dir}"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,

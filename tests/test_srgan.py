@@ -25,7 +25,7 @@ from sr_lightning.core.builders import build_datamodule, build_module
 from sr_lightning.core.model_files import resolve_model
 from sr_lightning.modules.srgan import SRGANModule
 from sr_lightning.runtime.builders import build_callbacks, build_loggers
-from tests.conftest import tiny_overrides
+from tests.helpers.config import tiny_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import multiprocessing
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,52 +15,10 @@ from omegaconf import OmegaConf
 
 from sr_lightning.runtime.atomic import write_atomic
 from sr_lightning.runtime.sweep import SweepSummary, refresh
-from tests.conftest import tiny_overrides
+from tests.helpers.config import tiny_overrides
+from tests.helpers.sweeps import job_dirs, only_sweep_dir, read_summary, run_cli
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def run_cli(args: list[str], cwd: Path, timeout: float = 600) -> tuple[int, str]:
-    """``python -m sr_lightning.apps.train ARGS`` in ``cwd``; on timeout its whole process group
-    (DDP ranks, submitit jobs) is killed, so a hang fails the test instead of the CI job."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    flags = [a for a in args if a.startswith("-")]  # Hydra wants them before the overrides
-    overrides = [a for a in args if not a.startswith("-")]
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sr_lightning.apps.train",
-            *flags,
-            "extras.print_config=false",
-            *overrides,
-        ],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        pytest.fail(f"timed out after {timeout} s:\n{out[-3000:]}")
-    return proc.returncode, out
-
-
-def only_sweep_dir(root: Path) -> Path:
-    """The single sweep dir under ``root/logs``; no single-run dir may exist beside it."""
-    assert not (root / "logs" / "train" / "runs").exists()
-    sweeps = list((root / "logs" / "train" / "multiruns").iterdir())
-    assert len(sweeps) == 1, sweeps
-    return sweeps[0]
-
-
-def job_dirs(sweep: Path) -> list[Path]:
-    return sorted((p for p in sweep.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
 
 
 def job_overrides(job: Path) -> dict[str, str]:
@@ -72,11 +27,6 @@ def job_overrides(job: Path) -> dict[str, str]:
 
 def best_psnr(job: Path) -> float:
     return json.loads((job / "metrics.json").read_text())["metrics"]["val/psnr_best"]
-
-
-def read_summary(sweep: Path) -> list[dict[str, str]]:
-    with open(sweep / "summary.csv", newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 # -- the summary, without training ----------------------------------------------------------
@@ -407,7 +357,7 @@ def test_a_killed_sweep_rerun_in_place_ends_as_if_never_killed(tiny_data, tmp_pa
     # 8 steps an epoch, last.ckpt every 4 steps; job 1 is killed at step 6
     args = [*tiny_overrides(tiny_data), "data.patches_per_image=8", "trainer.max_epochs=1",
             "callbacks.periodic_last.every_n_train_steps=4", "callbacks.image_panels=null",
-            "seed=1,2,3,4", "+callbacks.kill._target_=tests.kill_switch.KillSweepAtStep",
+            "seed=1,2,3,4", "+callbacks.kill._target_=tests.helpers.kill_switch.KillSweepAtStep",
             "+callbacks.kill.step=6", "+callbacks.kill.job=1"]  # fmt: skip
     ref, sweep = tmp_path / "uninterrupted", tmp_path / "killed"
     code, out = run_cli(["-m", f"hydra.sweep.dir={ref}", *args], tmp_path)
@@ -453,7 +403,7 @@ def test_a_killed_optuna_search_rerun_in_place_finishes_its_trials(tiny_data, tm
     args = [*[a.replace("n_trials=2", "n_trials=3") for a in args], f"hydra.sweep.dir={sweep}",
             "data.patches_per_image=8", "callbacks.periodic_last.every_n_train_steps=4",
             "data.batch_size=choice(4,8)", "search.lr_patch_size=range(8,16,step=4)",
-            "+callbacks.kill._target_=tests.kill_switch.KillSweepAtStep",
+            "+callbacks.kill._target_=tests.helpers.kill_switch.KillSweepAtStep",
             "+callbacks.kill.step=3", "+callbacks.kill.job=1"]  # fmt: skip
     os.environ["SR_TEST_KILL_SWEEP"] = "1"
     try:

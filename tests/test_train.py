@@ -15,7 +15,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
 from sr_lightning.apps.train import train
 from sr_lightning.runtime.output_dir import check_output_dir, unwritable_reason
-from tests.conftest import tiny_overrides
+from tests.helpers.config import tiny_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -21,7 +21,7 @@ from sr_lightning.apps.upscale import write_png16
 from sr_lightning.core.config import CONF_DIR
 from sr_lightning.core.model_files import resolve_model
 from sr_lightning.data.images import ImageLoadError, orient, read_image
-from tests.test_export import make_checkpoint
+from tests.helpers.checkpoints import make_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,7 @@ import pytest
 from hydra.errors import OverrideParseException
 
 from sr_lightning.runtime.errors import quoting_hint, user_message
-from tests.conftest import tiny_overrides
+from tests.helpers.config import tiny_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -132,7 +132,7 @@ def _gif(path: Path, frames: int) -> None:
 
 def test_a_gif_in_a_training_folder_is_named_once(tmp_path, caplog):
     from sr_lightning.data.images import list_images
-    from tests.conftest import write_images
+    from tests.helpers.data import write_images
 
     folder = tmp_path / "train"
     write_images(folder, [(32, 32), (32, 32)])

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from sr_lightning.apps.train import train
-from tests.conftest import tiny_overrides
+from tests.helpers.config import tiny_overrides
 
 BLOCK = 32 * 1024
 CHUNK_HEADER = 7  # crc32c (4), length (2), chunk type (1)

@@ -355,7 +355,7 @@ def test_a_config_whose_net_disagrees_with_the_run_is_one_clear_error(compose_tr
 
 def test_a_spandrel_net_trains_two_batches_under_sr_train(tiny_data, compose_train, tmp_path):
     from sr_lightning.apps.train import train
-    from tests.conftest import tiny_overrides
+    from tests.helpers.config import tiny_overrides
 
     init = save_release(
         Compact(num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=2, upscale=2), tmp_path / "c.pth"
@@ -423,7 +423,7 @@ def test_srgan_trains_a_spandrel_generator_from_a_released_model(
     tiny_data, compose_train, tmp_path
 ):
     from sr_lightning.apps.train import train
-    from tests.conftest import tiny_overrides
+    from tests.helpers.config import tiny_overrides
 
     init = save_release(released("esrgan"), tmp_path / "esrgan.pth")
     cfg = compose_train(
