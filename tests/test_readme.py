@@ -22,7 +22,7 @@ import torch
 
 from tests.helpers.data import write_images
 from tests.helpers.slurm_cluster import SlurmUnavailable, local_slurm
-from tests.test_video import make_clip
+from tests.helpers.video import make_clip
 
 REPO = Path(__file__).resolve().parent.parent
 MODULES = {

@@ -103,9 +103,13 @@ def set_override(data_dir: Path) -> str:
 
 @pytest.fixture
 def compose_eval(compose_train, tmp_path):
+    """conf/eval.yaml with overrides; each evaluation in a run dir of its own (sr-eval keeps
+    an earlier results.json)."""
+    runs = iter(range(1_000))
+
     def _compose(*overrides: str):
         cfg = compose_train(*overrides, "trainer=cpu", config_name="eval")
-        cfg.paths.output_dir = str(tmp_path / "eval")
+        cfg.paths.output_dir = str(tmp_path / f"eval{next(runs)}")
         return cfg
 
     return _compose
@@ -128,11 +132,11 @@ def test_sr_eval_detects_a_released_model_and_matches_its_forward_pass(
     )
     name = ARCHS[arch][0]
     assert f"detected {name} x4 RGB" in capsys.readouterr().out
-    info = json.loads((tmp_path / "eval" / "run_info.json").read_text())
+    info = json.loads((tmp_path / "eval0" / "run_info.json").read_text())
     assert info["method"] == name and info["scale"] == 4 and info["channels"] == 3
     assert info["architecture"]["name"] == name
     assert info["params"] == sum(p.numel() for p in net.parameters())
-    assert json.loads((tmp_path / "eval" / "results.json").read_text()) == results
+    assert json.loads((tmp_path / "eval0" / "results.json").read_text()) == results
 
 
 def test_tta_and_tiling_work_with_a_released_model(data_dir, compose_eval, tmp_path):
@@ -169,7 +173,7 @@ def test_a_one_channel_model_on_an_rgb_set_sees_the_y_channel(data_dir, compose_
     assert results["Set5"]["psnr_y"] == pytest.approx(
         reference_psnr(net, data_dir / "Set5", IMAGES, luma=True), abs=1e-6
     )
-    info = json.loads((tmp_path / "eval" / "run_info.json").read_text())
+    info = json.loads((tmp_path / "eval0" / "run_info.json").read_text())
     assert info["channels"] == 1 and info["architecture"]["channels"] == 1
 
 
