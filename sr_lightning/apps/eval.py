@@ -53,7 +53,7 @@ from sr_lightning.data.degradation import bicubic_upscale
 from sr_lightning.data.eval_pair import eval_pair
 from sr_lightning.data.images import ImageLoadError, list_images, load_image
 from sr_lightning.runtime.atomic import write_atomic
-from sr_lightning.runtime.errors import ConfigError, exit_on_user_error, run_cli
+from sr_lightning.runtime.errors import ConfigError, exit_on_user_error
 from sr_lightning.runtime.wandb_run import wandb_logger_configs
 
 log = logging.getLogger("sr_lightning.apps.eval")
@@ -519,8 +519,10 @@ def hydra_main(cfg: DictConfig) -> float:
 
 
 def main() -> float:
-    """The ``sr-eval`` console script: a user error is one message block, exit status 2."""
-    return run_cli("sr-eval", hydra_main)
+    """``python -m sr_lightning.apps.eval``: the config is checked first (apps/cli.py)."""
+    from sr_lightning.apps.cli import evaluate
+
+    return evaluate()
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ from sr_lightning.core.model_files import (
     resolve_model,
 )
 from sr_lightning.runtime.atomic import atomic_output
-from sr_lightning.runtime.errors import EXIT_USER_ERROR, file_errors, run_cli
+from sr_lightning.runtime.errors import EXIT_USER_ERROR, file_errors
 
 log = logging.getLogger("sr_lightning.apps.export")
 
@@ -271,8 +271,10 @@ def hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    """The ``sr-export`` console script: config errors (a key typo) are one block too."""
-    run_cli("sr-export", hydra_main)
+    """``python -m sr_lightning.apps.export``: the config is checked first (apps/cli.py)."""
+    from sr_lightning.apps.cli import export
+
+    export()
 
 
 if __name__ == "__main__":

@@ -40,7 +40,6 @@ from sr_lightning.runtime.errors import (
     in_multirun,
     is_user_error,
     root_cause,
-    run_cli,
     traceback_text,
 )
 from sr_lightning.runtime.faults import PREVIOUS_NAME, sigterm_exit_status
@@ -402,9 +401,11 @@ def hydra_main(cfg: DictConfig) -> float | None:
 
 
 def main() -> float | None:
-    """The ``sr-train`` console script: a user error is one message block, exit status 2."""
+    """``python -m sr_lightning.apps.train``: the config is checked first (apps/cli.py)."""
+    from sr_lightning.apps.cli import train as checked_train
+
     quiet_third_party()  # before Hydra: a sweeper's own start-up (Optuna's alembic) too
-    return run_cli("sr-train", hydra_main)
+    return checked_train()
 
 
 def log_failure(err: Exception, output_dir: Path) -> None:

@@ -35,7 +35,7 @@ from sr_lightning.core.inference import Upscaler, resolve_device
 from sr_lightning.core.model_files import model_request, resolve_model
 from sr_lightning.data.images import IMAGE_EXTENSIONS, ImageLoadError, read_image
 from sr_lightning.runtime.atomic import atomic_output
-from sr_lightning.runtime.errors import EXIT_USER_ERROR, file_errors, literal_hint, run_cli
+from sr_lightning.runtime.errors import EXIT_USER_ERROR, file_errors, literal_hint
 
 log = logging.getLogger("sr_lightning.apps.upscale")
 
@@ -348,8 +348,10 @@ def hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    """The ``sr-upscale`` console script: config errors (a key typo) are one block too."""
-    run_cli("sr-upscale", hydra_main)
+    """``python -m sr_lightning.apps.upscale``: the config is checked first (apps/cli.py)."""
+    from sr_lightning.apps.cli import upscale
+
+    upscale()
 
 
 if __name__ == "__main__":
