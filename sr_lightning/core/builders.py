@@ -41,5 +41,10 @@ def build_module(model_cfg: Mapping) -> LightningModule:
     return cls(**kwargs)
 
 
-def build_datamodule(data_cfg: Mapping) -> LightningDataModule:
-    return hydra.utils.instantiate(data_cfg, _convert_="all")
+def build_datamodule(data_cfg: Mapping, degradation: Mapping | None = None) -> LightningDataModule:
+    """``cfg.data``'s data module; ``degradation`` (``cfg.degradation``) other than bicubic goes
+    to it as ``lr_model`` (a data module of your own needs that argument only then)."""
+    lr_model = to_plain(degradation) if degradation is not None else None
+    if lr_model is None or lr_model.get("name", "bicubic") == "bicubic":
+        return hydra.utils.instantiate(data_cfg, _convert_="all")
+    return hydra.utils.instantiate(data_cfg, _convert_="all", lr_model=lr_model)

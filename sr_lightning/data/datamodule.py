@@ -23,7 +23,9 @@ from sr_lightning.data.datasets import (
     prepare_cache,
     set_spec,
 )
-from sr_lightning.data.degradation import degrade_train, random_dihedral, to_float
+from sr_lightning.data.degradation import to_float
+from sr_lightning.data.degradations.model import Degradation
+from sr_lightning.data.degradations.seeded import SeededLR
 from sr_lightning.data.device_cache import (
     PackedImages,
     free_device_bytes,
@@ -31,7 +33,6 @@ from sr_lightning.data.device_cache import (
     packed_bytes,
     use_device_cache,
 )
-from sr_lightning.data.eval_pair import eval_pair
 from sr_lightning.data.paired import PairedPatchDataset, use_paired
 from sr_lightning.data.resumable import ResumableLoader, resumable_loader
 
@@ -54,7 +55,7 @@ class UnpaddedDistributedSampler(DistributedSampler):
         return iter(range(self.rank, self.total_size, self.num_replicas))
 
 
-class SRDataModule(LightningDataModule):
+class SRDataModule(SeededLR, LightningDataModule):
     """Training patches and evaluation sets for one experiment.
 
     ``train_sets``, ``val_sets`` and ``test_sets`` are lists of set entries: a folder name under
@@ -68,6 +69,8 @@ class SRDataModule(LightningDataModule):
     ``device_cache`` (``auto``, ``true``, ``false``) packs the training images onto the
     accelerator and cuts the crops there, so the loader hands out only crop positions
     (:mod:`sr_lightning.data.device_cache`); ``auto`` does so on a GPU with room to spare.
+    ``lr_model``: the ``degradation=`` group; training and evaluation batches are made by
+    :class:`~sr_lightning.data.degradations.seeded.SeededLR`.
     """
 
     def __init__(
@@ -96,6 +99,7 @@ class SRDataModule(LightningDataModule):
         cache_dir: str | None = None,
         device_cache: str | bool = "auto",
         degradation: str = "auto",
+        lr_model: Degradation | Mapping | str | None = None,
     ) -> None:
         super().__init__()
         self.name = name
@@ -123,6 +127,7 @@ class SRDataModule(LightningDataModule):
         self.device_cache = device_cache
         self.degradation = degradation
         self.paired = False  # decided by train_dataloader
+        self.lr_model = Degradation.from_config(lr_model)
         self.check_patch_size()
         self.train_set: ImageSet | None = None
         self.device_fed = False  # decided by train_dataloader
@@ -145,7 +150,8 @@ class SRDataModule(LightningDataModule):
         """How every set of this module is read and cached (arguments of ``load_set``)."""
         return {
             "data_dir": self.data_dir,
-            "channels": self.channels,
+            # BD / DN / Real-ESRGAN degrade RGB: a luma model's luma is taken after them
+            "channels": 3 if self.lr_model.needs_rgb else self.channels,
             "skip_bad": self.skip_bad,
             "recursive": self.recursive,
             "cache": self.cache,
@@ -240,7 +246,9 @@ class SRDataModule(LightningDataModule):
         self.device_fed = use_device_cache(
             self.device_cache, device, nbytes, free_device_bytes(device)
         )
-        self.paired = use_paired(self.degradation, device, self.scales, self.device_fed)
+        self.paired = use_paired(
+            self.degradation, device, self.scales, self.device_fed, self.lr_model.name
+        )
         # device-fed, the loader hands out crop positions; host-fed, the crops themselves
         # (paired: aligned crops of the HR and of its precomputed LR)
         crops = (self.patch_size, self.patches_per_image, self.small_images, self.random_crops)
@@ -339,19 +347,9 @@ class SRDataModule(LightningDataModule):
             return self.scales[0]
         return self.scales[int(torch.randint(len(self.scales), ()).item())]
 
-    def make_train_batch(self, hr_uint8: torch.Tensor) -> dict:
-        hr = random_dihedral(to_float(hr_uint8), **self.augment)
-        scale = self.draw_scale()
-        return {"lr": degrade_train(hr, scale), "hr": hr, "scale": scale}
-
     def make_paired_batch(self, batch: dict) -> dict:
         """Aligned uint8 LR/HR crops (already flipped/rotated by the dataset) -> float."""
         return {"lr": to_float(batch["lr"]), "hr": to_float(batch["hr"]), "scale": self.scale}
-
-    def make_eval_batch(self, batch: dict) -> dict:
-        """A uint8 HR image (already in the model's colour space) -> the evaluation pair."""
-        hr, lr = eval_pair(batch["hr"], self.scale)
-        return {**batch, "hr": hr, "lr": lr, "scale": self.scale}
 
 
 def _positions_as_is(positions):

@@ -27,15 +27,29 @@ from sr_lightning.data.imresize import imresize
 DEGRADATIONS = ("auto", "paired", "online")
 
 
-def use_paired(mode: str, device: torch.device, scales: Sequence[int], device_fed: bool) -> bool:
+def use_paired(
+    mode: str,
+    device: torch.device,
+    scales: Sequence[int],
+    device_fed: bool,
+    lr_model: str = "bicubic",
+) -> bool:
     """Whether a run crops a precomputed LR (``paired``) or degrades each batch (``online``).
 
     ``auto`` pairs on a CPU (the degradation would cost ~5 % of an ESPCN step there) and stays
     online on an accelerator, where the batched degradation is nearly free, and for
-    multi-scale training (one scale drawn per batch).
+    multi-scale training (one scale drawn per batch). The precomputed LR is bicubic: another
+    ``lr_model`` (``degradation=bd|dn|realesrgan``) is always online.
     """
     if mode not in DEGRADATIONS:
         raise ValueError(f"data.degradation must be one of {', '.join(DEGRADATIONS)}; got {mode!r}")
+    if lr_model != "bicubic":
+        if mode == "paired":
+            raise ValueError(
+                f"data.degradation=paired precomputes bicubic LR; degradation={lr_model} "
+                "needs data.degradation=online (or auto)."
+            )
+        return False
     if mode == "paired":
         if len(scales) > 1:
             raise ValueError(

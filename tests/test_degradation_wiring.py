@@ -1,0 +1,76 @@
+"""``degradation=`` in sr-eval and the data module: RDN's Table 3 bicubic BD / DN baselines,
+seeded training batches whose counter is part of the checkpoint (issue #25)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sr_lightning.apps.eval import evaluate
+from sr_lightning.common.color import to_luma_uint8
+from sr_lightning.data.datamodule import SRDataModule
+
+# RDN (Zhang et al., CVPR'18) Table 3, Bicubic row, Set5 x3: BD 28.78 / 0.8308, DN 24.01 / 0.5369
+RDN_BICUBIC_SET5_X3 = {"bd": (28.78, 0.015), "dn": (24.01, 0.1)}
+
+
+@pytest.mark.parametrize("name", ["bd", "dn"])
+def test_sr_eval_reproduces_rdn_bicubic_baselines(data_dir, compose_train, tmp_path, name):
+    def run(n: int) -> dict:
+        cfg = compose_train(
+            "model=bicubic",
+            "scale=3",
+            "channels=3",
+            f"degradation={name}",
+            "data.test_sets=[Set5]",
+            f"paths.data_dir={data_dir}",
+            config_name="eval",
+        )
+        cfg.paths.output_dir = str(tmp_path / f"eval_{n}")
+        return evaluate(cfg)["Set5"]
+
+    published, tolerance = RDN_BICUBIC_SET5_X3[name]
+    first = run(0)
+    assert abs(first["psnr_y"] - published) <= tolerance, first
+    assert run(1) == first  # DN's evaluation noise is fixed: the same LR in every run
+
+
+def _module(tiny_data, lr_model) -> SRDataModule:
+    dm = SRDataModule(
+        str(tiny_data), ["train"], ["val"], scale=3, channels=1, patch_size=24, lr_model=lr_model
+    )
+    dm.setup("fit")
+    return dm
+
+
+def test_training_batches_are_seeded_by_position_and_resume(tiny_data):
+    dm = _module(tiny_data, {"name": "dn", "sigma": 30})
+    # BD / DN degrade RGB: the sets are kept in RGB, batches come out in luma
+    assert dm.train_set.images[0].shape[0] == 3
+    hr = torch.stack([dm.train_set.images[i][:, :24, :24] for i in range(4)])
+    dm.augment = {"hflip": False, "vflip": False, "rot90": False}
+    first = dm.make_train_batch(hr)
+    assert first["lr"].shape == (4, 1, 8, 8) and first["hr"].shape == (4, 1, 24, 24)
+    assert torch.equal(first["hr"], to_luma_uint8(hr).float() / 255)
+    second = dm.make_train_batch(hr)
+    assert not torch.equal(first["lr"], second["lr"])  # fresh noise per batch
+    state = dm.state_dict()
+    third = dm.make_train_batch(hr)
+    resumed = _module(tiny_data, {"name": "dn", "sigma": 30})
+    resumed.augment = dm.augment
+    resumed.load_state_dict(state)
+    assert torch.equal(resumed.make_train_batch(hr)["lr"], third["lr"])
+    replay = _module(tiny_data, "dn")
+    replay.augment = dm.augment
+    assert torch.equal(replay.make_train_batch(hr)["lr"], first["lr"])
+
+
+def test_eval_batches_use_the_degradation_and_paired_is_refused(tiny_data):
+    dm = _module(tiny_data, "bd")
+    image = dm.val_sets[0].images[0]
+    batch = dm.make_eval_batch({"hr": image.unsqueeze(0), "name": "a", "index": 0})
+    assert batch["hr"].shape[1] == 1 and batch["lr"].shape[1] == 1
+    assert torch.equal(batch["lr"] * 255, (batch["lr"] * 255).round())  # 8-bit LR
+    dm.degradation = "paired"
+    with pytest.raises(ValueError, match=r"degradation=bd needs data\.degradation=online"):
+        dm.train_dataloader()
