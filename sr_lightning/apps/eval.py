@@ -50,6 +50,7 @@ from sr_lightning.core.perceptual import PerceptualScorer, build_scorer
 from sr_lightning.core.zoo import describe_detected
 from sr_lightning.data.datasets import set_spec
 from sr_lightning.data.degradation import bicubic_upscale
+from sr_lightning.data.degradations.model import Degradation
 from sr_lightning.data.eval_pair import eval_pair
 from sr_lightning.data.images import ImageLoadError, list_images, load_image
 from sr_lightning.runtime.atomic import write_atomic
@@ -363,9 +364,10 @@ def evaluate_set(
     skip_bad: bool = False,
     image_dir: Path | None = None,
     scorer: PerceptualScorer | None = None,
+    degradation: Degradation | None = None,
 ) -> SetResult:
     """Per-image Y PSNR / SSIM (and with ``scorer`` LPIPS / DISTS) of the model and of
-    bicubic, and the model's forward time."""
+    bicubic, and the model's forward time; the LR from ``degradation`` (default bicubic)."""
     scale, result = model.scale, SetResult(test_set.name)
     loader = DataLoader(BenchmarkImages(test_set, scale), batch_size=None, num_workers=num_workers)
     for item in loader:
@@ -378,7 +380,7 @@ def evaluate_set(
         where = f"{test_set.name}/{item['name']}"
         if min(d - d % scale for d in raw.shape[-2:]) <= 2 * scale:  # modcropped vs. border
             raise ValueError(f"{where} ({item['path']}) is too small to evaluate at x{scale}")
-        hr, lr = eval_pair(raw.unsqueeze(0), scale, model.channels)
+        hr, lr = eval_pair(raw.unsqueeze(0), scale, model.channels, degradation, [item["name"]])
         sr, seconds = forward_timed(predict, lr, device)
         if sr.shape != hr.shape:
             raise RuntimeError(
@@ -474,6 +476,7 @@ def evaluate(cfg: DictConfig) -> dict[str, dict[str, float | int]]:
                     skip_bad=bool(data.get("skip_bad")),
                     image_dir=image_dir,
                     scorer=scorer,
+                    degradation=Degradation.from_config(to_plain(cfg.get("degradation"))),
                 )
             )
     lpips_net = scorer.lpips_net if scorer is not None else None
@@ -500,6 +503,7 @@ def eval_settings(cfg: DictConfig) -> dict[str, Any]:
         "tta": cfg.get("tta"),
         "save_images": cfg.get("save_images"),
         "tile": cfg.get("tile"),
+        "degradation": to_plain(cfg.get("degradation")),
         "perceptual": to_plain(cfg.get("perceptual")),
         "data_dir": data.get("data_dir"),
         "test_sets": to_plain(data.get("test_sets")),

@@ -170,7 +170,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             log.warning("train=false without ckpt_path: validating an untrained model")
         # the model first: it refuses a scale it cannot do before the data suggests patch sizes
         model = build_module(cfg.model)
-        datamodule = build_datamodule(cfg.data)
+        datamodule = build_datamodule(cfg.data, cfg.get("degradation"))
         if cfg.get("extras", {}).get("print_config"):
             print_config(cfg)
         wandb_id = assign_run_id(cfg, output_dir)
