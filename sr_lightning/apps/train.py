@@ -148,6 +148,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     fitting = bool(cfg.get("train", True))
     trainer = None
     try:
+        if str(OmegaConf.select(cfg, "model.method", default="")) == "bicubic":
+            raise ConfigError("bicubic has no weights to train; use sr-eval model=bicubic")
         check_train_config(cfg)
         ckpt_path = select_checkpoint(cfg, output_dir)
         resumed = checkpoint_position(ckpt_path) if ckpt_path and fitting else None

@@ -78,8 +78,9 @@ def list_images(
     files = sorted(
         p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
     )
-    warn_skipped(folder, pattern)
-    if include is not None:
+    if include is None:  # a listed split names its files: the others are not skipped
+        warn_skipped(folder, pattern)
+    else:
         by_name = {p.name: p for p in files} | {p.stem: p for p in files}
         missing = [name for name in include if name not in by_name]
         if missing:

@@ -28,6 +28,11 @@ _NOISE_WARNINGS = (
     r".*Checkpoint directory .* exists and is not empty",  # resuming keeps its checkpoints
     r".*Previous log files in this directory will be deleted",  # train.py keeps them aside
     r".*Experiment logs directory .* exists and is not empty",
+    # false here: step values are logged every log_every_n_steps global steps, across epochs
+    r".*is smaller than the logging interval",
+    # the epochs between two validations (check_val_every_n_epoch) have no val/psnr by design;
+    # the best checkpoint is chosen at the validations
+    r".*could not find the monitored key in the returned metrics",
 )
 _NOISE_LOG_LINES = (
     re.compile(r"^💡 Tip: .*litlogger"),

@@ -768,6 +768,10 @@ def check_config(cfg: DictConfig | dict, app: str) -> None:
     Raises :class:`ConfigError` listing each wrong key in a line: the key, the value, what is
     allowed, and ``did you mean …?`` for an unknown key (at most :data:`MAX_PROBLEMS`).
     """
+    model = cfg.get("model")
+    if app == "train" and model is not None and model.get("method") == "bicubic":
+        # before its missing training keys (model.patch_size) fail as interpolation errors
+        raise ConfigError("bicubic has no weights to train; use sr-eval model=bicubic")
     schema = SCHEMAS[app]
     derived: set[str] = set()
     data = plain(cfg, "", derived) if isinstance(cfg, DictConfig) else dict(cfg)
