@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from sr_lightning.core.config import CONF_DIR, register_resolvers
+from sr_lightning.core.config import register_resolvers
+from tests.helpers.compose import compose_copy
 from tests.helpers.data import write_images
 
 # Tiny convolutions are slower with two competing threads than with one (2-core machines,
@@ -49,14 +49,15 @@ ComposeFn = Callable[..., DictConfig]
 def compose_train(tmp_path: Path) -> ComposeFn:
     """Compose conf/train.yaml with overrides, outputs under tmp_path, as a test run would.
 
+    Each distinct set of overrides is composed once per session (tests/helpers/compose.py);
+    the test gets its own deep copy.
+
     The Hydra config is registered (``HydraConfig``) and removed from the job config, as
     ``@hydra.main`` does, so ``${hydra:...}`` interpolations resolve.
     """
 
     def _compose(*overrides: str, config_name: str = "train") -> DictConfig:
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-            cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
+        cfg = compose_copy(config_name, list(overrides), str(tmp_path))
         with open_dict(cfg):
             cfg.hydra.runtime.output_dir = str(tmp_path / "run")
             cfg.hydra.job.num = 0
