@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,44 @@ def test_sr_train_model_bicubic_from_the_command_line(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert lines[0] == "sr-train: error: bicubic has no weights to train; use sr-eval model=bicubic"
     assert len(lines) <= 2 and "Interpolation" not in proc.stderr
+
+
+def test_a_failed_backbone_download_leaves_no_lock_file(tmp_path, monkeypatch):
+    from sr_lightning.common import download
+
+    def cut(url, part, size, **kwargs):
+        part.write_bytes(b"the first half")
+        raise download._Interrupted("connection reset by peer")
+
+    monkeypatch.setattr(download, "_fetch_into", cut)
+    dest = tmp_path / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth"
+    with pytest.raises(download.DownloadError, match="interrupted"):
+        download.download_file("https://example.invalid/vgg19.pth", dest, sha256=None,
+                               allow_unverified=True, retries=0, progress=False)  # fmt: skip
+    # the partial file stays (the next run resumes it); the lock file does not
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["vgg19-dcbb9e9d.pth.part"]
+
+
+def test_a_lock_file_removed_by_its_holder_still_serialises_the_waiters(tmp_path):
+    """What download_file relies on when it removes its lock file while holding it."""
+    from filelock import FileLock
+
+    lock = tmp_path / "w.pth.lock"
+    waiter = (
+        "import sys, time\nfrom filelock import FileLock\n"
+        f"with FileLock({str(lock)!r}):\n"
+        "    print('in', time.time(), flush=True)\n    time.sleep(2)\n"
+    )
+    held = FileLock(str(lock))
+    held.acquire()
+    proc = subprocess.Popen([sys.executable, "-c", waiter], stdout=subprocess.PIPE, text=True)
+    time.sleep(1.0)  # the waiter is blocked on the held lock
+    lock.unlink()
+    held.release()
+    time.sleep(0.3)  # the waiter holds it now (on a new file)
+    newcomer = FileLock(str(lock))
+    newcomer.acquire()
+    entered = time.time()
+    newcomer.release()
+    out, _ = proc.communicate(timeout=30)
+    assert entered > float(out.split()[1]) + 1.5  # the newcomer waited for the waiter

@@ -136,31 +136,39 @@ def download_file(
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     show = progress and bool(getattr(sys.stderr, "isatty", lambda: False)())
-    with FileLock(dest.with_name(dest.name + ".lock")):
-        # Another process (e.g. another DDP rank) may have finished while we waited.
-        if dest.is_file() and _is_good(dest, expected, size):
-            return dest
-        attempt = 0
-        while True:
-            try:
-                _fetch_into(url, part, size, timeout=timeout, progress=show, label=dest.name)
-                break
-            except _Interrupted as err:
-                attempt += 1
-                if attempt > retries:
-                    raise DownloadError(
-                        f"download of {url} was interrupted ({err}); the partial file {part} "
-                        "was kept: run again to resume"
-                    ) from err
-                log.warning(
-                    "download of %s interrupted (%s); resuming (%d/%d)", url, err, attempt, retries
-                )
-                time.sleep(_RETRY_DELAY_S * attempt)
-        _verify_part(part, url, expected, size)
-        os.replace(part, dest)
-        # Safe to remove only now: whoever waits on it will find `dest` good. After a
-        # failure it stays, so that waiting processes keep serialising on one lock.
-        dest.with_name(dest.name + ".lock").unlink(missing_ok=True)
+    lock_file = dest.with_name(dest.name + ".lock")
+    with FileLock(lock_file):
+        try:
+            # Another process (e.g. another DDP rank) may have finished while we waited.
+            if dest.is_file() and _is_good(dest, expected, size):
+                return dest
+            attempt = 0
+            while True:
+                try:
+                    _fetch_into(url, part, size, timeout=timeout, progress=show, label=dest.name)
+                    break
+                except _Interrupted as err:
+                    attempt += 1
+                    if attempt > retries:
+                        raise DownloadError(
+                            f"download of {url} was interrupted ({err}); the partial file "
+                            f"{part} was kept: run again to resume"
+                        ) from err
+                    log.warning(
+                        "download of %s interrupted (%s); resuming (%d/%d)",
+                        url,
+                        err,
+                        attempt,
+                        retries,
+                    )
+                    time.sleep(_RETRY_DELAY_S * attempt)
+            _verify_part(part, url, expected, size)
+            os.replace(part, dest)
+        finally:
+            # removed while still held, after success or failure (no debris in $TORCH_HOME):
+            # filelock (>= 4) makes a process waiting on it lock a new file, so waiters still
+            # take turns (tests/test_new_user.py)
+            lock_file.unlink(missing_ok=True)
     return dest
 
 
