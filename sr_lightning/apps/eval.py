@@ -1,12 +1,12 @@
 """sr-eval: benchmark a model on Set5 / Set14 / BSD100 / Urban100 with the papers' protocol.
 
-Each image goes through exactly what validation does during training (the data module's
-``make_eval_batch`` and ``SRModule.validation_step``): the HR image modcropped to a multiple
-of the scale, in the model's colour space (uint8 MATLAB luma, or RGB); the LR image is its
-float bicubic downscale, left unrounded (``degrade_eval``); the SR image comes from the
-module's ``sr_for_eval``; Y PSNR / SSIM of the 8-bit-rounded SR with ``scale`` border pixels
-cropped (:mod:`sr_lightning.core.metrics`); a set's numbers are means over its images. So a
-checkpoint evaluated here reproduces the ``val/psnr`` training logged for it.
+Each image goes through exactly what validation does during training: the evaluation pair
+(``sr_lightning.data.eval_pair``: the HR image modcropped to a multiple of the scale, in the
+model's colour space — uint8 MATLAB luma, or RGB — and its unrounded MATLAB bicubic LR, or the
+LR of the ``degradation`` setting); the SR image from the generator :func:`resolve_model`
+rebuilds (SRGAN: its EMA); Y PSNR / SSIM of the 8-bit-rounded SR with ``scale`` border pixels
+cropped (:func:`sr_lightning.core.metrics.score_images`); a set's numbers are means over its
+images. So a checkpoint evaluated here reproduces the ``val/psnr`` training logged for it.
 
 It is a plain no-grad loop rather than ``trainer.test`` so that every image's numbers (and
 the bicubic baseline of the same LR image) are at hand for ``per_image.csv``, the table and
