@@ -20,12 +20,15 @@ from omegaconf import open_dict
 from sr_lightning.core.config import CONF_DIR
 from sr_lightning.runtime.errors import ConfigError
 from sr_lightning.runtime.schema import SCHEMAS, check_config, describe, markdown
+from tests.helpers.config import model_overrides
 
 MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+# sr-train refuses model=bicubic (no weights to train): tests/test_new_user.py
+TRAINABLE = [m for m in MODELS if m != "bicubic"]
 GROUPS = [
     f"{group}={p.stem}"
-    for group in ("data", "loss", "trainer", "logger", "debug", "callbacks")
+    for group in ("data", "loss", "trainer", "logger", "debug", "callbacks", "degradation")
     for p in sorted((CONF_DIR / group).glob("*.yaml"))
     if p.stem != "default" or group == "trainer"
 ]
@@ -50,7 +53,7 @@ def run(prog: str, *args: str, cwd: Path, **env: str) -> subprocess.CompletedPro
 
 @pytest.mark.parametrize(
     "overrides",
-    [[], *([f"model={m}"] for m in MODELS), *([f"experiment={e}"] for e in EXPERIMENTS)]
+    [[], *(model_overrides(m) for m in TRAINABLE), *([f"experiment={e}"] for e in EXPERIMENTS)]
     + [[g] for g in GROUPS]
     + [["hparams_search=optuna"]],
     ids=str,
@@ -92,11 +95,43 @@ def test_every_app_config_passes_the_schema(app, model):
         ("+model.last_layer_lr_mul=0.1", "did you mean model.last_layer_lr_mult?"),
         ("+data.patches_per_imag=2", "did you mean data.patches_per_image?"),
         ("+loss.pixel.weigth=2", "did you mean loss.pixel.weight?"),
+        ("degradation.name=bx", "degradation.name=bx: must be one of bicubic, bd, dn, realesrgan."),
+        ("+degradation.sigma=-1", "degradation.sigma=-1: must be a number >= 0 or null."),
+        ("+degradation.eval_sed=1", "did you mean degradation.eval_seed?"),
     ],
 )
 def test_a_bad_value_names_the_key_the_value_and_what_is_allowed(compose_train, override, expected):
     with pytest.raises(ConfigError) as info:
         check_config(compose_train(override), "train")
+    assert expected in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            ["degradation=realesrgan", "+degradation.options.jpeg_rang=[30,95]"],
+            "did you mean degradation.options.jpeg_range?",
+        ),
+        (
+            ["degradation=realesrgan", "degradation.options.sinc_prob=1.5"],
+            "degradation.options.sinc_prob=1.5: must be a number >= 0 and <= 1 or null.",
+        ),
+        (
+            ["degradation=realesrgan", "degradation.options.kernel_list=[iso,gauss]"],
+            "degradation.options.kernel_list[1]=gauss: must be one of iso, aniso,",
+        ),
+        (["+degradation.eval_seed=abc"], "degradation.eval_seed=abc: must be an integer."),
+        (
+            ["degradation=bd", "+degradation.options.jpeg_range=[30,95]"],
+            "degradation.options are Real-ESRGAN's; degradation.name=bd takes none",
+        ),
+    ],
+)
+def test_the_degradation_group_is_checked(compose_train, overrides, expected):
+    """Every shipped degradation passes (GROUPS); its keys and Real-ESRGAN's options are typed."""
+    with pytest.raises(ConfigError) as info:
+        check_config(compose_train(*overrides), "train")
     assert expected in str(info.value)
 
 
@@ -196,6 +231,11 @@ def test_sr_train_refuses_a_bad_value_in_one_short_block(tmp_path, override, nam
         ("sr-train", ["+trainer.max_step=3"], "did you mean trainer.max_steps?"),
         ("sr-eval", ["model=bicubic", "scale=2", "tile=-1"], "tile=-1: must be"),
         ("sr-eval", ["model=bicubic", "scale=2", "+tta_=true"], "did you mean tta?"),
+        (
+            "sr-eval",
+            ["model=bicubic", "scale=2", "degradation=dn", "+degradation.sigma_=30"],
+            "did you mean degradation.sigma?",
+        ),
         ("sr-upscale", ["input=a.png", "output=o", "precision=fp8"], "precision=fp8: must be"),
         ("sr-upscale", ["input=a.png", "output=o", "+ovewrite=true"], "did you mean overwrite?"),
         ("sr-export", ["ckpt_path=x.ckpt", "opset=11"], "opset=11: must be an integer >= 17"),

@@ -118,6 +118,75 @@ class DataConfig(Strict):
     random_crops: bool = key("random crop positions (false: fixed, for debug=overfit)", True)
 
 
+# -- degradation -----------------------------------------------------------------------------
+
+Range = Annotated[list[float], MinLen(2), MaxLen(2)]
+KernelKind = Literal[
+    "iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso"
+]
+Probs = list[Annotated[float, Ge(0.0)]]
+
+
+class RealESRGANOptions(Strict):
+    """Real-ESRGAN's second-order degradation; a key left out keeps the released preset."""
+
+    kernel_range: Annotated[list[PosInt], MinLen(2), MaxLen(2)] | None = key(
+        "[min, max] side of the blur kernels (odd sides drawn)"
+    )
+    kernel_list: list[KernelKind] | None = key("first pass: the blur kernels drawn from")
+    kernel_prob: Probs | None = key("first pass: their probabilities")
+    sinc_prob: Fraction | None = key("first pass: probability of a sinc kernel instead")
+    blur_sigma: Range | None = key("first pass: [min, max] Gaussian sigma")
+    betag_range: Range | None = key("first pass: generalized Gaussian beta range")
+    betap_range: Range | None = key("first pass: plateau beta range")
+    resize_prob: Probs | None = key("first pass: probabilities of up, down, keep")
+    resize_range: Range | None = key("first pass: [min, max] resize factor")
+    gaussian_noise_prob: Fraction | None = key("first pass: Gaussian (else Poisson) noise")
+    noise_range: Range | None = key("first pass: Gaussian noise sigma on [0, 255]")
+    poisson_scale_range: Range | None = key("first pass: Poisson noise scale")
+    gray_noise_prob: Fraction | None = key("first pass: grey (same in every channel) noise")
+    jpeg_range: Range | None = key("first pass: JPEG quality range")
+    second_blur_prob: Fraction | None = key("second pass: probability of a blur")
+    kernel_list2: list[KernelKind] | None = key("second pass: the blur kernels drawn from")
+    kernel_prob2: Probs | None = key("second pass: their probabilities")
+    sinc_prob2: Fraction | None = key("second pass: probability of a sinc kernel instead")
+    blur_sigma2: Range | None = key("second pass: [min, max] Gaussian sigma")
+    betag_range2: Range | None = key("second pass: generalized Gaussian beta range")
+    betap_range2: Range | None = key("second pass: plateau beta range")
+    resize_prob2: Probs | None = key("second pass: probabilities of up, down, keep")
+    resize_range2: Range | None = key("second pass: [min, max] resize factor")
+    gaussian_noise_prob2: Fraction | None = key("second pass: Gaussian (else Poisson) noise")
+    noise_range2: Range | None = key("second pass: Gaussian noise sigma on [0, 255]")
+    poisson_scale_range2: Range | None = key("second pass: Poisson noise scale")
+    gray_noise_prob2: Fraction | None = key("second pass: grey (same in every channel) noise")
+    jpeg_range2: Range | None = key("second pass: JPEG quality range")
+    final_sinc_prob: Fraction | None = key("last: probability of the final sinc filter")
+
+
+class DegradationConfig(Strict):
+    name: Literal["bicubic", "bd", "dn", "realesrgan"] = key(
+        "the LR model: bicubic (BI), bd (blur), dn (noise), realesrgan (real-world)", "bicubic"
+    )
+    sigma: Annotated[float, Ge(0.0)] | None = key(
+        "bd: the blur's sigma (1.6); dn: the noise's on [0, 255] (30); null: the default"
+    )
+    eval_seed: int = key("fixes the evaluation LR of random degradations (dn, realesrgan)", 0)
+    options: RealESRGANOptions | None = key("realesrgan: overrides of the released options")
+
+    @model_validator(mode="after")
+    def _options_are_realesrgans(self) -> DegradationConfig:
+        if (
+            self.options
+            and self.options.model_dump(exclude_none=True)
+            and self.name != "realesrgan"
+        ):
+            raise ValueError(
+                f"degradation.options are Real-ESRGAN's; degradation.name={self.name} takes "
+                "none (drop them, or use degradation=realesrgan)."
+            )
+        return self
+
+
 # -- loss ------------------------------------------------------------------------------------
 
 
@@ -425,6 +494,7 @@ class TrainConfig(Common):
     paths: PathsConfig | None = key("the paths group")
     extras: ExtrasConfig | None = key("the extras group")
     search: dict[str, Any] | None = key("values an hparams_search sweeps (hparams_search=optuna)")
+    degradation: DegradationConfig | None = key("the LR model (conf/degradation/)")
 
     @model_validator(mode="after")
     def _patch_fits_the_scale(self) -> TrainConfig:
@@ -433,6 +503,17 @@ class TrainConfig(Common):
             raise ValueError(
                 f"data.patch_size={patch} is smaller than two LR pixels at x{scale}; "
                 f"use at least data.patch_size={2 * scale} (a multiple of the scale)."
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _gan_has_an_adversarial_term(self) -> TrainConfig:
+        # a model config picks no loss: model=srgan alone trains with the default loss (mse)
+        loss = self.model.loss
+        if isinstance(self.model, SRGANModel) and not getattr(loss, "adversarial", None):
+            raise ValueError(
+                "model=srgan needs loss.adversarial (use loss=gan, as experiment=srgan_x4 "
+                "does); for content-only training use model=srresnet loss=perceptual."
             )
         return self
 
@@ -448,6 +529,7 @@ class EvalConfig(Common):
     tile: TileSize = key("LR tile size (0: whole image, auto: from free memory)", 0)
     tile_overlap: TileSize = key("LR context per tile side (auto: the receptive field)", "auto")
     perceptual: PerceptualEval | None = key("LPIPS / DISTS beside PSNR / SSIM")
+    degradation: DegradationConfig | None = key("the LR model of HR-only sets")
     data: DataConfig = key("the data group (test_sets)")
     trainer: TrainerConfig | None = key("the trainer group (device, precision)")
     logger: dict[str, LoggerConfig | None] | None = key("logger=wandb: results to W&B")
@@ -505,8 +587,6 @@ SCHEMAS: dict[str, type[Strict]] = {
     "upscale": UpscaleConfig,
     "export": ExportConfig,
 }
-# a top-level group of another issue's that the schema does not describe yet
-OPEN_TOP_LEVEL = ("degradation",)
 
 
 # -- the config as plain values --------------------------------------------------------------
@@ -724,7 +804,8 @@ def problems(
         else:
             parts = _path(loc, data)
         keyname = ".".join(parts).replace(".[", "[")
-        if error["type"] == "value_error" and not parts:  # a check across keys
+        across = not parts or isinstance(_lookup(data, parts), dict)
+        if error["type"] == "value_error" and across:  # a check across a section's keys
             text = error["msg"].removeprefix("Value error, ")
             lines.setdefault(text, text)
             continue
@@ -776,8 +857,6 @@ def check_config(cfg: DictConfig | dict, app: str) -> None:
     derived: set[str] = set()
     data = plain(cfg, "", derived) if isinstance(cfg, DictConfig) else dict(cfg)
     data.pop("hydra", None)
-    for name in OPEN_TOP_LEVEL:
-        data.pop(name, None)
     try:
         schema.model_validate(data)
     except ValidationError as err:
