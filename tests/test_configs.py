@@ -90,9 +90,10 @@ def offline(cfg):
 
 @pytest.fixture
 def smoke_data(tmp_path: Path) -> Path:
-    """Two training images as large as the largest preset patch (EDSR x4: 192 px), one val."""
+    """Two training images as large as the largest preset patch (Real-ESRNet x4: 256 px), one
+    val."""
     root = tmp_path / "data"
-    write_images(root / "train", [(200, 200), (196, 204)])
+    write_images(root / "train", [(264, 264), (260, 268)])
     write_images(root / "val", [(40, 32)], seed=1)
     return root
 
