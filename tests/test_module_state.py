@@ -178,3 +178,13 @@ def test_the_best_stays_float64_when_a_trainer_casts_the_module_to_half() -> Non
     assert next(module.net.parameters()).dtype == torch.bfloat16
     assert module.psnr_best.max_value.dtype == torch.float64
     assert float(module.psnr_best.add(torch.tensor(PSNRS[0], dtype=torch.float64))) == PSNRS[0]
+
+
+def test_the_best_keeps_float64_after_the_trainer_moves_the_module_to_its_device() -> None:
+    """Lightning's ``module.to(device)`` resets every child's dtype attribute to the default
+    (float32); the best must still equal the float64 val/psnr it came from, bit for bit."""
+    module = ESPCNModule(**ESPCN)
+    module.to("cpu")
+    for psnr in PSNRS[:2]:
+        best = module.psnr_best.add(torch.tensor(psnr, dtype=torch.float64))
+    assert best.dtype == torch.float64 and float(best) == PSNRS[1]

@@ -92,6 +92,13 @@ class BestScore(MaxMetric):
         super().__init__(nan_strategy="ignore", sync_on_compute=False)
         self.set_dtype(torch.float64)
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """float64 always: ``update`` casts each score to this, and a Trainer that moves the
+        module can reset torchmetrics' own dtype to float32 (val/psnr_best would then be the
+        float32 rounding of val/psnr)."""
+        return torch.float64
+
     def _apply(self, fn: Callable, *args: Any, **kwargs: Any) -> BestScore:
         # a Trainer at precision 16-true / bf16-true casts the module (Module.to(dtype)), which
         # casts metric states too; the best stays float64 (set_dtype comes back here, once)
