@@ -48,7 +48,13 @@ from sr_lightning.core.model_file import ModelMeta
 from sr_lightning.core.model_files import generator_from_config, model_request, resolve_model
 from sr_lightning.core.perceptual import PerceptualScorer, build_scorer
 from sr_lightning.core.zoo import describe_detected
-from sr_lightning.data.datasets import set_spec
+from sr_lightning.data.datasets import (
+    check_pair_size,
+    header_shape,
+    pair_files,
+    paired_dirs,
+    set_spec,
+)
 from sr_lightning.data.degradation import bicubic_upscale
 from sr_lightning.data.degradations.model import Degradation
 from sr_lightning.data.eval_pair import eval_pair
@@ -240,15 +246,30 @@ class TestSet:
     name: str
     folder: Path
     files: list[Path]
+    lr_files: list[Path] | None = None  # a paired set's given LR, one per HR file
 
     def image_name(self, path: Path) -> str:
         return path.relative_to(self.folder).with_suffix("").as_posix()
 
 
+def paired_test_set(name: str, folders: tuple[Path, Path], scale: int, recursive: bool) -> TestSet:
+    """A ``{name, hr, lr}`` entry: HR and LR files paired by stem, their sizes checked from
+    the headers (an image without partner or of the wrong size is an error naming it)."""
+    hr_files = list_images(folders[0], None, recursive)
+    pairs = pair_files(hr_files, list_images(folders[1], None, recursive), scale)
+    for hr, lr in pairs:
+        check_pair_size(hr, header_shape(hr, 3)[1:], lr, header_shape(lr, 3)[1:], scale)
+    return TestSet(name, folders[0], [hr for hr, _ in pairs], [lr for _, lr in pairs])
+
+
 def find_test_sets(
-    specs: Sequence[Any] | None, data_dir: str | Path, recursive: bool = False
+    specs: Sequence[Any] | None,
+    data_dir: str | Path,
+    recursive: bool = False,
+    scale: int | None = None,
 ) -> list[TestSet]:
-    """The sets of ``data.test_sets`` that exist; a missing folder is skipped with a warning."""
+    """The sets of ``data.test_sets`` that exist; a missing folder is skipped with a warning.
+    Paired entries (``{name, hr, lr}``) are paired at ``scale``."""
     if not specs:
         raise ValueError(
             "data.test_sets is empty: name at least one set, e.g. data.test_sets=[Set5]"
@@ -267,7 +288,11 @@ def find_test_sets(
             continue
         if any(s.name == name for s in found):
             raise ValueError(f"two entries of data.test_sets are named {name!r}; give one a name")
-        found.append(TestSet(name, folder, list_images(folder, include, recursive)))
+        pair = paired_dirs(to_plain(spec), data_dir)
+        if pair is not None:
+            found.append(paired_test_set(name, pair, int(scale or 1), recursive))
+        else:
+            found.append(TestSet(name, folder, list_images(folder, include, recursive)))
     if not found:
         raise FileNotFoundError(
             f"none of data.test_sets was found: {', '.join(missing)}. Put the HR images there, "
@@ -294,10 +319,11 @@ class BenchmarkImages(Dataset):
         path = self.test_set.files[index]
         item: dict[str, Any] = {"name": self.test_set.image_name(path), "path": str(path)}
         try:
-            image = load_image(path)
+            item["image"] = load_image(path)
+            if self.test_set.lr_files is not None:  # a paired set's given LR
+                item["lr"] = load_image(self.test_set.lr_files[index])
         except ImageLoadError as err:
             return {**item, "error": err.reason}
-        item["image"] = image
         return item
 
 
@@ -380,7 +406,10 @@ def evaluate_set(
         where = f"{test_set.name}/{item['name']}"
         if min(d - d % scale for d in raw.shape[-2:]) <= 2 * scale:  # modcropped vs. border
             raise ValueError(f"{where} ({item['path']}) is too small to evaluate at x{scale}")
-        hr, lr = eval_pair(raw.unsqueeze(0), scale, model.channels, degradation, [item["name"]])
+        given = item["lr"].to(device).unsqueeze(0) if "lr" in item else None
+        hr, lr = eval_pair(
+            raw.unsqueeze(0), scale, model.channels, degradation, [item["name"]], given
+        )
         sr, seconds = forward_timed(predict, lr, device)
         if sr.shape != hr.shape:
             raise RuntimeError(
@@ -393,7 +422,8 @@ def evaluate_set(
             raise ValueError(f"{where} ({item['path']}): {err}") from err
         result.images.append(ImageResult(test_set.name, item["name"], seconds=seconds, **scores))
         if image_dir is not None:
-            save_png(sr_image(sr, raw, model.channels, scale), image_dir / f"{item['name']}.png")
+            image = sr_image(sr, raw, model.channels, scale, given)
+            save_png(image, image_dir / f"{item['name']}.png")
     if not result.images:
         raise ValueError(f"test set {test_set.name}: no readable image in {test_set.folder}")
     return result
@@ -402,16 +432,22 @@ def evaluate_set(
 # -- images out ---------------------------------------------------------------------------
 
 
-def sr_image(sr: torch.Tensor, raw: torch.Tensor, channels: int, scale: int) -> torch.Tensor:
+def sr_image(
+    sr: torch.Tensor,
+    raw: torch.Tensor,
+    channels: int,
+    scale: int,
+    given_lr: torch.Tensor | None = None,
+) -> torch.Tensor:
     """The SR result as a uint8 image (C, H, W) to save.
 
     RGB models and grey inputs: the SR itself. Luma models on colour inputs: the papers' way,
     Y from the model and CbCr from the bicubic upscale of the (same float) LR, back to RGB
-    with MATLAB ``ycbcr2rgb``.
+    with MATLAB ``ycbcr2rgb`` (a paired set's: of its ``given_lr``).
     """
     out = quantize(sr[0].float())
     if channels == 1 and raw.shape[0] == 3:
-        _, lr_rgb = eval_pair(raw.to(sr.device).unsqueeze(0), scale, 3)
+        _, lr_rgb = eval_pair(raw.to(sr.device).unsqueeze(0), scale, 3, lr=given_lr)
         chroma = rgb_to_ycbcr(bicubic_upscale(lr_rgb, scale))[0, 1:]
         out = quantize(ycbcr_to_rgb(torch.cat([out, chroma])))
     return (out * 255.0).round().to(torch.uint8).cpu()
@@ -453,7 +489,9 @@ def evaluate(cfg: DictConfig) -> dict[str, dict[str, float | int]]:
     if scorer is not None:
         scorer.to(device)
     data = cfg.data
-    test_sets = find_test_sets(data.get("test_sets"), data.data_dir, bool(data.get("recursive")))
+    test_sets = find_test_sets(
+        data.get("test_sets"), data.data_dir, bool(data.get("recursive")), model.scale
+    )
     log.info(
         "evaluating %s (%s params) on %s, x%d, %s",
         model.describe(),

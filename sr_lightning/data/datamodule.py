@@ -33,7 +33,7 @@ from sr_lightning.data.device_cache import (
     packed_bytes,
     use_device_cache,
 )
-from sr_lightning.data.paired import PairedPatchDataset, use_paired
+from sr_lightning.data.paired import PairedPatchDataset, check_given_lr, use_paired
 from sr_lightning.data.resumable import ResumableLoader, resumable_loader
 
 log = logging.getLogger(__name__)
@@ -156,6 +156,7 @@ class SRDataModule(SeededLR, LightningDataModule):
             "recursive": self.recursive,
             "cache": self.cache,
             "cache_dir": self.cache_dir,
+            "scale": self.scale,  # paired sets: pairing and size checks
         }
 
     def _load(self, specs: Sequence[str | Mapping]) -> list[ImageSet]:
@@ -178,12 +179,13 @@ class SRDataModule(SeededLR, LightningDataModule):
             if not self.train_specs:
                 raise ValueError("data.train_sets is empty: name at least one training folder.")
             train = merge_sets("train", self._load(self.train_specs))
+            if check_given_lr(self.train_specs, self.data_dir, self.scales, self.degradation):
+                self.device_cache = False  # aligned LR/HR crops of the given LR, on the host
             if self.val_holdout:
                 n = self.val_holdout
                 if n >= len(train):
                     raise ValueError(f"data.val_holdout={n} leaves no training image")
-                holdout = ImageSet("holdout", train.names[-n:], train.images[-n:])
-                train = ImageSet("train", train.names[:-n], train.images[:-n])
+                holdout, train = train.tail(n, "holdout"), train.head(-n, "train")
                 self.val_sets = [holdout]
             self.train_set = train
             self.val_sets = self.val_sets + self._load(self.val_specs)
@@ -246,11 +248,12 @@ class SRDataModule(SeededLR, LightningDataModule):
         self.device_fed = use_device_cache(
             self.device_cache, device, nbytes, free_device_bytes(device)
         )
-        self.paired = use_paired(
+        given = self.train_set.lr is not None
+        self.paired = given or use_paired(
             self.degradation, device, self.scales, self.device_fed, self.lr_model.name
         )
         # device-fed, the loader hands out crop positions; host-fed, the crops themselves
-        # (paired: aligned crops of the HR and of its precomputed LR)
+        # (paired: aligned crops of the HR and of its precomputed or given LR)
         crops = (self.patch_size, self.patches_per_image, self.small_images, self.random_crops)
         if self.paired:
             dataset = PairedPatchDataset(
@@ -258,11 +261,10 @@ class SRDataModule(SeededLR, LightningDataModule):
             )
         else:
             dataset = (CropPositions if self.device_fed else PatchDataset)(self.train_set, *crops)
+        how = "given" if given else f"precomputed once per image (x{self.scale})"
         log.info(
             "training LR: %s",
-            f"precomputed once per image (x{self.scale}), cropped with the HR"
-            if self.paired
-            else "downscaled from each HR batch on the device",
+            f"{how}, cropped with the HR" if self.paired else "downscaled from each HR batch",
         )
         if len(dataset) < self.batch_size:
             raise ValueError(
@@ -337,7 +339,7 @@ class SRDataModule(SeededLR, LightningDataModule):
             batch = self.packed_on(batch.device).crop(batch, self.patch_size)
         if isinstance(batch, torch.Tensor):
             return self.make_train_batch(batch)
-        if "lr" in batch:  # a paired training batch (eval batches carry HR only)
+        if "lr" in batch and "name" not in batch:  # a paired training batch
             return self.make_paired_batch(batch)
         return self.make_eval_batch(batch)
 
@@ -360,4 +362,7 @@ def _positions_as_is(positions):
 def _collate_one(items: list[dict]) -> dict:
     """Evaluation batches hold one whole image; keep its name and index as plain values."""
     (item,) = items
-    return {"hr": item["hr"].unsqueeze(0), "index": item["index"], "name": item["name"]}
+    batch = {"hr": item["hr"].unsqueeze(0), "index": item["index"], "name": item["name"]}
+    if "lr" in item:  # a paired set's given LR
+        batch["lr"] = item["lr"].unsqueeze(0)
+    return batch

@@ -23,6 +23,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from sr_lightning.common.color import to_luma_uint8
+from sr_lightning.common.errors import UserError
 from sr_lightning.common.pixels import modcrop
 from sr_lightning.data.cache import (
     MappedImage,
@@ -128,10 +129,24 @@ class ImageSet:
     name: str
     names: list[str] = field(default_factory=list)
     images: ImageList = field(default_factory=ImageList)
+    # a paired set's given LR images, one per HR image (None: LR made by the degradation)
+    lr: ImageList | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.images, ImageList):
             self.images = ImageList(self.images)
+        if self.lr is not None and not isinstance(self.lr, ImageList):
+            self.lr = ImageList(self.lr)
+
+    def head(self, count: int, name: str) -> ImageSet:
+        """The first ``count`` images (negative: all but the last ``-count``) as a set."""
+        lr = self.lr[:count] if self.lr is not None else None
+        return ImageSet(name, self.names[:count], self.images[:count], lr)
+
+    def tail(self, count: int, name: str) -> ImageSet:
+        """The last ``count`` images as a set."""
+        lr = self.lr[-count:] if self.lr is not None else None
+        return ImageSet(name, self.names[-count:], self.images[-count:], lr)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -143,11 +158,19 @@ def resolve_dir(spec: str | Path, data_dir: str | Path) -> Path:
     return path if path.is_absolute() or str(spec).startswith(".") else Path(data_dir) / path
 
 
+PAIRED_KEYS = ("name", "hr", "lr")
+
+
 def set_spec(spec: str | Mapping, data_dir: str | Path) -> tuple[str, Path, list[str] | None]:
-    """Normalise a set entry: ``"Set5"`` or ``{name, dir, include}`` -> (name, dir, include)."""
+    """Normalise a set entry: ``"Set5"`` or ``{name, dir, include}`` -> (name, dir, include).
+
+    A paired entry ``{name, hr, lr}`` gives its HR folder as ``dir`` (:func:`paired_dirs`)."""
     if isinstance(spec, str | Path):
         folder = resolve_dir(spec, data_dir)
         return folder.name, folder, None
+    pair = paired_dirs(spec, data_dir)
+    if pair is not None:
+        return str(spec.get("name") or pair[0].name), pair[0], None
     unknown = set(spec) - {"name", "dir", "include"}
     if unknown or "dir" not in spec:
         raise ValueError(
@@ -156,6 +179,96 @@ def set_spec(spec: str | Mapping, data_dir: str | Path) -> tuple[str, Path, list
     folder = resolve_dir(spec["dir"], data_dir)
     include = list(spec["include"]) if spec.get("include") is not None else None
     return str(spec.get("name") or folder.name), folder, include
+
+
+def paired_dirs(spec: str | Mapping, data_dir: str | Path) -> tuple[Path, Path] | None:
+    """The (HR, LR) folders of a paired entry ``{name, hr: DIR, lr: DIR}``; None otherwise."""
+    if isinstance(spec, str | Path) or not ({"hr", "lr"} & set(spec)):
+        return None
+    if set(spec) - set(PAIRED_KEYS) or not {"hr", "lr"} <= set(spec):
+        raise ValueError(f"a paired set entry is {{name: ..., hr: DIR, lr: DIR}}; got {dict(spec)}")
+    return resolve_dir(spec["hr"], data_dir), resolve_dir(spec["lr"], data_dir)
+
+
+def _lr_key(stem: str, scale: int) -> str:
+    """The HR stem an LR file pairs with: DIV2K's ``0801x4`` pairs with ``0801``."""
+    suffix = f"x{scale}"
+    return stem[: -len(suffix)] if stem.endswith(suffix) and len(stem) > len(suffix) else stem
+
+
+def pair_files(
+    hr_files: Sequence[Path], lr_files: Sequence[Path], scale: int
+) -> list[tuple[Path, Path]]:
+    """(HR, LR) files paired by stem (``0801.png`` <-> ``0801.png`` or ``0801x4.png``).
+
+    An HR or LR image without a partner, or two LR images for one HR, is an error naming them.
+    """
+    by_key: dict[str, Path] = {}
+    for path in lr_files:
+        key = _lr_key(path.stem, scale)
+        if key in by_key:
+            raise UserError(f"LR images {by_key[key]} and {path} both pair with HR image {key!r}")
+        by_key[key] = path
+    pairs = []
+    for hr in hr_files:
+        lr = by_key.pop(hr.stem, None)
+        if lr is None:
+            folder = lr_files[0].parent if lr_files else "the LR folder"
+            raise UserError(
+                f"HR image {hr} has no LR partner in {folder} "
+                f"(looked for {hr.stem}.* and {hr.stem}x{scale}.*)"
+            )
+        pairs.append((hr, lr))
+    if by_key:
+        lr = next(iter(by_key.values()))
+        folder = hr_files[0].parent if hr_files else "the HR folder"
+        raise UserError(f"LR image {lr} has no HR partner in {folder} (pairing is by file stem)")
+    return pairs
+
+
+def check_pair_size(
+    hr: Path, hr_size: tuple[int, int], lr: Path, lr_size: tuple[int, int], scale: int
+) -> None:
+    """LR (h, w) times ``scale`` must be the HR (H, W) cut to a multiple of ``scale``."""
+    (big_h, big_w), (h, w) = hr_size, lr_size
+    cropped = (big_h - big_h % scale, big_w - big_w % scale)
+    if (h * scale, w * scale) != cropped:
+        raise UserError(
+            f"LR image {lr} ({w}x{h}) does not fit HR image {hr} ({big_w}x{big_h}) at x{scale}: "
+            f"x{scale} it is {w * scale}x{h * scale}, the HR cut to a multiple of {scale} is "
+            f"{cropped[1]}x{cropped[0]}"
+        )
+
+
+def load_paired_set(
+    name: str,
+    folders: tuple[Path, Path],
+    channels: int,
+    scale: int,
+    skip_bad: bool = False,
+    recursive: bool = False,
+) -> ImageSet:
+    """A paired set's HR images and their given LR images, decoded into RAM."""
+    pairs = pair_files(
+        list_images(folders[0], None, recursive), list_images(folders[1], None, recursive), scale
+    )
+    for hr, lr in pairs:  # from the headers, before anything is decoded
+        check_pair_size(
+            hr, header_shape(hr, channels)[1:], lr, header_shape(lr, channels)[1:], scale
+        )
+    decode = image_decoder(channels, skip_bad)
+    decoded = list(ordered_map(decode, [p for pair in pairs for p in pair], default_workers()))
+    names, images, lrs = [], [], []
+    for (hr, _), hr_image, lr_image in zip(pairs, decoded[::2], decoded[1::2], strict=True):
+        if hr_image is None or lr_image is None:
+            continue  # skip_bad: reported by the decoder
+        names.append(hr.stem)
+        images.append(hr_image)
+        lrs.append(lr_image)
+    if not images:
+        raise FileNotFoundError(f"every pair in {folders[0]} was unreadable (data.skip_bad=true).")
+    log.debug("paired set %s: %d images", name, len(images))
+    return ImageSet(name, names, ImageList(images), ImageList(lrs))
 
 
 def image_decoder(channels: int, skip_bad: bool) -> Callable[[Path], torch.Tensor | None]:
@@ -237,9 +350,18 @@ def load_set(
     recursive: bool = False,
     cache: str = "ram",
     cache_dir: str | Path | None = None,
+    scale: int | None = None,
 ) -> ImageSet:
-    """One set's images in the model's colour space, stored as ``cache`` says (module doc)."""
+    """One set's images in the model's colour space, stored as ``cache`` says (module doc).
+
+    A paired entry (``{name, hr, lr}``) is read into RAM with its given LR images, paired
+    and checked at ``scale`` (:func:`load_paired_set`)."""
     name, folder, include = set_spec(spec, data_dir)
+    pair = paired_dirs(spec, data_dir)
+    if pair is not None:
+        if scale is None:
+            raise ValueError(f"paired set {name}: its LR images need the scale")
+        return load_paired_set(name, pair, channels, scale, skip_bad, recursive)
     files = list_images(folder, include, recursive)
     mode = resolve_cache_mode(cache, files, channels, cache_dir)
     decode = image_decoder(channels, skip_bad)
@@ -267,8 +389,12 @@ def prepare_cache(
     recursive: bool = False,
     cache: str = "ram",
     cache_dir: str | Path | None = None,
+    scale: int | None = None,
 ) -> bool:
-    """Build the set's disk cache if its mode is disk (nothing otherwise); True if it is."""
+    """Build the set's disk cache if its mode is disk (nothing otherwise); True if it is.
+    Paired sets live in RAM."""
+    if paired_dirs(spec, data_dir) is not None:
+        return False
     _, folder, include = set_spec(spec, data_dir)
     files = list_images(folder, include, recursive)
     if resolve_cache_mode(cache, files, channels, cache_dir) != "disk":
@@ -278,10 +404,15 @@ def prepare_cache(
 
 
 def merge_sets(name: str, sets: Sequence[ImageSet]) -> ImageSet:
+    """One set of several; it keeps given LR images only when every set has them."""
     merged = ImageSet(name)
+    paired = bool(sets) and all(s.lr is not None for s in sets)
+    merged.lr = ImageList() if paired else None
     for image_set in sets:
         merged.names += [f"{image_set.name}/{n}" for n in image_set.names]
         merged.images = merged.images + image_set.images
+        if paired:
+            merged.lr = merged.lr + image_set.lr
     return merged
 
 
@@ -328,6 +459,7 @@ class CropPositions(Dataset):
                 "lower data.patch_size."
             )
         self.images = images.images.select(keep)
+        self.kept = keep  # indices into ``images`` of the images kept
         # the number of valid top (left) positions of each image, for vectorised drawing
         sizes = [self.images.shape(i)[-2:] for i in range(len(keep))]
         self.positions = torch.tensor(sizes, dtype=torch.float64) - (patch_size - 1)
@@ -405,4 +537,7 @@ class EvalDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         image = modcrop(self.images.images[index], self.scale)
-        return {"hr": image, "index": index, "name": self.images.names[index]}
+        item = {"hr": image, "index": index, "name": self.images.names[index]}
+        if self.images.lr is not None:  # a paired set: its LR as given
+            item["lr"] = self.images.lr[index]
+        return item

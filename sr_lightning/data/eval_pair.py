@@ -8,7 +8,8 @@ loop both take their images from it, so a checkpoint scores the same in both.
 
 With another ``degradation`` (``degradation=bd|dn|realesrgan``, :mod:`sr_lightning.data.degradations`)
 the LR is that model's uint8 LR of the image as given (RGB for BD / DN / Real-ESRGAN), put in
-the model's colour space afterwards: a luma model takes the Y of the degraded RGB.
+the model's colour space afterwards: a luma model takes the Y of the degraded RGB. A paired
+set (``{name, hr, lr}``) gives its LR as is.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def eval_pair(
     channels: int | None = None,
     degradation: Degradation | None = None,
     names: Sequence[str] = (),
+    lr: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(hr, lr)`` of a uint8 HR image or batch (..., C, H, W), float in [0, 1].
 
@@ -41,10 +43,22 @@ def eval_pair(
 
     ``degradation`` (default bicubic) other than bicubic degrades ``image`` before the colour
     conversion; ``names`` (one per image of the batch) seed its random ones.
+
+    ``lr``: a paired set's given uint8 LR, used as it is (no degradation); its sides times
+    ``scale`` must be the modcropped HR's.
     """
     if image.dtype != torch.uint8:
         raise TypeError(f"eval_pair: expected a uint8 image, got {image.dtype}")
     image = modcrop(image, scale)
+    if lr is not None:
+        if tuple(lr.shape[-2:]) != tuple(d // scale for d in image.shape[-2:]):
+            raise ValueError(
+                f"the LR image is {lr.shape[-1]}x{lr.shape[-2]}; x{scale} it must be the HR's "
+                f"{image.shape[-1]}x{image.shape[-2]}"
+            )
+        if channels is not None:
+            image, lr = convert_channels(image, channels), convert_channels(lr, channels)
+        return to_float(image), to_float(lr)
     if degradation is not None and degradation.name != "bicubic":
         batch = image if image.dim() == 4 else image.unsqueeze(0)
         lr = degradation.eval_lr(batch, scale, list(names) or [""] * batch.shape[0])

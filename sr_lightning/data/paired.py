@@ -11,6 +11,9 @@ Crop-of-LR differs from LR-of-crop (the on-the-fly degradation, ``data.degradati
 only near a patch's border: the bicubic kernel spans 4·scale HR pixels, so the outer ~2 LR
 pixels of an on-the-fly LR patch see mirrored HR pixels instead of the image's real
 neighbours. Crop-of-LR is what a net meets at test time (the LR of a whole image).
+
+A paired training set (``{name, hr, lr}`` in ``data.train_sets``) gives its own LR images,
+which :class:`PairedPatchDataset` crops as they are.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from sr_lightning.common.errors import UserError
 from sr_lightning.common.pixels import modcrop
-from sr_lightning.data.datasets import ImageList, PatchDataset
+from sr_lightning.data.datasets import ImageList, PatchDataset, paired_dirs
 from sr_lightning.data.imresize import imresize
 
 DEGRADATIONS = ("auto", "paired", "online")
@@ -65,6 +69,27 @@ def use_paired(
     return mode == "auto" and device.type == "cpu" and len(scales) == 1 and not device_fed
 
 
+def check_given_lr(specs: Sequence, data_dir, scales: Sequence[int], mode: str) -> bool:
+    """Whether ``data.train_sets`` are paired sets (``{name, hr, lr}``), whose given LR the
+    run crops as is: then all of them are, at one scale, with ``data.degradation`` auto or
+    paired (the crops are cut on the host; ``degradation=`` does not apply)."""
+    paired = [paired_dirs(s, data_dir) is not None for s in specs]
+    if not any(paired):
+        return False
+    if not all(paired):
+        raise UserError(
+            "data.train_sets mixes paired sets ({name, hr, lr}) with HR-only ones; "
+            "list only paired sets, or only HR folders (their LR from degradation=)."
+        )
+    if len(scales) > 1:
+        raise UserError(f"paired training sets hold one scale; got scales={list(scales)}")
+    if mode == "online":
+        raise UserError(
+            "paired training sets crop their given LR: use data.degradation=auto or paired"
+        )
+    return True
+
+
 def downscale_uint8(hr: torch.Tensor, scale: int) -> torch.Tensor:
     """uint8 (C, H, W) -> uint8 LR of its modcrop: MATLAB bicubic, rounded to 8 bits."""
     hr = modcrop(hr, scale)
@@ -104,7 +129,10 @@ class PairedPatchDataset(PatchDataset):
     ) -> None:
         super().__init__(images, patch_size, *args, **kwargs)
         self.scale = scale
-        self.lr = [lr.numpy() for lr in lr_images(self.images, scale)]
+        # a paired set's LR as given (``images.lr``), else the bicubic of each image
+        given = getattr(images, "lr", None)
+        lrs = [given[i] for i in self.kept] if given is not None else lr_images(self.images, scale)
+        self.lr = [x.numpy() for x in lrs]
         augment = {"hflip": True, "vflip": True, "rot90": True, **(augment or {})}
         self.flags = torch.tensor([augment["hflip"], augment["vflip"], augment["rot90"]])
 

@@ -77,7 +77,28 @@ class SetSpec(Strict):
     include: list[str] | None = key("only these file names (null: every image in dir)")
 
 
-SetEntry = Union[str, SetSpec]  # noqa: UP007
+class PairedSetSpec(Strict):
+    name: str | None = key("the set's name in metrics and logs (default: the HR folder's)")
+    hr: str = key("its HR folder (a path, or a name under paths.data_dir)", ...)
+    lr: str = key(
+        "its LR folder, paired by file stem (0801.png <-> 0801x4.png), used as given", ...
+    )
+
+
+def _set_tag(value: Any) -> str:
+    if not isinstance(value, dict):
+        return "set_name"
+    return "paired_set" if {"hr", "lr"} & set(value) else "folder_set"
+
+
+SetEntry = Annotated[
+    Union[  # noqa: UP007
+        Annotated[str, Tag("set_name")],
+        Annotated[SetSpec, Tag("folder_set")],
+        Annotated[PairedSetSpec, Tag("paired_set")],
+    ],
+    Discriminator(_set_tag),
+]
 
 
 class Augment(Strict):
@@ -715,6 +736,8 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
 
 # the classes behind the tags of the tagged unions above (a pydantic error's location names them)
 TAGS: dict[str, type[BaseModel]] = {
+    "folder_set": SetSpec,
+    "paired_set": PairedSetSpec,
     "builtin_loss": BuiltinLoss,
     "custom_loss": CustomLoss,
     "budget": BudgetLRConfig,
@@ -799,11 +822,14 @@ def problems(
     for error in err.errors():
         loc = tuple(error["loc"])
         tags = {item for item in loc if isinstance(item, str)}
-        if error["type"] == "extra_forbidden":
+        if error["type"] in ("extra_forbidden", "missing"):
             parts = [*_path(loc[:-1], data), str(loc[-1])]
         else:
             parts = _path(loc, data)
         keyname = ".".join(parts).replace(".[", "[")
+        if error["type"] == "missing":
+            lines.setdefault(keyname, f"{keyname}: missing; it is required here.")
+            continue
         across = not parts or isinstance(_lookup(data, parts), dict)
         if error["type"] == "value_error" and across:  # a check across a section's keys
             text = error["msg"].removeprefix("Value error, ")

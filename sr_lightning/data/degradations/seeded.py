@@ -50,10 +50,10 @@ class SeededLR:
 
     def make_eval_batch(self, batch: dict) -> dict:
         """A uint8 HR image (in the model's colour space, or RGB kept for the degradation)
-        -> the evaluation pair."""
+        -> the evaluation pair; a paired set's batch carries its given ``lr``."""
         image, name = batch["hr"], str(batch["name"])
         channels = self.channels if image.shape[1] != self.channels else None
-        hr, lr = eval_pair(image, self.scale, channels, self.lr_model, [name])
+        hr, lr = eval_pair(image, self.scale, channels, self.lr_model, [name], batch.get("lr"))
         return {**batch, "hr": hr, "lr": lr, "scale": self.scale}
 
     def state_dict(self) -> dict:
