@@ -23,7 +23,7 @@ from sr_lightning.apps.train import train
 from sr_lightning.core.builders import build_module
 from sr_lightning.core.config import CONF_DIR
 from sr_lightning.nets import count_parameters, upsampling_kind
-from tests.helpers.config import tiny_overrides
+from tests.helpers.config import model_overrides, tiny_overrides
 from tests.helpers.data import write_images
 
 # a CPU training step of a net this large (EDSR: 43M) takes half a minute: slow suite
@@ -134,7 +134,7 @@ def check_run(cfg) -> None:
 def test_every_model_config_builds_its_module(compose_train, model: str) -> None:
     # RGB x2 and x4: what every architecture supports (RRDBNet has no x3, SPAN no luma)
     for scale in (2, 4):
-        cfg = offline(compose_train(f"model={model}", f"scale={scale}", "channels=3"))
+        cfg = offline(compose_train(*model_overrides(model), f"scale={scale}", "channels=3"))
         module = build_module(cfg.model).eval()
         assert f"{type(module).__module__}.{type(module).__qualname__}" == cfg.model._target_
         assert module.method == cfg.model.method
@@ -152,13 +152,13 @@ def test_every_model_config_builds_its_module(compose_train, model: str) -> None
 def test_every_model_config_trains_a_step(compose_train, smoke_data, model: str) -> None:
     # RGB at the default x3, or x2 for an architecture without x3 (RRDBNet)
     for scale in (3, 2):
-        cfg = offline(compose_train(f"model={model}", f"scale={scale}", "channels=3"))
+        cfg = offline(compose_train(*model_overrides(model), f"scale={scale}", "channels=3"))
         try:
             build_module(cfg.model)
             break
         except ValueError:
             continue
-    args = (f"model={model}", f"scale={scale}", "channels=3", *smoke_overrides(smoke_data))
+    args = (*model_overrides(model), f"scale={scale}", "channels=3", *smoke_overrides(smoke_data))
     check_run(offline(compose_train(*args)))
 
 
@@ -167,6 +167,65 @@ def test_every_experiment_composes(compose_train, experiment: str) -> None:
     cfg = offline(compose_train(f"experiment={experiment}"))
     assert cfg.model.method and cfg.run_name
     assert build_module(cfg.model).scale == cfg.scale
+
+
+# each method's loss and best-checkpoint metric as its paper trains it: (pixel term, content
+# term, adversarial term, monitored metric); a preset of a new method adds its line here
+PAPER_RECIPES = {
+    "srcnn": ("mse", None, None, "val/psnr"),
+    "espcn": ("mse", None, None, "val/psnr"),
+    "vdsr": ("mse", None, None, "val/psnr"),
+    "srresnet": ("mse", None, None, "val/psnr"),
+    "edsr": ("l1", None, None, "val/psnr"),
+    "edsr_baseline": ("l1", None, None, "val/psnr"),
+    "rrdbnet": ("l1", None, None, "val/psnr"),  # Real-ESRNet (realesrnet_x4)
+    # VGG54 feature maps / 12.75 (MSE), 1e-3 BCE adversarial; the best checkpoint by LPIPS
+    "srgan": (None, ("relu5_4", 1 / 12.75), ("vanilla", 1e-3), "val/lpips"),
+}
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_trains_with_its_papers_loss_and_selection(
+    compose_train, experiment: str
+) -> None:
+    """The presets hold the pairings across groups (model, loss, callbacks), not the models."""
+    cfg = compose_train(f"experiment={experiment}")
+    pixel, content, adversarial, monitor = PAPER_RECIPES[cfg.model.method]
+    loss = cfg.loss
+    assert (loss.pixel.kind if loss.pixel.weight else None) == pixel
+    if content is None:
+        assert not loss.content
+    else:
+        assert (loss.content.layer, loss.content.weight) == (content[0], 1.0)
+        assert loss.content.rescale == pytest.approx(content[1])
+    if adversarial is None:
+        assert not loss.adversarial
+    else:
+        assert (loss.adversarial.kind, loss.adversarial.weight) == adversarial
+    assert cfg.callbacks.model_checkpoint.monitor == monitor
+    assert cfg.model.loss == cfg.loss  # what the module trains with
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_a_model_config_picks_no_other_group(compose_train, model: str) -> None:
+    """model=<name> alone keeps train.yaml's loss and callbacks (lightning-hydra-template's
+    rule: pairings across groups are experiment presets)."""
+    assert "defaults" not in model_yaml(model)
+    cfg = compose_train(f"model={model}")
+    assert cfg.loss == compose_train().loss
+    assert cfg.callbacks == compose_train().callbacks
+
+
+def test_srgan_without_an_adversarial_loss_is_refused_naming_loss_gan(compose_train) -> None:
+    from sr_lightning.runtime.errors import ConfigError
+    from sr_lightning.runtime.schema import check_config
+
+    for overrides in (["model=srgan"], ["model=srgan", "loss=perceptual"]):
+        with pytest.raises(
+            ConfigError, match=r"model=srgan needs loss\.adversarial \(use loss=gan"
+        ):
+            check_config(compose_train(*overrides), "train")
+    check_config(compose_train("model=srgan", "loss=gan"), "train")
 
 
 @pytest.mark.parametrize("experiment", by_size(EXPERIMENTS, experiment_model))

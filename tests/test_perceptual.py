@@ -174,7 +174,8 @@ def test_srgan_preset_offline_without_weights_fails_at_start_up_in_one_line(
 
     calls = _offline(monkeypatch, tmp_path)
     no_vgg = "loss.content.pretrained=false"  # the content loss's VGG19 would be missed first
-    cfg = compose_train(*tiny_overrides(tiny_data), "model=srgan", "model.init_from=null", no_vgg)
+    gan = ["model=srgan", "loss=gan", "callbacks=srgan", "model.init_from=null"]
+    cfg = compose_train(*tiny_overrides(tiny_data), *gan, no_vgg)
     assert cfg.callbacks.model_checkpoint.monitor == "val/lpips"
     assert cfg.callbacks.model_checkpoint.mode == "min"
     with pytest.raises(WeightsUnavailableError) as info:
@@ -189,10 +190,7 @@ def test_srgan_preset_offline_without_weights_fails_at_start_up_in_one_line(
     assert not (tmp_path / "run" / "checkpoints").exists()  # nothing was trained
 
     off = compose_train(
-        *tiny_overrides(tiny_data),
-        "model=srgan",
-        "model.init_from=null",
-        "callbacks.perceptual.lpips.enabled=false",
+        *tiny_overrides(tiny_data), *gan, "callbacks.perceptual.lpips.enabled=false"
     )
     assert off.callbacks.model_checkpoint.monitor == "val/psnr"
     assert off.callbacks.model_checkpoint.mode == "max"
@@ -234,6 +232,8 @@ def test_sr_eval_auto_is_on_for_srgan_only_with_weights_on_disk_and_true_fails_c
 
 TINY_GAN = [
     "model=srgan",
+    "loss=gan",
+    "callbacks=srgan",  # best by val/lpips
     "scale=2",
     "channels=3",
     "model.patch_size=24",

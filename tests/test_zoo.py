@@ -433,6 +433,7 @@ def test_srgan_trains_a_spandrel_generator_from_a_released_model(
     cfg = compose_train(
         *tiny_overrides(tiny_data),
         "model=srgan",
+        "loss=gan",
         "scale=4",
         "channels=3",
         "loss.content.pretrained=false",
@@ -485,7 +486,7 @@ def test_a_released_file_also_loads_into_a_named_spandrel_config(data_dir, compo
 
 @pytest.mark.parametrize("app", ["eval", "upscale", "export"])
 @pytest.mark.parametrize("model", ["srgan", "rrdbnet"])
-def test_the_apps_compose_with_models_that_pick_their_loss(app, model):
+def test_the_apps_compose_with_the_gan_and_zoo_models(app, model):
     cfg = compose_app(app, f"model={model}")
     assert cfg.model.method == model
 

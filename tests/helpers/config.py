@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
+from sr_lightning.core.config import CONF_DIR
+
 
 def tiny_overrides(data_root: Path) -> list[str]:
     """Overrides for a seconds-long CPU run on the `tiny_data` folders."""
@@ -21,3 +25,10 @@ def tiny_overrides(data_root: Path) -> list[str]:
         "trainer.enable_model_summary=false",
         "logger=csv",
     ]
+
+
+def model_overrides(name: str) -> list[str]:
+    """``model=<name>`` and the loss it cannot train without: a model config picks no other
+    group, and a model with a discriminator (SRGAN) needs an adversarial term (``loss=gan``)."""
+    model = OmegaConf.load(CONF_DIR / "model" / f"{name}.yaml")
+    return [f"model={name}", *(["loss=gan"] if "discriminator" in model else [])]
