@@ -70,9 +70,13 @@ def run_line(line: str, monkeypatch) -> None:
 @pytest.mark.slow  # about 30 s: a short training on the bundled photos, then four apps
 def test_the_extending_guide_runs_as_written(tmp_path, monkeypatch, data_dir) -> None:
     files, commands = doc_blocks()
-    assert {"mynets/tiny.py", "conf/model/mynet.yaml", "conf/experiment/mynet_x2.yaml"} <= set(
-        files
-    )
+    assert {
+        "mynets/tiny.py",
+        "mynets/losses.py",
+        "conf/model/mynet.yaml",
+        "conf/loss/edge_l1.yaml",
+        "conf/experiment/mynet_x2.yaml",
+    } <= set(files)
     assert [c.split()[0] for c in commands if c.startswith("sr-")] == list(APPS)
     for name, body in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
@@ -89,6 +93,10 @@ def test_the_extending_guide_runs_as_written(tmp_path, monkeypatch, data_dir) ->
     ckpt = torch.load(runs / "mynet_x2" / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["sr_lightning"]["method"] == "mynet"
     assert ckpt["hyper_parameters"]["net"]["_target_"] == "mynets.tiny.TinySubPixel"
+    assert ckpt["hyper_parameters"]["loss"] == {
+        "_target_": "mynets.losses.EdgeL1",
+        "edge_weight": 0.5,
+    }
     results = json.loads((runs / "eval_mynet" / "results.json").read_text())
     info = json.loads((runs / "eval_mynet" / "run_info.json").read_text())
     assert results["Set5"]["images"] == 5 and info["method"] == "mynet"
@@ -117,4 +125,12 @@ def test_checkpoints_of_user_classes_are_refused_until_their_package_is_trusted(
     path = tmp_path / "user.ckpt"
     torch.save({"state_dict": state, "hyper_parameters": hparams, "sr_lightning": meta}, path)
     with pytest.raises(UnsafeFileError, match=r"mynets\.tiny\.TinySubPixel.*SR_TRUSTED_MODULES"):
+        resolve_model(ckpt_path=path)
+
+    # a net of ours trained with the user's loss: the loss's class is named, so refused too
+    espcn = {"_target_": "sr_lightning.nets.espcn.ESPCN", "scale": 2, "channels": 1}
+    loss = {"_target_": "mynets.losses.EdgeL1", "edge_weight": 0.5}
+    hparams = {"net": espcn, "optimizer": None, "loss": loss}
+    torch.save({"state_dict": {}, "hyper_parameters": hparams, "sr_lightning": meta}, path)
+    with pytest.raises(UnsafeFileError, match=r"mynets\.losses\.EdgeL1.*SR_TRUSTED_MODULES"):
         resolve_model(ckpt_path=path)

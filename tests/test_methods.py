@@ -139,6 +139,28 @@ def test_srcnn_loss_is_the_papers_sum_over_the_padding_free_centre(compose_train
         module.compute_loss(sr[..., :16, :16], hr[..., :16, :16])
 
 
+def test_a_loss_with_a_target_is_the_users_module_called_on_sr_and_hr(compose_train) -> None:
+    """loss._target_ builds the user's nn.Module (here torch's SmoothL1Loss), which replaces
+    the built-in terms; the schema lets its own keys through to it."""
+    from sr_lightning.runtime.schema import check_config
+
+    user = "+loss={_target_: torch.nn.SmoothL1Loss, beta: 0.25}"
+    cfg = compose_train("model=espcn", "~loss", user)
+    check_config(cfg, "train")
+    module = build_module(cfg.model)
+    assert isinstance(module.pixel_loss, nn.SmoothL1Loss) and module.pixel_loss.beta == 0.25
+    assert module.content_loss is None
+    sr, hr = _rand(2, 1, 12, 12, seed=1), _rand(2, 1, 12, 12, seed=2)
+    loss, terms = module.compute_loss(sr, hr)
+    torch.testing.assert_close(loss, nn.functional.smooth_l1_loss(sr, hr, beta=0.25))
+    assert list(terms) == ["pixel"]
+    # a checkpoint's hyperparameters keep the config, so the same loss is rebuilt
+    assert module.hparams.loss == {"_target_": "torch.nn.SmoothL1Loss", "beta": 0.25}
+    not_a_module = compose_train("model=espcn", "~loss", "+loss={_target_: builtins.dict}")
+    with pytest.raises(TypeError, match=r"loss\._target_=builtins\.dict built a dict"):
+        build_module(not_a_module.model)
+
+
 def test_vdsr_loss_is_half_the_patch_sum_on_the_central_crop(compose_train) -> None:
     module = build_module(compose_train("model=vdsr", *SMALL_NETS["vdsr"]).model)
     sr, hr = _rand(4, 1, 41, 41, seed=1), _rand(4, 1, 41, 41, seed=2)

@@ -32,12 +32,21 @@ def build_content_loss(cfg: Mapping | None) -> tuple[nn.Module | None, float]:
     return VGGContentLoss(**kwargs), float(cfg["weight"])
 
 
-def build_losses(cfg: Mapping | None) -> tuple[PixelLoss, float, nn.Module | None, float]:
+def build_losses(cfg: Mapping | None) -> tuple[nn.Module, float, nn.Module | None, float]:
     """``(pixel loss, its weight, content loss or None, its weight)`` from the ``loss`` node.
 
     A ``loss`` node without ``pixel`` has no pixel term (weight 0); no ``loss`` node at all
-    is :data:`DEFAULT_LOSS`.
+    is :data:`DEFAULT_LOSS`. A node with a ``_target_`` is the user's own loss module, called
+    as ``loss(sr, hr)`` for a scalar: it takes the pixel term's place, at weight 1.
     """
+    if cfg and "_target_" in cfg:
+        user_loss = instantiate(dict(cfg))
+        if not isinstance(user_loss, nn.Module):
+            raise TypeError(
+                f"loss._target_={cfg['_target_']} built a {type(user_loss).__name__}; a loss "
+                "must be an nn.Module called as loss(sr, hr) that returns a scalar"
+            )
+        return user_loss, 1.0, None, 0.0
     loss = dict(cfg or DEFAULT_LOSS)
     pixel = loss.get("pixel") or {"kind": "mse", "weight": 0.0}
     content_loss, content_weight = build_content_loss(loss.get("content"))
