@@ -21,7 +21,6 @@ from typing import Any
 
 import hydra
 import lightning as L
-from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
@@ -33,6 +32,7 @@ from sr_lightning.runtime.atomic import write_atomic
 from sr_lightning.runtime.builders import build_callbacks, build_loggers
 from sr_lightning.runtime.checks import check_train_config
 from sr_lightning.runtime.console import quiet_third_party
+from sr_lightning.runtime.csv_log import continue_csv_log
 from sr_lightning.runtime.errors import (
     ConfigError,
     exit_on_user_error,
@@ -126,21 +126,6 @@ def checkpoint_position(path: str) -> dict[str, int]:
         ) from None
 
 
-@rank_zero_only
-def keep_previous_csv_logs(loggers: list[Logger]) -> None:
-    """Lightning's CSVLogger deletes an existing metrics.csv; a resumed run keeps it aside."""
-    for logger in loggers:
-        if not isinstance(logger, CSVLogger):
-            continue
-        metrics = Path(logger.log_dir) / "metrics.csv"
-        if metrics.is_file():
-            n = 1
-            while (kept := metrics.with_name(f"metrics.before-resume-{n}.csv")).exists():
-                n += 1
-            metrics.rename(kept)
-            log.info("kept the metrics logged before resuming in %s", kept)
-
-
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit (or, with ``train=false``, validate) one configured experiment; returns its metrics."""
     quiet_third_party()
@@ -180,7 +165,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         callbacks = build_callbacks(cfg.get("callbacks"), cfg.trainer)
         loggers = build_loggers(cfg.get("logger"))
         if resumed:
-            keep_previous_csv_logs(loggers)
+            continue_csv_log(loggers, ckpt_path)  # one metrics.csv for the whole run
         trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
         for lg in loggers:
             lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))

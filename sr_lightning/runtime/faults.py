@@ -30,6 +30,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from sr_lightning.runtime.atomic import atomic_output, remove_stale_parts
+from sr_lightning.runtime.csv_log import record_rows
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +217,11 @@ class LastCheckpoint(Callback):
     def on_save_checkpoint(
         self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
     ) -> None:
-        if getattr(self, "_at_epoch_start", False):
+        at_epoch_start = getattr(self, "_at_epoch_start", False)
+        # how much of csv/metrics.csv a run resumed from here keeps (the rest it logs again)
+        step = trainer.fit_loop.epoch_loop._batches_that_stepped if at_epoch_start else None
+        record_rows(trainer, checkpoint, redone_from_step=step)
+        if at_epoch_start:
             # Lightning's restore adds one to the logger step of a run resumed here (it
             # expects checkpoints written before that step's increment): store it one lower,
             # so that the resumed run logs on the steps the uninterrupted one does
