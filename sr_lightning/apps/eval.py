@@ -29,6 +29,7 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
+from sr_lightning.apps.eval_outputs import OutputsModel, check_outputs_request, score_output
 from sr_lightning.apps.eval_report import (
     ImageResult,
     SetResult,
@@ -445,7 +446,8 @@ def sr_image(
     Y from the model and CbCr from the bicubic upscale of the (same float) LR, back to RGB
     with MATLAB ``ycbcr2rgb`` (a paired set's: of its ``given_lr``).
     """
-    out = quantize(sr[0].float())
+    # rounded in float64, as the metrics round it (float32 can tip a level at .5)
+    out = quantize(sr[0].double()).float()
     if channels == 1 and raw.shape[0] == 3:
         _, lr_rgb = eval_pair(raw.to(sr.device).unsqueeze(0), scale, 3, lr=given_lr)
         chroma = rgb_to_ycbcr(bicubic_upscale(lr_rgb, scale))[0, 1:]
@@ -475,10 +477,42 @@ def keep_earlier_results(output_dir: Path, overwrite: bool) -> None:
         )
 
 
+def evaluate_outputs(cfg: DictConfig) -> dict[str, dict[str, float | int]]:
+    """``outputs=DIR``: score the SR images ``DIR/<set>/<name>.png`` (no model), with the
+    reports of :func:`evaluate` (:mod:`sr_lightning.apps.eval_outputs`)."""
+    output_dir = Path(cfg.paths.output_dir)
+    scale = check_outputs_request(cfg)
+    folder = Path(str(cfg.outputs)).expanduser()
+    device = eval_device(cfg.get("trainer"))
+    data = cfg.data
+    test_sets = find_test_sets(
+        data.get("test_sets"), data.data_dir, bool(data.get("recursive")), scale
+    )
+    degradation = Degradation.from_config(to_plain(cfg.get("degradation")))
+    model = OutputsModel(str(folder), scale)
+    results = []
+    for test_set in test_sets:
+        result = SetResult(test_set.name)
+        for item in BenchmarkImages(test_set, scale):
+            if "error" in item:
+                raise ImageLoadError(item["error"])
+            result.images.append(
+                score_output(item, test_set.name, folder, scale, device, degradation)
+            )
+        results.append(result)
+    write_outputs(output_dir, model, results, device, False)
+    log.info("results\n%s", format_table(model, results, False))
+    log.info("outputs in %s", output_dir)
+    return results_json(results)
+
+
 def evaluate(cfg: DictConfig) -> dict[str, dict[str, float | int]]:
-    """Evaluate the configured model on ``data.test_sets``; writes the run dir's outputs."""
+    """Evaluate the configured model on ``data.test_sets``; writes the run dir's outputs.
+    ``outputs=DIR`` scores precomputed SR images instead (:func:`evaluate_outputs`)."""
     output_dir = Path(cfg.paths.output_dir)
     keep_earlier_results(output_dir, bool(cfg.get("overwrite")))
+    if cfg.get("outputs"):
+        return evaluate_outputs(cfg)
     model = load_eval_model(cfg)
     device = eval_device(cfg.get("trainer"))
     if isinstance(model.generator.net, torch.nn.Module):
@@ -541,6 +575,7 @@ def eval_settings(cfg: DictConfig) -> dict[str, Any]:
         "tta": cfg.get("tta"),
         "save_images": cfg.get("save_images"),
         "tile": cfg.get("tile"),
+        "outputs": cfg.get("outputs"),
         "degradation": to_plain(cfg.get("degradation")),
         "perceptual": to_plain(cfg.get("perceptual")),
         "data_dir": data.get("data_dir"),

@@ -544,6 +544,7 @@ class EvalConfig(Common):
     run_name: str | None = key("the W&B group of an eval run of its own")
     tags: list[str] | None = key("W&B tags")
     weights: str | None = key("an exported or released generator file")
+    outputs: str | None = key("score precomputed SR images <dir>/<set>/<name>.png (no model)")
     overwrite: bool = key("replace an earlier results.json in this run dir", False)
     tta: bool = key("x8 self-ensemble (flips and rotations)", False)
     save_images: bool = key("write the SR images under <run dir>/images/", False)
