@@ -25,6 +25,8 @@ from sr_lightning.core.builders import build_datamodule, build_module
 from sr_lightning.core.model_files import resolve_model
 from sr_lightning.modules.srgan import SRGANModule
 from sr_lightning.runtime.builders import build_callbacks, build_loggers
+from sr_lightning.runtime.errors import ConfigError
+from sr_lightning.runtime.schema import check_config
 from tests.helpers.config import tiny_overrides
 
 REPO = Path(__file__).resolve().parents[1]
@@ -266,18 +268,29 @@ def test_non_finite_loss_names_the_term_and_the_step(gan_cfg):
 @pytest.mark.parametrize(
     "overrides,message",
     [
-        (["loss=perceptual"], r"needs loss\.adversarial \(use loss=gan\)"),
-        (["+loss.adversarial.wieght=1"], r"unknown loss\.adversarial keys \['wieght'\]"),
-        (["loss.adversarial.real_label=1.1"], r"real_label=1\.1 must be in \(0, 1\]"),
-        (["model.grad_clip.algorithm=max"], r"grad_clip\.algorithm='max'"),
-        (["model.d_steps_per_g=0"], r"d_steps_per_g=0 must be >= 1"),
-        (["model.ema_decay=1.5"], r"ema_decay=1\.5 must be in \(0, 1\)"),
-        (["+model.loss_reduction=sum"], r"model\.loss_reduction='sum': SRGAN weighs"),
+        (["loss=perceptual"], r"model=srgan needs loss\.adversarial \(use loss=gan"),
+        (["+loss.adversarial.wieght=1"], r"did you mean loss\.adversarial\.weight\?"),
+        (["loss.adversarial.real_label=1.1"], r"real_label=1\.1: must be a number > 0 and <= 1"),
+        (["model.grad_clip.algorithm=max"], r"grad_clip\.algorithm=max: must be norm or value"),
+        (["+model.grad_clip.gen=1"], r"model\.grad_clip\.gen: no such key"),
+        (["model.d_steps_per_g=0"], r"d_steps_per_g=0: must be an integer >= 1"),
+        (["model.d_warmup_steps=-1"], r"d_warmup_steps=-1: must be an integer >= 0"),
+        (["model.ema_decay=1.5"], r"ema_decay=1\.5: must be a number >= 0 and < 1"),
+        (["+model.loss_reduction=sum"], r"model\.loss_reduction=sum: must be mean"),
+        (["model.scheduler_interval=batch"], r"scheduler_interval=batch: must be step or epoch"),
     ],
 )
 def test_bad_srgan_settings_fail_naming_the_key(gan_cfg, overrides, message):
-    with pytest.raises(ValueError, match=message):
-        build_module(gan_cfg(*overrides).model)
+    """The schema refuses them at start-up, before anything is built."""
+    with pytest.raises(ConfigError, match=message):
+        check_config(gan_cfg(*overrides), "train")
+
+
+def test_what_the_schema_cannot_see_is_checked_when_the_module_is_built(gan_cfg):
+    with pytest.raises(ValueError, match=r"needs loss\.adversarial \(use loss=gan\)"):
+        build_module(gan_cfg("loss=perceptual").model)  # built without the schema
+    with pytest.raises(ValueError, match=r"scheduler_monitor is not supported by SRGAN"):
+        build_module(gan_cfg("+model.scheduler_monitor=val/psnr").model)
 
 
 # -- steps are batches -------------------------------------------------------------------------

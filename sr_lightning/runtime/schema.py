@@ -351,6 +351,9 @@ class SRGANModel(ModelConfig):
     ema_decay: Annotated[float, Ge(0.0), Lt(1.0)] | None = key(
         "EMA of the generator for validation and export (null: off)", 0.999
     )
+    loss_reduction: Literal["mean"] = key(
+        "mean only: loss.*.weight weigh SRGAN's mean pixel, content and adversarial terms", "mean"
+    )
 
 
 class CustomModel(ModelConfig):
