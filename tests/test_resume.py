@@ -165,6 +165,9 @@ def test_a_run_killed_mid_epoch_resumes_bit_identical(tiny_data, compose_train, 
         (7, ["data.num_workers=1", "data.device_cache=true"]),  # crops cut from the device cache
         (18, ["data.num_workers=1", *GAN]),  # SRGAN: EMA, D/G alternation, two optimizers
         (10, ["data.num_workers=2", *GAN]),  # SRGAN in its first epoch, two workers
+        # degradations seeded per sample (issue #25): the batch counter is in the checkpoint
+        (18, ["degradation=dn"]),  # fresh DN noise per patch, resumed after the periodic ckpt
+        (10, ["data.num_workers=1", "degradation=realesrgan"]),  # second-order, one worker
     ],
 )
 def test_killed_runs_resume_bit_identical(tiny_data, compose_train, tmp_path, kill_at, extra):
