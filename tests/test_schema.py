@@ -251,3 +251,11 @@ def test_hydra_full_error_keeps_the_traceback(tmp_path):
     assert out.returncode != 0
     assert "Traceback" in out.stderr and "ConfigError" in out.stderr
     assert "data.batch_size=0: must be an integer >= 1." in out.stderr
+
+
+def test_the_config_reference_in_docs_training_is_the_schemas():
+    """docs/training.md's table is `python -m sr_lightning.runtime.schema train`'s output."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text()
+    begin, end = "<!-- schema:train -->\n", "\n<!-- /schema:train -->"
+    table = text[text.index(begin) + len(begin) : text.index(end)]
+    assert table == markdown("train"), "regenerate: python -m sr_lightning.runtime.schema train"
