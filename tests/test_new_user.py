@@ -73,12 +73,19 @@ def test_sr_export_onto_an_existing_file_is_a_user_error_exit_2(tmp_path):
     assert target.read_bytes() == b"mine"
 
 
-def test_no_lightning_warning_a_user_cannot_act_on(compose_train, tiny_data):
-    """6 batches an epoch < log_every_n_steps (10), and an epoch without validation."""
+@pytest.mark.parametrize(
+    "budget",
+    [
+        # 6 batches an epoch < log_every_n_steps (10), and an epoch without validation
+        ("trainer.max_epochs=2", "trainer.check_val_every_n_epoch=2"),
+        # stopped before the first validation: ModelCheckpoint finds no val/psnr
+        ("trainer.max_steps=2",),
+    ],
+)
+def test_no_lightning_warning_a_user_cannot_act_on(compose_train, tiny_data, budget):
     import warnings
 
-    cfg = compose_train(*tiny_overrides(tiny_data), "scale=2", "trainer.max_epochs=2",
-                        "trainer.check_val_every_n_epoch=2")  # fmt: skip
+    cfg = compose_train(*tiny_overrides(tiny_data), "scale=2", *budget)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         train(cfg)
