@@ -41,6 +41,7 @@ def test_scoring_saved_images_equals_evaluating_the_model(data_dir, compose_trai
     assert rows[0] == rows[1]
     info = json.loads((tmp_path / "out" / "run_info.json").read_text())
     assert info["source"] == "outputs" and info["scale"] == 2
+    assert info["degradation"] == "bicubic"
     assert info["bicubic"] == json.loads((model_run / "run_info.json").read_text())["bicubic"]
 
 

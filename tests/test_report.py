@@ -122,6 +122,42 @@ def test_published_csv_of_the_user(tmp_path):
         load_published(path)
 
 
+def test_bd_and_dn_runs_sit_beside_the_rows_of_their_setting(sweep, tmp_path):
+    """A published row carries its LR setting (no column: bicubic); a run its degradation
+    (run_info.json, else the saved config); the report groups them by scale and setting."""
+    csv = tmp_path / "mine.csv"
+    csv.write_text(
+        "method,set,scale,psnr,ssim,params,source,degradation\n"
+        "Mine,Set5,3,31.00,0.9000,100,LAB,BI\n"
+        "Mine,Set5,3,30.00,0.8800,100,LAB,bd\n"
+        "Mine,Set5,3,27.00,0.7500,100,LAB,DN\n"
+    )
+    assert [r.degradation for r in load_published(csv)] == ["bicubic", "bd", "dn"]
+    info = {"method": "espcn", "scale": 3, "params": 22729, "degradation": "bd"}
+    fake_run(sweep, "bd", {"Set5": {"psnr_y": 29.5, "ssim_y": 0.85, "images": 5}}, info)
+    hydra = "model:\n  method: espcn\nscale: 3\ndegradation:\n  name: dn\n"
+    fake_run(sweep, "dn", {"Set5": {"psnr_y": 26.5, "ssim_y": 0.7, "images": 5}}, hydra=hydra)
+    out = tmp_path / "report"
+    assert main([str(sweep), "--published", str(csv), "--out", str(out)]) == 0
+    sections = {}
+    for block in (out / "report.md").read_text().split("\n## ")[1:]:
+        title, _, body = block.partition("\n")
+        sections[title] = body
+    assert list(sections) == ["×3", "×3, BD", "×3, DN"]
+    assert "| Mine | paper (LAB) | 100 | 31.00 / 0.9000 |" in sections["×3"]
+    assert "| ESPCN | ours | 22.7 k | 29.50 / 0.8500 | – | bd |" in sections["×3, BD"]
+    assert "30.00 / 0.8800" in sections["×3, BD"] and "31.00" not in sections["×3, BD"]
+    assert "26.50 / 0.7000" in sections["×3, DN"] and "27.00 / 0.7500" in sections["×3, DN"]
+    assert "29.50" not in sections["×3"] + sections["×3, DN"]
+    assert (out / "psnr_vs_params_x3_bd.png").is_file()
+    assert (out / "psnr_vs_params_x3_dn.png").is_file()
+    with pytest.raises(ValueError, match="degradation 'blur' is not one of"):
+        csv.write_text(
+            "method,set,scale,psnr,ssim,params,source,degradation\nM,Set5,3,1,,,L,blur\n"
+        )
+        load_published(csv)
+
+
 def test_perceptual_columns_and_the_perception_distortion_figure(tmp_path, capsys):
     root = tmp_path / "runs"
     scores = {"Set5": (28.42, 0.34, 0.22), "Set14": (26.0, 0.44, 0.24)}

@@ -500,7 +500,7 @@ def evaluate_outputs(cfg: DictConfig) -> dict[str, dict[str, float | int]]:
                 score_output(item, test_set.name, folder, scale, device, degradation)
             )
         results.append(result)
-    write_outputs(output_dir, model, results, device, False)
+    write_outputs(output_dir, model, results, device, False, None, degradation.name)
     log.info("results\n%s", format_table(model, results, False))
     log.info("outputs in %s", output_dir)
     return results_json(results)
@@ -552,7 +552,9 @@ def evaluate(cfg: DictConfig) -> dict[str, dict[str, float | int]]:
                 )
             )
     lpips_net = scorer.lpips_net if scorer is not None else None
-    write_outputs(output_dir, model, results, device, bool(cfg.get("tta")), lpips_net)
+    lr_setting = Degradation.from_config(to_plain(cfg.get("degradation"))).name
+    tta = bool(cfg.get("tta"))
+    write_outputs(output_dir, model, results, device, tta, lpips_net, lr_setting)
     if wandb_logger_configs(cfg):
         from sr_lightning.apps.eval_wandb import log_eval_results
 

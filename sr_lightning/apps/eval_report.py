@@ -152,8 +152,10 @@ def run_info(
     device: torch.device,
     tta: bool,
     lpips_net: str | None = None,
+    degradation: str = "bicubic",
 ) -> dict[str, Any]:
-    """What ``sr-report`` needs beside results.json: the model, its size, and timings."""
+    """What ``sr-report`` needs beside results.json: the model, its size, timings, and the
+    LR setting (``degradation``) its numbers were measured under."""
     return {
         "method": model.method,
         "display": model.generator.display,
@@ -164,6 +166,7 @@ def run_info(
         "path": model.path,
         **({"architecture": model.architecture} if model.architecture else {}),
         "tta": bool(tta),
+        "degradation": degradation,
         "device": device_name(device),
         "ms_per_image": {s.name: s.ms_per_image for s in sets},
         "bicubic": {
@@ -209,8 +212,9 @@ def write_outputs(
     device: torch.device,
     tta: bool,
     lpips_net: str | None = None,
+    degradation: str = "bicubic",
 ) -> None:
     write_atomic(output_dir / "results.json", json.dumps(results_json(sets), indent=2).encode())
     write_atomic(output_dir / "per_image.csv", per_image_csv(sets).encode())
-    info = run_info(model, sets, device, tta, lpips_net)
+    info = run_info(model, sets, device, tta, lpips_net, degradation)
     write_atomic(output_dir / "run_info.json", json.dumps(info, indent=2).encode())

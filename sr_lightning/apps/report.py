@@ -78,6 +78,7 @@ def _info_from_hydra(run_dir: Path) -> dict[str, Any]:
         ("scale", "scale"),
         ("channels", "channels"),
         ("tta", "tta"),
+        ("degradation", "degradation.name"),
     ):
         try:
             value = OmegaConf.select(cfg, where, throw_on_resolution_failure=False)
@@ -117,6 +118,9 @@ def read_run(results_path: Path, root: Path) -> Run | None:
         ms_per_image=dict(info.get("ms_per_image") or {}),
         bicubic=dict(info.get("bicubic") or {}),
         lpips_net=info.get("lpips_net"),
+        degradation=str(
+            info.get("degradation") or _info_from_hydra(run_dir).get("degradation") or "bicubic"
+        ),
     )
 
 
@@ -167,10 +171,10 @@ def markdown_table(runs: Sequence[Run], published: Sequence[PublishedResult]) ->
         "*ours*: this project's `sr-eval` runs; *paper*: the published tables "
         "(`sr_lightning/core/published.py`).",
     ]
-    for scale in sorted({r.scale for r in runs}):
-        at_scale = [r for r in runs if r.scale == scale]
+    for scale, setting in settings(runs):
+        at_scale = [r for r in runs if (r.scale, r.degradation) == (scale, setting)]
         sets = ordered_sets(s for r in at_scale for s in r.results)
-        lines += ["", f"## ×{scale}", ""]
+        lines += ["", f"## ×{scale}{'' if setting == 'bicubic' else f', {setting.upper()}'}", ""]
         lines.append("| method | source | params | " + " | ".join(sets) + " | ms/img | run |")
         lines.append("|---|---|---:|" + "---|" * len(sets) + "---:|---|")
         for r in at_scale:
@@ -186,7 +190,7 @@ def markdown_table(runs: Sequence[Run], published: Sequence[PublishedResult]) ->
             )
         rows: dict[tuple[str, str], dict[str, PublishedResult]] = {}
         for p in published:
-            if p.scale == scale and p.set in sets:
+            if p.scale == scale and p.degradation == setting and p.set in sets:
                 rows.setdefault((p.method, p.source), {})[p.set] = p
         for (method, source), by_set in sorted(
             rows.items(), key=lambda kv: (next(iter(kv[1].values())).params or 0, kv[0])
@@ -203,6 +207,13 @@ def markdown_table(runs: Sequence[Run], published: Sequence[PublishedResult]) ->
         lines += ["", f"Times: forward pass per image on {'; '.join(devices)}."]
     lines += perceptual_table(runs)
     return "\n".join(lines) + "\n"
+
+
+def settings(runs: Sequence[Run]) -> list[tuple[int, str]]:
+    """The (scale, degradation) groups of ``runs``: a table section and figures each."""
+    return sorted(
+        {(r.scale, r.degradation) for r in runs}, key=lambda k: (k[0], k[1] != "bicubic", k[1])
+    )
 
 
 def _params(n: int | None) -> str:
@@ -445,18 +456,20 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     written = []
     figures = []
-    for scale in sorted({r.scale for r in runs}):
+    for scale, setting in settings(runs):
+        # BD / DN runs beside the papers' BD / DN numbers only (files named _bd, _dn)
+        group = [r for r in runs if r.degradation == setting]
+        rows = [p for p in published if p.degradation == setting]
+        tag = f"x{scale}" if setting == "bicubic" else f"x{scale}_{setting}"
         for x in ("params", "time"):
             has_x = any(
-                (r.params if x == "params" else r.ms_per_image) for r in runs if r.scale == scale
+                (r.params if x == "params" else r.ms_per_image) for r in group if r.scale == scale
             )
             if has_x or x == "params":
-                figures.append(
-                    plot_scale(runs, published, scale, x, out / f"psnr_vs_{x}_x{scale}.png")
-                )
-        if any(has_lpips(r) for r in runs if r.scale == scale):
-            path = out / f"perception_distortion_x{scale}.png"
-            figures.append(plot_perception_distortion(runs, published, scale, path))
+                figures.append(plot_scale(group, rows, scale, x, out / f"psnr_vs_{x}_{tag}.png"))
+        if any(has_lpips(r) for r in group if r.scale == scale):
+            path = out / f"perception_distortion_{tag}.png"
+            figures.append(plot_perception_distortion(group, rows, scale, path))
     table = markdown_table(runs, published)
     table += "\n" + "\n".join(f"![{f.stem}]({f.name})" for f in figures) + "\n"
     md = out / "report.md"

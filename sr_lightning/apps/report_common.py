@@ -71,6 +71,7 @@ class Run:
     ms_per_image: dict[str, float] = field(default_factory=dict)
     bicubic: dict[str, dict[str, float]] = field(default_factory=dict)
     lpips_net: str | None = None  # the LPIPS backbone sr-eval used (alex | vgg)
+    degradation: str = "bicubic"  # the LR setting (degradation=) of its numbers
 
     @property
     def name(self) -> str:

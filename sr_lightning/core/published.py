@@ -9,6 +9,10 @@ on DIV2K, parameters counted per scale). ``params`` is the generator's parameter
 
 They are kept here as CSV text so that an installed package always has them; a CSV of the
 same columns can be read with :func:`load_published` too.
+
+Each row holds a ``degradation``: the LR setting of its table, ``bicubic`` (BI, every row
+above) or ``bd`` / ``dn`` (RDN's, ``degradation=``); a CSV without that column is bicubic.
+``sr-report`` sets a run beside the rows of its own setting only.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 COLUMNS = ("method", "set", "scale", "psnr", "ssim", "params", "source")
+# the LR settings a row may name (conf/degradation/); BI is bicubic's name in RDN's tables
+DEGRADATIONS = ("bicubic", "bd", "dn", "realesrgan")
+_ALIASES = {"bi": "bicubic"}
 
 PUBLISHED_CSV = """\
 method,set,scale,psnr,ssim,params,source
@@ -95,6 +102,7 @@ class PublishedResult:
     ssim: float | None
     params: int | None
     source: str
+    degradation: str = "bicubic"
 
 
 def _parse(text: str, origin: str) -> list[PublishedResult]:
@@ -114,11 +122,20 @@ def _parse(text: str, origin: str) -> list[PublishedResult]:
                     ssim=float(row["ssim"]) if row["ssim"].strip() else None,
                     params=int(row["params"]) if row["params"].strip() else None,
                     source=row["source"].strip(),
+                    degradation=_degradation(row.get("degradation")),
                 )
             )
         except (TypeError, ValueError) as err:
             raise ValueError(f"{origin}, row {n}: {err} ({row})") from err
     return rows
+
+
+def _degradation(value: str | None) -> str:
+    name = (value or "").strip().lower() or "bicubic"
+    name = _ALIASES.get(name, name)
+    if name not in DEGRADATIONS:
+        raise ValueError(f"degradation {value!r} is not one of {', '.join(DEGRADATIONS)}")
+    return name
 
 
 def load_published(path: str | Path | None = None) -> list[PublishedResult]:
@@ -132,13 +149,17 @@ def load_published(path: str | Path | None = None) -> list[PublishedResult]:
 
 
 def published(
-    method: str | None = None, set: str | None = None, scale: int | None = None
+    method: str | None = None,
+    set: str | None = None,
+    scale: int | None = None,
+    degradation: str | None = None,
 ) -> list[PublishedResult]:
-    """Built-in rows matching the given method (case-insensitive), set and scale."""
+    """Built-in rows matching the given method (case-insensitive), set, scale and LR setting."""
     return [
         r
         for r in load_published()
         if (method is None or r.method.lower() == method.lower())
         and (set is None or r.set == set)
         and (scale is None or r.scale == scale)
+        and (degradation is None or r.degradation == _degradation(degradation))
     ]
