@@ -6,6 +6,7 @@ import os
 import struct
 import subprocess
 import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -254,6 +255,34 @@ def test_an_interrupted_write_leaves_nothing(models, tmp_path, monkeypatch):
             compose_upscale(f"input={inputs}", f"output={out}", f"weights={models['srresnet']}")
         )
     assert list(out.iterdir()) == [], "no half-written output and no temporary file"
+
+
+def test_hidden_part_files_a_killed_run_left_are_removed_on_the_next_run(models, tmp_path):
+    """A SIGKILL leaves a hidden temporary file (image or video) in the output folder; the
+    next run there removes it, once it is older than that run and its writer is gone."""
+    inputs = tmp_path / "in"
+    write_inputs(inputs)
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    debris = [
+        out / f".rgb_x2.p{dead}.ab12cd34.part.png",
+        out / f".clip_x2.p{dead}.cd34ef56.part.mp4",
+    ]
+    old = time.time() - 3600
+    for path in debris:
+        path.write_bytes(b"half a file")
+        os.utime(path, (old, old))
+    upscale.run(
+        compose_upscale(f"input={inputs}", f"output={out}", f"weights={models['srresnet']}")
+    )
+    assert not any(path.exists() for path in debris)
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
 
 
 def test_recursive_folders_are_mirrored_and_earlier_outputs_ignored(models, tmp_path):

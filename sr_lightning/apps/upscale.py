@@ -34,7 +34,7 @@ from sr_lightning.core.config import CONFIG_PATH, register_resolvers
 from sr_lightning.core.inference import Upscaler, resolve_device
 from sr_lightning.core.model_files import model_request, resolve_model
 from sr_lightning.data.images import IMAGE_EXTENSIONS, ImageLoadError, read_image
-from sr_lightning.runtime.atomic import atomic_output
+from sr_lightning.runtime.atomic import atomic_output, remove_stale_parts
 from sr_lightning.runtime.errors import EXIT_USER_ERROR, file_errors, literal_hint
 
 log = logging.getLogger("sr_lightning.apps.upscale")
@@ -292,6 +292,8 @@ def run(cfg: DictConfig) -> list[Path]:
     video_jobs = check_jobs(
         [Job(s, t) for s, t in video_jobs], bool(cfg.overwrite), bool(cfg.skip_existing)
     )
+    for folder in sorted({job.target.parent for job in [*jobs, *video_jobs]}):
+        remove_stale_parts(folder)  # hidden .part files of a killed run into the same folder
     print(
         f"{g.method} x{g.scale} ({'luma' if g.channels == 1 else 'RGB'}) on {upscaler.device}: "
         f"{len(jobs)} image(s)"
