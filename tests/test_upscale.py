@@ -257,6 +257,22 @@ def test_an_interrupted_write_leaves_nothing(models, tmp_path, monkeypatch):
     assert list(out.iterdir()) == [], "no half-written output and no temporary file"
 
 
+def test_a_folder_input_names_the_files_it_cannot_read(models, tmp_path, caplog):
+    """A .gif beside the PNGs is not upscaled, and the run says so once, naming it."""
+    inputs = tmp_path / "in"
+    write_inputs(inputs)
+    Image.new("RGB", (8, 8)).save(inputs / "anim.gif")
+    with caplog.at_level("WARNING"):
+        written = upscale.run(
+            compose_upscale(
+                f"input={inputs}", f"output={tmp_path / 'out'}", f"weights={models['srresnet']}"
+            )
+        )
+    assert not [p for p in written if "anim" in p.name]
+    warnings = [r.getMessage() for r in caplog.records if "anim.gif" in r.getMessage()]
+    assert len(warnings) == 1 and ".gif" in warnings[0]
+
+
 def test_hidden_part_files_a_killed_run_left_are_removed_on_the_next_run(models, tmp_path):
     """A SIGKILL leaves a hidden temporary file (image or video) in the output folder; the
     next run there removes it, once it is older than that run and its writer is gone."""

@@ -33,7 +33,7 @@ from sr_lightning.apps.upscale_video import VIDEO_EXTENSIONS, is_video, plan_vid
 from sr_lightning.core.config import CONFIG_PATH, register_resolvers
 from sr_lightning.core.inference import Upscaler, resolve_device
 from sr_lightning.core.model_files import model_request, resolve_model
-from sr_lightning.data.images import IMAGE_EXTENSIONS, ImageLoadError, read_image
+from sr_lightning.data.images import IMAGE_EXTENSIONS, ImageLoadError, read_image, warn_skipped
 from sr_lightning.runtime.atomic import atomic_output, remove_stale_parts
 from sr_lightning.runtime.errors import EXIT_USER_ERROR, file_errors, literal_hint
 
@@ -136,6 +136,7 @@ def collect_inputs(
     if path.is_dir():
         pattern = "**/*" if recursive else "*"
         files = [p for p in path.glob(pattern) if p.is_file()]
+        warn_skipped(path, pattern)  # a .gif among the inputs is named, not silently left out
         root: Path | None = path
     elif _GLOB_CHARS & set(spec):
         files = [Path(p) for p in glob.glob(str(path), recursive=recursive) if Path(p).is_file()]
