@@ -12,6 +12,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from sr_lightning.data.degradations.bd import bd_downscale
 from sr_lightning.data.degradations.dn import dn_degrade
@@ -213,3 +214,16 @@ def test_each_stage_can_be_switched_off_or_forced() -> None:
     # the last resize's mode is random: bilinear / bicubic of a textured image differ from area
     assert _psnr(clean, ref) > 25
     assert _psnr(noisy, ref) < _psnr(clean, ref) - 3
+
+
+@pytest.mark.parametrize("size", [(37, 53), (64, 64)])
+def test_fft_blur_is_the_direct_correlation(size) -> None:
+    """Kernels of 13 taps and more go through the FFT at a fast length (factors 2, 3, 5):
+    the same numbers as a direct correlation with reflected borders."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, *size, generator=gen)
+    kernel = torch.rand(21, 21, generator=gen)
+    kernel /= kernel.sum()
+    padded = F.pad(x.reshape(6, 1, *size), (10, 10, 10, 10), mode="reflect")
+    direct = F.conv2d(padded, kernel[None, None]).view(2, 3, *size)
+    torch.testing.assert_close(blur(x, kernel), direct, atol=1e-5, rtol=0)
