@@ -35,6 +35,7 @@ bench:
 	$(BIN)/python scripts/bench.py --json benchmarks/results.json $(ARGS)
 	$(BIN)/python scripts/bench_inference.py
 	$(BIN)/python scripts/bench_video.py
+	$(BIN)/python scripts/bench_degradations.py --md docs/benchmarks.md
 
 bench-quick:
 	$(BIN)/python scripts/bench.py --quick --json benchmarks/results-quick.json $(ARGS)
