@@ -283,7 +283,8 @@ def test_a_failure_mid_video_leaves_nothing_and_a_rerun_completes(tmp_path, weig
 
 @pytest.mark.slow  # a fresh interpreter importing torch and Hydra, killed, then a rerun: ~30 s
 def test_a_killed_run_leaves_no_output_under_the_final_name(tmp_path, weights):
-    src = make_clip(tmp_path / "long.mp4", frames=150, size=(96, 64))
+    frames = 600  # long enough that the run is still writing when it is killed
+    src = make_clip(tmp_path / "long.mp4", frames=frames, size=(96, 64))
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "sr_lightning.apps.upscale", f"input={src}", f"output={out}",
            "video.batch_size=1", "progress=false", *app_overrides(weights)]  # fmt: skip
@@ -291,13 +292,16 @@ def test_a_killed_run_leaves_no_output_under_the_final_name(tmp_path, weights):
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)  # fmt: skip
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not any(out.glob(".*.part*")):
+    while time.monotonic() < deadline:
+        parts = list(out.glob(".*.part*")) if out.is_dir() else []
+        if parts and parts[0].stat().st_size > 0:  # frames are being written
+            break
         assert proc.poll() is None, proc.communicate()
-        time.sleep(0.02)
-    time.sleep(0.3)
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run finished before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (out / "long_x2.mp4").exists()
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert len(decoded(out / "long_x2.mp4")) == 150
+    assert len(decoded(out / "long_x2.mp4")) == frames
