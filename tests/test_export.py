@@ -9,17 +9,16 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from safetensors import safe_open
 
 from sr_lightning.apps.export import export_generator
 from sr_lightning.apps.export import run as run_export
-from sr_lightning.core.config import CONF_DIR, register_resolvers
+from sr_lightning.core.config import register_resolvers
 from sr_lightning.core.inference import Upscaler
 from sr_lightning.core.model_file import read_checkpoint
 from sr_lightning.core.model_files import resolve_model
 from tests.helpers.checkpoints import TINY, make_checkpoint
+from tests.helpers.compose import compose_app
 
 register_resolvers()
 
@@ -118,12 +117,7 @@ def test_a_failed_check_publishes_nothing(checkpoints, tmp_path, monkeypatch):
 
 
 def compose_export(*overrides: str):
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-            return compose("export", overrides=list(overrides))
-    finally:
-        GlobalHydra.instance().clear()
+    return compose_app("export", *overrides)
 
 
 def test_the_app_refuses_to_overwrite_unless_asked(checkpoints, tmp_path, capsys):

@@ -18,13 +18,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from safetensors.torch import save_file
 
-from sr_lightning.core.config import CONF_DIR
 from sr_lightning.core.registry import UnsafeFileError
 from sr_lightning.nets import ESPCN
+from tests.helpers.compose import compose_app
 
 VICTIM_TEXT = "a file the user made\n"
 
@@ -78,15 +76,6 @@ def write_crafted(fmt: str, payload: str, folder: Path) -> tuple[Path, Path]:
         }
         torch.save(ckpt, path)
     return path, victim
-
-
-def compose_app(name: str, *overrides: str):
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-            return compose(name, overrides=list(overrides))
-    finally:
-        GlobalHydra.instance().clear()
 
 
 def via_eval(path: Path, tmp: Path) -> None:

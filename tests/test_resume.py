@@ -17,24 +17,14 @@ from sr_lightning.apps.train import train
 from sr_lightning.data.datamodule import _positions_as_is
 from sr_lightning.data.datasets import CropPositions, load_set
 from sr_lightning.data.resumable import resumable_loader
-from tests.helpers.config import tiny_overrides
+from tests.helpers.config import TINY_SRGAN, tiny_overrides
 from tests.helpers.kill_switch import Crash
 from tests.helpers.resume import RUN, assert_same
 
 REPO = Path(__file__).resolve().parents[1]
 
 GAN = [
-    "model=srgan",
-    "loss=gan",
-    "channels=3",
-    "model.patch_size=24",
-    "model.net.num_blocks=2",
-    "model.net.width=16",
-    "model.discriminator.base_width=8",
-    "model.discriminator.dense_width=32",
-    "loss.content.pretrained=false",
-    "callbacks.perceptual.lpips.enabled=false",  # no AlexNet offline
-    "model.init_from=null",
+    *TINY_SRGAN,
     # D-only warm-up and D/G alternation: both counted from the restored global step
     "model.d_warmup_steps=3",
     "model.d_steps_per_g=2",

@@ -27,25 +27,11 @@ from sr_lightning.modules.srgan import SRGANModule
 from sr_lightning.runtime.builders import build_callbacks, build_loggers
 from sr_lightning.runtime.errors import ConfigError
 from sr_lightning.runtime.schema import check_config
-from tests.helpers.config import tiny_overrides
+from tests.helpers.config import TINY_SRGAN, tiny_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 
-TINY_GAN = [
-    "model=srgan",
-    "loss=gan",
-    "scale=2",
-    "channels=3",
-    "model.patch_size=24",
-    "model.net.num_blocks=2",
-    "model.net.width=16",
-    "model.discriminator.base_width=8",
-    "model.discriminator.dense_width=32",
-    "loss.content.pretrained=false",
-    "callbacks.perceptual.lpips.enabled=false",  # no AlexNet offline
-    "trainer.log_every_n_steps=1",
-    "model.init_from=null",
-]
+TINY_GAN = [*TINY_SRGAN, "scale=2", "trainer.log_every_n_steps=1"]
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:VGGContentLoss uses randomly initialised:UserWarning",

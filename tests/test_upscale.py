@@ -12,17 +12,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from PIL import Image, ImageOps
 
 import sr_lightning.apps.upscale as upscale
 from sr_lightning.apps.export import export_generator
 from sr_lightning.apps.upscale import write_png16
-from sr_lightning.core.config import CONF_DIR
 from sr_lightning.core.model_files import resolve_model
 from sr_lightning.data.images import ImageLoadError, orient, read_image
 from tests.helpers.checkpoints import make_checkpoint
+from tests.helpers.compose import compose_app
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -156,12 +154,7 @@ def models(tmp_path_factory) -> dict[str, Path]:
 
 
 def compose_upscale(*overrides: str):
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-            return compose("upscale", overrides=["progress=false", *overrides])
-    finally:
-        GlobalHydra.instance().clear()
+    return compose_app("upscale", "progress=false", *overrides)
 
 
 def write_inputs(folder: Path) -> dict[str, np.ndarray]:

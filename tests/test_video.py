@@ -15,17 +15,15 @@ import av
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from torch import nn
 
 import sr_lightning.apps.upscale as upscale
 import sr_lightning.data.video as video_io
-from sr_lightning.core.config import CONF_DIR
 from sr_lightning.core.inference import Generator, Upscaler
 from sr_lightning.core.video import VideoOptions, upscale_video
 from sr_lightning.data.video import EncodeOptions, VideoError, probe_video
 from sr_lightning.nets.espcn import ESPCN
+from tests.helpers.compose import compose_app
 from tests.helpers.video import fill, frame_planes, make_clip
 
 REPO = Path(__file__).resolve().parents[1]
@@ -203,12 +201,7 @@ def test_rgb_models_see_rgb_through_the_declared_matrix(tmp_path, colorspace, yc
 
 
 def compose_upscale(*overrides: str):
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-            return compose("upscale", overrides=["progress=false", *overrides])
-    finally:
-        GlobalHydra.instance().clear()
+    return compose_app("upscale", "progress=false", *overrides)
 
 
 @pytest.fixture

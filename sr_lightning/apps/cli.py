@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 
 from sr_lightning.core.config import CONFIG_PATH, register_resolvers
 from sr_lightning.runtime.errors import exit_on_user_error, in_multirun, run_cli
+from sr_lightning.runtime.output_dir import close_log_files_in
 from sr_lightning.runtime.schema import check_config
 
 register_resolvers()
@@ -47,12 +48,7 @@ def discard_new_run_dir(cfg: DictConfig) -> None:
     folder = Path(str(output_dir)).resolve()
     if not folder.is_dir() or any(folder.rglob("*.ckpt")) or (folder / "metrics.json").exists():
         return
-    for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
-        for handler in list(getattr(logger, "handlers", [])):
-            path = getattr(handler, "baseFilename", None)
-            if path and Path(path).resolve().is_relative_to(folder):
-                logger.removeHandler(handler)
-                handler.close()
+    close_log_files_in(folder)
     shutil.rmtree(folder, ignore_errors=True)
 
 

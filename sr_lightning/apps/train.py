@@ -44,6 +44,7 @@ from sr_lightning.runtime.errors import (
 )
 from sr_lightning.runtime.faults import PREVIOUS_NAME, sigterm_exit_status
 from sr_lightning.runtime.hydra_ddp import install_rank_command, job_process_group
+from sr_lightning.runtime.output_dir import close_log_files_in
 from sr_lightning.runtime.run_state import SUMMARY_FILE, completed_run, training_budget
 from sr_lightning.runtime.wandb_run import assign_run_id, finish_run, update_summary
 
@@ -226,17 +227,6 @@ def discard_unstarted_run_dir(output_dir: Path, trainer: L.Trainer | None) -> No
         return
     close_log_files_in(output_dir)
     shutil.rmtree(output_dir, ignore_errors=True)
-
-
-def close_log_files_in(folder: Path) -> None:
-    """Detach and close the logging file handlers writing into ``folder`` (Hydra's job log)."""
-    folder = folder.resolve()
-    for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
-        for handler in list(getattr(logger, "handlers", [])):
-            path = getattr(handler, "baseFilename", None)
-            if path and Path(path).resolve().is_relative_to(folder):
-                logger.removeHandler(handler)
-                handler.close()
 
 
 def report_completed(summary: dict[str, Any], output_dir: Path) -> dict[str, float]:

@@ -108,7 +108,10 @@ def process_start_time() -> float:
 _IMPORTED_AT = time.time()
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True when process ``pid`` exists on this host (also when it belongs to another user)."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -139,7 +142,7 @@ def remove_stale_parts(folder: str | Path) -> list[Path]:
         try:
             if not entry.is_file() or entry.stat().st_mtime >= started:
                 continue
-            if pid is not None and int(pid) != os.getpid() and _alive(int(pid)):
+            if pid is not None and int(pid) != os.getpid() and pid_alive(int(pid)):
                 continue
             entry.unlink()
         except OSError:

@@ -8,6 +8,7 @@ the reason and the way out.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -63,3 +64,14 @@ class OutputDirCheck(Callback):
         # the sweep dir's interpolations need the sweep's Hydra config registered
         HydraConfig.instance().set_config(config)
         check_output_dir(str(config.hydra.sweep.dir), "hydra.sweep.dir")
+
+
+def close_log_files_in(folder: Path) -> None:
+    """Detach and close the logging file handlers writing into ``folder`` (Hydra's job log)."""
+    folder = folder.resolve()
+    for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
+        for handler in list(getattr(logger, "handlers", [])):
+            path = getattr(handler, "baseFilename", None)
+            if path and Path(path).resolve().is_relative_to(folder):
+                logger.removeHandler(handler)
+                handler.close()

@@ -28,6 +28,8 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from sr_lightning.runtime.atomic import pid_alive
+
 LOCK_NAME = ".sr-run.lock"
 OWNER_NAME = ".sr-run.lock.owner"
 # how long a busy lock whose recorded holder is dead is waited for: an orphaned child (a data
@@ -50,19 +52,6 @@ def env_rank() -> int:
             except ValueError:
                 continue
     return 0
-
-
-def pid_alive(pid: int) -> bool:
-    """True when process ``pid`` exists on this host (also when it belongs to another user)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def read_owner(run_dir: Path) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from sr_lightning.core.builders import build_module
 from sr_lightning.core.config import CONF_DIR, register_resolvers
+from tests.helpers.config import TINY_SRGAN
 
 register_resolvers()
 
@@ -28,19 +29,7 @@ TINY = {
     # pre-upsampling, luma
     "srcnn": ["model=srcnn", "scale=3", "channels=1", "model.valid_loss=false"],
     # generator + discriminator + VGG + EMA
-    "srgan": [
-        "model=srgan",
-        "loss=gan",
-        "scale=2",
-        "channels=3",
-        "model.net.num_blocks=2",
-        "model.net.width=16",
-        "model.discriminator.base_width=8",
-        "model.discriminator.dense_width=32",
-        "loss.content.pretrained=false",
-        "callbacks.perceptual.lpips.enabled=false",  # no AlexNet offline
-        "model.init_from=null",
-    ],
+    "srgan": [*TINY_SRGAN, "scale=2"],
 }
 
 

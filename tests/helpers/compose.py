@@ -54,3 +54,14 @@ def compose_copy(config_name: str, overrides: list[str], tmp: str) -> DictConfig
         with read_write(cfg), open_dict(cfg):
             _put_back(cfg, tmp)
     return cfg
+
+
+def compose_app(config_name: str, *overrides: str) -> DictConfig:
+    """An app's composed config (conf/<config_name>.yaml) without the Hydra node, as
+    ``@hydra.main`` hands it to the app: for tests that call an app's ``run`` directly."""
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+            return compose(config_name, overrides=list(overrides))
+    finally:
+        GlobalHydra.instance().clear()

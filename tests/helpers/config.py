@@ -32,3 +32,19 @@ def model_overrides(name: str) -> list[str]:
     group, and a model with a discriminator (SRGAN) needs an adversarial term (``loss=gan``)."""
     model = OmegaConf.load(CONF_DIR / "model" / f"{name}.yaml")
     return [f"model={name}", *(["loss=gan"] if "discriminator" in model else [])]
+
+
+# SRGAN small enough for seconds-long CPU tests, and offline (no VGG / AlexNet weights)
+TINY_SRGAN = [
+    "model=srgan",
+    "loss=gan",
+    "channels=3",
+    "model.patch_size=24",
+    "model.net.num_blocks=2",
+    "model.net.width=16",
+    "model.discriminator.base_width=8",
+    "model.discriminator.dense_width=32",
+    "loss.content.pretrained=false",
+    "callbacks.perceptual.lpips.enabled=false",  # no AlexNet offline
+    "model.init_from=null",
+]
