@@ -15,12 +15,15 @@ import json
 import logging
 import warnings
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
+from sr_lightning.core import zoo
 from sr_lightning.core.inference import Generator
 from sr_lightning.core.model_file import (
     ModelFile,
@@ -32,6 +35,7 @@ from sr_lightning.core.model_file import (
 )
 from sr_lightning.core.registry import build_net, net_class
 from sr_lightning.nets import upsampling_kind
+from sr_lightning.nets.zoo import SpandrelNet
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +63,6 @@ def _at_asked_scale(meta: ModelMeta, expect: Mapping | None) -> ModelMeta:
     """A multi-scale model (VDSR) is evaluated at any scale it was trained for."""
     asked = (expect or {}).get("scale")
     if asked is not None and int(asked) in meta.scales:
-        from dataclasses import replace
-
         return replace(meta, scale=int(asked))
     return meta
 
@@ -112,8 +114,6 @@ def generator_from_config(
 
 def generator_from_release(model: ModelFile, expect: Mapping | None = None) -> Generator:
     """A released model spandrel recognises (see :mod:`sr_lightning.core.zoo`)."""
-    from sr_lightning.core import zoo
-
     source = f"weights {model.path}"
     found = zoo.detect(model.state, source)
     zoo.check_request(found, expect, source)
@@ -226,7 +226,6 @@ def model_request(model_cfg: Any) -> dict | None:
     without touching keys it does not need (``patch_size`` needs a scale a file may give)."""
     if model_cfg is None:
         return None
-    from omegaconf import OmegaConf
 
     def plain(value: Any) -> Any:
         return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
@@ -311,15 +310,11 @@ def init_net_from(
     ``model.net``: a file of another net class is refused, and when the tensors do not fit,
     the error names the ``model.net.*`` overrides that would build the file's net.
     """
-    from sr_lightning.nets.zoo import SpandrelNet
-
     source = f"model.init_from={path}"
     model = read_model_file(path, ema=False)  # a checkpoint's live generator, not SRGAN's EMA
     meta = model.meta
     if meta is None and isinstance(net, SpandrelNet):
-        from sr_lightning.core.zoo import load_release_into
-
-        found = load_release_into(net, model.state, source)
+        found = zoo.load_release_into(net, model.state, source)
         return f"generator initialised from {path} ({found.describe()})"
     if meta is not None:
         _check_init_fits(meta, source, scale=scale, channels=channels, partial=partial)

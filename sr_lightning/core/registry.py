@@ -48,7 +48,10 @@ class UnsafeFileError(ValueError):
     """A model file that would need code execution, or an unregistered class, to load."""
 
 
-def _builtin() -> dict[str, type]:
+@functools.cache
+def builtin() -> dict[str, type]:
+    """Registered names of ours and torch's, built once (the imports are lazy because the
+    content loss brings torchvision's VGG)."""
     from sr_lightning.core.schedules import BudgetLR
     from sr_lightning.losses.adversarial import AdversarialLoss
     from sr_lightning.losses.content import VGGContentLoss
@@ -85,12 +88,6 @@ def _builtin() -> dict[str, type]:
             if inspect.isclass(obj) and issubclass(obj, base) and obj is not base:
                 table[f"{prefix}.{name}"] = obj
     return table
-
-
-@functools.cache
-def builtin() -> dict[str, type]:
-    """Registered names of ours and torch's (built once: importing the nets costs little)."""
-    return _builtin()
 
 
 def trusted_prefixes() -> tuple[str, ...]:
