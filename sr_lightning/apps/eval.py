@@ -423,7 +423,7 @@ def evaluate_set(
             raise ValueError(f"{where} ({item['path']}): {err}") from err
         result.images.append(ImageResult(test_set.name, item["name"], seconds=seconds, **scores))
         if image_dir is not None:
-            image = sr_image(sr, raw, model.channels, scale, given)
+            image = sr_image(sr, raw, model.channels, scale, given, degradation, item["name"])
             save_png(image, image_dir / f"{item['name']}.png")
     if not result.images:
         raise ValueError(f"test set {test_set.name}: no readable image in {test_set.folder}")
@@ -439,17 +439,21 @@ def sr_image(
     channels: int,
     scale: int,
     given_lr: torch.Tensor | None = None,
+    degradation: Degradation | None = None,
+    name: str = "",
 ) -> torch.Tensor:
     """The SR result as a uint8 image (C, H, W) to save.
 
     RGB models and grey inputs: the SR itself. Luma models on colour inputs: the papers' way,
-    Y from the model and CbCr from the bicubic upscale of the (same float) LR, back to RGB
-    with MATLAB ``ycbcr2rgb`` (a paired set's: of its ``given_lr``).
+    Y from the model and CbCr from the bicubic upscale of the RGB LR the model's Y came from:
+    :func:`eval_pair`'s, of the same ``degradation`` and image ``name`` (the seed of random
+    ones), or a paired set's ``given_lr``; back to RGB with MATLAB ``ycbcr2rgb``.
     """
     # rounded in float64, as the metrics round it (float32 can tip a level at .5)
     out = quantize(sr[0].double()).float()
     if channels == 1 and raw.shape[0] == 3:
-        _, lr_rgb = eval_pair(raw.to(sr.device).unsqueeze(0), scale, 3, lr=given_lr)
+        image = raw.to(sr.device).unsqueeze(0)
+        _, lr_rgb = eval_pair(image, scale, 3, degradation, [name], given_lr)
         chroma = rgb_to_ycbcr(bicubic_upscale(lr_rgb, scale))[0, 1:]
         out = quantize(ycbcr_to_rgb(torch.cat([out, chroma])))
     return (out * 255.0).round().to(torch.uint8).cpu()
