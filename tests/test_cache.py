@@ -287,6 +287,29 @@ def test_header_shapes_match_decoding_including_exif_rotation(tmp_path):
             assert header_shape(tmp_path / name, channels) == tuple(decoded.shape), name
 
 
+def test_channels_none_keeps_each_file_as_decoded_headers_and_disk_cache_included(tmp_path):
+    """channels=None (evaluation sets under bd/dn/realesrgan): a grey file stays grey, a
+    colour one RGB; the header predicts what load_image gives for every kind of file."""
+    rgb = Image.fromarray(np.random.default_rng(0).integers(0, 256, (9, 7, 3), dtype=np.uint8))
+    files = {"1": "a.png", "L": "b.png", "LA": "c.png", "I": "d.tif", "I;16": "e.png"}
+    files |= {"P": "f.png", "RGB": "g.png", "RGBA": "h.png", "CMYK": "i.tif", "YCbCr": "j.jpg"}
+    grey = {"1", "L", "LA", "I", "I;16"}
+    for mode, name in files.items():
+        rgb.convert(mode).save(tmp_path / name)
+    transparent = rgb.convert("P")
+    transparent.info["transparency"] = 0
+    transparent.save(tmp_path / "k.png")  # a palette with transparency decodes to RGBA
+    files["PA"] = "k.png"
+    for mode, name in files.items():
+        decoded = load_image(tmp_path / name)
+        assert decoded.shape[0] == (1 if mode in grey else 3), mode
+        assert header_shape(tmp_path / name, None) == tuple(decoded.shape), mode
+    images = load_set(str(tmp_path), ".", None, cache="disk", cache_dir=tmp_path / "cache")
+    by_name = dict(zip(images.names, images.images, strict=True))
+    assert torch.equal(by_name["b"], load_image(tmp_path / "b.png"))  # grey, one channel
+    assert torch.equal(by_name["g"], load_image(tmp_path / "g.png"))
+
+
 def test_image_lists_join_slice_and_mix_storage(folder, tmp_path):
     disk = load_set(str(folder), ".", 3, cache="disk", cache_dir=tmp_path / "cache").images
     ram = ImageList([torch.zeros(3, 5, 5, dtype=torch.uint8)])

@@ -3,8 +3,12 @@ seeded training batches whose counter is part of the checkpoint (issue #25)."""
 
 from __future__ import annotations
 
+import csv
+
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from sr_lightning.apps.eval import evaluate
 from sr_lightning.common.color import to_luma_uint8
@@ -74,3 +78,60 @@ def test_eval_batches_use_the_degradation_and_paired_is_refused(tiny_data):
     dm.degradation = "paired"
     with pytest.raises(ValueError, match=r"degradation=bd needs data\.degradation=online"):
         dm.train_dataloader()
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("name", ["bd", "dn"])
+def test_a_grey_image_gets_the_same_lr_and_scores_in_validation_and_sr_eval(
+    tiny_data, compose_train, tmp_path, name, channels
+):
+    """A grey HR file is degraded as grey in both (validation used to replicate it to RGB
+    first: another luma under BD, independent noise per channel under DN)."""
+    from sr_lightning.core.metrics import score_images
+    from sr_lightning.data.degradation import bicubic_upscale
+    from tests.helpers.data import write_images
+    from tests.helpers.references import bd_reference
+
+    (grey,) = write_images(tiny_data / "mixed", [(33, 30)], mode="L", seed=3)
+    write_images(tiny_data / "mixed" / "c", [(36, 27)], seed=4)
+    (tiny_data / "mixed" / "c" / "img_000.png").rename(tiny_data / "mixed" / "colour.png")
+    dm = SRDataModule(
+        str(tiny_data),
+        ["train"],
+        ["mixed"],
+        scale=3,
+        channels=channels,
+        patch_size=24,
+        lr_model=name,
+    )
+    dm.setup("fit")
+    batches = {b["name"]: dm.make_eval_batch(b) for b in dm.val_dataloader()[0]}
+
+    cfg = compose_train(
+        "model=bicubic",
+        "scale=3",
+        f"channels={channels}",
+        f"degradation={name}",
+        "data.test_sets=[mixed]",
+        f"paths.data_dir={tiny_data}",
+        config_name="eval",
+    )
+    cfg.paths.output_dir = str(tmp_path / "eval")
+    evaluate(cfg)
+    with open(tmp_path / "eval" / "per_image.csv") as f:
+        rows = {r["image"]: r for r in csv.DictReader(f)}
+    assert sorted(rows) == sorted(batches) == ["colour", "img_000"]
+    for image, batch in batches.items():
+        scores = score_images(bicubic_upscale(batch["lr"], 3), batch["hr"], 3)
+        ((psnr, ssim),) = scores.rows()
+        assert psnr == pytest.approx(float(rows[image]["psnr_y"]), abs=1e-9), image
+        assert ssim == pytest.approx(float(rows[image]["ssim_y"]), abs=1e-9), image
+
+    lr = batches["img_000"]["lr"][0]
+    assert lr.shape[0] == channels
+    assert torch.equal(lr[0], lr[-1])  # grey stays grey: one noise field, not three
+    if name == "bd":  # the BD of the grey plane itself (RDN's MATLAB definitions, in numpy)
+        with Image.open(grey) as im:
+            plane = np.asarray(im)[None]
+        expected = torch.from_numpy(bd_reference(plane, 3)[0]).float() / 255
+        assert torch.equal(lr[0], expected)

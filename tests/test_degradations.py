@@ -1,8 +1,9 @@
 """The degradation kernels of ``degradation=``: BD, DN and Real-ESRGAN's (issue #25).
 
-BD is checked bit for bit against a numpy implementation written here from the MATLAB
-definitions (``fspecial('gaussian')``, ``imfilter(..., 'replicate')`` on uint8, nearest
-``imresize`` by 1/s for odd scales, the RDN code's ``s/2:s:end-s/2`` for even ones).
+BD is checked bit for bit against a numpy implementation written from the MATLAB definitions
+(``tests/helpers/references.bd_reference``: ``fspecial('gaussian')``, ``imfilter(...,
+'replicate')`` on uint8, nearest ``imresize`` by 1/s for odd scales, the RDN code's
+``s/2:s:end-s/2`` for even ones).
 """
 
 from __future__ import annotations
@@ -24,50 +25,9 @@ from sr_lightning.data.degradations.realesrgan import (
     realesrgan_options,
 )
 from sr_lightning.data.degradations.seeding import generator, sample_seeds
+from tests.helpers.references import bd_reference
 
-# -- BD: an independent numpy reference ---------------------------------------------------
-
-
-def fspecial_gaussian(n: int, sigma: float) -> np.ndarray:
-    """MATLAB fspecial('gaussian', n, sigma): meshgrid of -(n-1)/2..(n-1)/2, exp, cut, sum 1."""
-    siz = (n - 1) / 2
-    x, y = np.meshgrid(np.arange(-siz, siz + 1), np.arange(-siz, siz + 1))
-    h = np.exp(-(x * x + y * y) / (2 * sigma * sigma))
-    h[h < np.finfo(float).eps * h.max()] = 0
-    return h / h.sum()
-
-
-def imfilter_replicate_uint8(img: np.ndarray, h: np.ndarray) -> np.ndarray:
-    """MATLAB imfilter(uint8 HxW, h, 'replicate'): correlation about the centre
-    floor((n+1)/2) (1-based), computed in double, rounded half away from zero, saturated."""
-    n = h.shape[0]
-    c = (n + 1) // 2 - 1  # 0-based centre
-    padded = np.pad(img.astype(np.float64), ((c, n - 1 - c), (c, n - 1 - c)), mode="edge")
-    rows, cols = img.shape
-    out = np.zeros((rows, cols))
-    for i in range(rows):
-        for j in range(cols):
-            out[i, j] = np.sum(h * padded[i : i + n, j : j + n])
-    return np.clip(np.floor(out + 0.5), 0, 255).astype(np.uint8)
-
-
-def kept_indices(length: int, s: int) -> np.ndarray:
-    """0-based indices MATLAB keeps: nearest imresize(., 1/s) for odd s (u = x s + (1 - s)/2,
-    1-based x), the colon s/2:s:end-s/2 for even s."""
-    if s % 2:
-        x = np.arange(1, length // s + 1)
-        return np.round(x * s + 0.5 * (1 - s)).astype(int) - 1
-    return np.arange(s // 2, length - s // 2 + 1, s) - 1
-
-
-def bd_reference(img: np.ndarray, s: int) -> np.ndarray:
-    """RDN's BD of a uint8 (C, H, W) image, one channel at a time."""
-    _, h, w = img.shape
-    img = img[:, : h - h % s, : w - w % s]
-    taps = 7 if s == 3 else 2 * math.ceil(3 * 1.6) + (1 if s % 2 else 2)
-    k = fspecial_gaussian(taps, 1.6)
-    rows, cols = kept_indices(img.shape[1], s), kept_indices(img.shape[2], s)
-    return np.stack([imfilter_replicate_uint8(ch, k)[np.ix_(rows, cols)] for ch in img])
+# -- BD: against the independent numpy reference --------------------------------------------
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])

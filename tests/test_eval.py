@@ -341,8 +341,7 @@ def test_luma_images_under_bd_take_cbcr_from_the_bd_lr_the_net_saw():
     """sr_image under degradation=bd: CbCr from the bicubic upscale of the BD LR (not of the
     BI one), built here from the numpy BD and loop bicubic references and BT.601 written out."""
     from sr_lightning.data.degradations.model import Degradation
-    from tests.test_degradations import bd_reference
-    from tests.test_imresize import _ref_imresize
+    from tests.helpers.references import bd_reference, ref_imresize
 
     rng = np.random.default_rng(5)
     raw = torch.from_numpy(rng.integers(40, 216, (3, 18, 21), dtype=np.uint8))
@@ -350,7 +349,7 @@ def test_luma_images_under_bd_take_cbcr_from_the_bd_lr_the_net_saw():
     out = sr_image(sr_y, raw, 1, 3, degradation=Degradation(name="bd"), name="x")
 
     lr = bd_reference(raw.numpy(), 3).astype(np.float64) / 255  # (3, 6, 7)
-    up = np.stack([_ref_imresize(c, (18, 21), (3.0, 3.0)) for c in lr]) * 255
+    up = np.stack([ref_imresize(c, (18, 21), (3.0, 3.0)) for c in lr]) * 255
     cb = 128 + (-37.797 * up[0] - 74.203 * up[1] + 112.0 * up[2]) / 255
     cr = 128 + (112.0 * up[0] - 93.786 * up[1] - 18.214 * up[2]) / 255
     y = np.full((18, 21), 128.0)  # the net's 0.5, on its 8-bit level

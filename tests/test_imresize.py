@@ -1,8 +1,8 @@
 """imresize against an independent float64 loop reference of MATLAB's bicubic.
 
-The reference below is written per output pixel with plain Python loops and the
-1-based mirrored index rule, deliberately unlike the vectorised matrix code under
-test, so that a shared mistake is unlikely.
+The reference (``tests/helpers/references.ref_imresize``) is written per output pixel with plain
+Python loops and the 1-based mirrored index rule, deliberately unlike the vectorised matrix
+code under test, so that a shared mistake is unlikely.
 """
 
 from __future__ import annotations
@@ -14,56 +14,7 @@ import pytest
 import torch
 
 from sr_lightning.data.imresize import imresize, resize_matrix
-
-
-def _keys(t: float) -> float:
-    """Cubic convolution kernel, a = -0.5, written as piecewise polynomials."""
-    a = -0.5
-    t = abs(t)
-    if t <= 1:
-        return (a + 2) * t**3 - (a + 3) * t**2 + 1
-    if t <= 2:
-        return a * t**3 - 5 * a * t**2 + 8 * a * t - 4 * a
-    return 0.0
-
-
-def _mirror(j: int, n: int) -> int:
-    """1-based index j folded into 1..n by repeating [1..n, n..1] forever."""
-    period = 2 * n
-    k = (j - 1) % period  # 0..2n-1
-    return k + 1 if k < n else period - k
-
-
-def _ref_resize_1d(line: np.ndarray, out_len: int, scale: float) -> np.ndarray:
-    n = len(line)
-    shrink = scale < 1
-    half = (2.0 / scale) if shrink else 2.0
-    out = np.empty(out_len, dtype=np.float64)
-    for x in range(1, out_len + 1):
-        u = x / scale + 0.5 * (1 - 1 / scale)
-        first = math.floor(u - half)
-        last = math.ceil(u + half)
-        acc = 0.0
-        norm = 0.0
-        for j in range(first, last + 1):
-            w = scale * _keys(scale * (u - j)) if shrink else _keys(u - j)
-            acc += w * line[_mirror(j, n) - 1]
-            norm += w
-        out[x - 1] = acc / norm
-    return out
-
-
-def _ref_imresize(img: np.ndarray, out_hw: tuple[int, int], scales: tuple[float, float]):
-    """Resize a 2-D float64 array: columns first, then rows (order is irrelevant)."""
-    w = img.shape[1]
-    tmp = np.empty((out_hw[0], w))
-    for c in range(w):
-        tmp[:, c] = _ref_resize_1d(img[:, c], out_hw[0], scales[0])
-    out = np.empty(out_hw)
-    for r in range(out_hw[0]):
-        out[r, :] = _ref_resize_1d(tmp[r, :], out_hw[1], scales[1])
-    return out
-
+from tests.helpers.references import ref_imresize
 
 SCALES = [1 / 2, 1 / 3, 1 / 4, 2, 3, 4, 0.7, 1.5, 2.5, 1 / 2.5, 0.3]
 SIZES = [(12, 12), (15, 9), (7, 10)]
@@ -76,7 +27,7 @@ def test_matches_loop_reference(scale: float, hw: tuple[int, int]) -> None:
     img = rng.random(hw)
     got = imresize(torch.from_numpy(img).float(), scale)
     out_hw = (math.ceil(hw[0] * scale - 1e-9), math.ceil(hw[1] * scale - 1e-9))
-    ref = _ref_imresize(img, out_hw, (scale, scale))
+    ref = ref_imresize(img, out_hw, (scale, scale))
     assert got.shape == out_hw
     assert got.dtype == torch.float32
     assert np.abs(got.double().numpy() - ref).max() < 1e-4
@@ -91,7 +42,7 @@ def test_tiny_input_wraps_mirror_periodically() -> None:
     img = np.array([[0.2, 0.9], [0.4, 0.1], [1.0, 0.0]])
     for scale in (1 / 4, 3, 0.3):
         out_hw = (math.ceil(3 * scale - 1e-9), math.ceil(2 * scale - 1e-9))
-        ref = _ref_imresize(img, out_hw, (scale, scale))
+        ref = ref_imresize(img, out_hw, (scale, scale))
         got = imresize(torch.from_numpy(img), scale).numpy()
         assert np.abs(got - ref).max() < 1e-12
 
@@ -103,14 +54,14 @@ def test_batched_4d_and_separate_axis_scales() -> None:
     assert got.shape == (2, 3, 5, 20)
     for b in range(2):
         for c in range(3):
-            ref = _ref_imresize(x[b, c].double().numpy(), (5, 20), (1 / 3, 2.5))
+            ref = ref_imresize(x[b, c].double().numpy(), (5, 20), (1 / 3, 2.5))
             assert np.abs(got[b, c].double().numpy() - ref).max() < 1e-4
 
 
 def test_size_argument_uses_ratio_as_scale() -> None:
     img = np.random.default_rng(1).random((9, 14))
     got = imresize(torch.from_numpy(img), size=(4, 21)).numpy()
-    ref = _ref_imresize(img, (4, 21), (4 / 9, 21 / 14))
+    ref = ref_imresize(img, (4, 21), (4 / 9, 21 / 14))
     assert np.abs(got - ref).max() < 1e-12
 
 

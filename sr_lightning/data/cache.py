@@ -84,7 +84,7 @@ class MappedImage:
 # -- cache keys -------------------------------------------------------------------------------
 
 
-def source_fingerprint(files: Sequence[Path], channels: int, skip_bad: bool) -> dict:
+def source_fingerprint(files: Sequence[Path], channels: int | None, skip_bad: bool) -> dict:
     """What a cache is made from: files (resolved path, size, mtime), colour space, policy."""
     entries = []
     for path in files:
@@ -92,7 +92,7 @@ def source_fingerprint(files: Sequence[Path], channels: int, skip_bad: bool) -> 
         entries.append([str(Path(path).resolve()), st.st_size, st.st_mtime_ns])
     return {
         "format": CACHE_FORMAT,
-        "channels": int(channels),
+        "channels": None if channels is None else int(channels),  # None: as decoded
         "skip_bad": bool(skip_bad),
         "files": entries,
     }
@@ -239,7 +239,7 @@ def build_or_open(
     decode: Callable[[Path], torch.Tensor | None],
     cache_dir: str | Path,
     set_name: str,
-    channels: int,
+    channels: int | None,
     skip_bad: bool = False,
     workers: int | None = None,
 ) -> tuple[list[str], list[MappedImage]]:

@@ -146,12 +146,20 @@ class SRDataModule(SeededLR, LightningDataModule):
                 f"use a multiple of {lcm}, e.g. data.patch_size={lcm * max(1, round(self.patch_size / lcm))}."
             )
 
-    def _set_options(self) -> dict:
-        """How every set of this module is read and cached (arguments of ``load_set``)."""
+    def _set_options(self, evaluation: bool = False) -> dict:
+        """How a set of this module is read and cached (arguments of ``load_set``).
+
+        BD / DN / Real-ESRGAN degrade the image before a luma model's luma is taken: training
+        sets are kept in RGB (a grey image replicated, so crops batch together), evaluation
+        sets as decoded, grey or RGB, so that ``eval_pair`` degrades a grey image as grey,
+        exactly as ``sr-eval`` does with the file.
+        """
+        channels: int | None = self.channels
+        if self.lr_model.needs_rgb:
+            channels = None if evaluation else 3
         return {
             "data_dir": self.data_dir,
-            # BD / DN / Real-ESRGAN degrade RGB: a luma model's luma is taken after them
-            "channels": 3 if self.lr_model.needs_rgb else self.channels,
+            "channels": channels,
             "skip_bad": self.skip_bad,
             "recursive": self.recursive,
             "cache": self.cache,
@@ -159,8 +167,8 @@ class SRDataModule(SeededLR, LightningDataModule):
             "scale": self.scale,  # paired sets: pairing and size checks
         }
 
-    def _load(self, specs: Sequence[str | Mapping]) -> list[ImageSet]:
-        return [load_set(spec, **self._set_options()) for spec in specs]
+    def _load(self, specs: Sequence[str | Mapping], evaluation: bool = True) -> list[ImageSet]:
+        return [load_set(spec, **self._set_options(evaluation)) for spec in specs]
 
     def prepare_data(self) -> None:
         """Build the disk caches once per node; Lightning runs this on local rank 0 only.
@@ -168,9 +176,11 @@ class SRDataModule(SeededLR, LightningDataModule):
         A set that is missing here is left to ``setup``, which reports it when (and only
         when) the stage needs it: fitting must not fail on an absent test set.
         """
-        for spec in [*self.train_specs, *self.val_specs, *self.test_specs]:
+        specs = [(s, False) for s in self.train_specs]
+        specs += [(s, True) for s in [*self.val_specs, *self.test_specs]]
+        for spec, evaluation in specs:
             try:
-                prepare_cache(spec, **self._set_options())
+                prepare_cache(spec, **self._set_options(evaluation))
             except FileNotFoundError as err:
                 log.debug("not caching %s: %s", spec, err)
 
@@ -178,7 +188,7 @@ class SRDataModule(SeededLR, LightningDataModule):
         if stage in (None, "fit") and self.train_set is None:
             if not self.train_specs:
                 raise ValueError("data.train_sets is empty: name at least one training folder.")
-            train = merge_sets("train", self._load(self.train_specs))
+            train = merge_sets("train", self._load(self.train_specs, evaluation=False))
             if check_given_lr(self.train_specs, self.data_dir, self.scales, self.degradation):
                 self.device_cache = False  # aligned LR/HR crops of the given LR, on the host
             if self.val_holdout:

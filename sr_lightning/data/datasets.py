@@ -41,13 +41,19 @@ CACHE_MODES = ("auto", "ram", "disk", "none")
 # tens of MB); bigger sets (DIV2K train: about 6 GB) go to the memory-mapped disk cache, which
 # every rank and worker on a node shares instead of holding its own copy.
 AUTO_RAM_LIMIT_BYTES = 1 << 30
+# Pillow modes that load_image decodes to one channel (alpha dropped, 16 bits rounded)
+GREY_MODES = frozenset({"1", "L", "LA", "I", "F"})
 
 
-def convert_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
+def convert_channels(image: torch.Tensor, channels: int | None) -> torch.Tensor:
     """uint8 (..., C, H, W) into the model's colour space: MATLAB luma (1) or RGB (3).
 
     A grey image is its own luma (no YCbCr formula), and is replicated for RGB models.
+    ``None`` keeps the image as decoded (grey or RGB): what an evaluation set is kept in
+    when a degradation comes before the colour conversion (``eval_pair`` converts).
     """
+    if channels is None:
+        return image
     if channels == 1:
         return to_luma_uint8(image)
     if channels == 3:
@@ -62,7 +68,7 @@ class FileImage:
     """An image decoded from its file on every access (``data.cache=none``)."""
 
     path: str
-    channels: int
+    channels: int | None
     shape: tuple[int, int, int]
 
     def load(self) -> torch.Tensor:
@@ -243,7 +249,7 @@ def check_pair_size(
 def load_paired_set(
     name: str,
     folders: tuple[Path, Path],
-    channels: int,
+    channels: int | None,
     scale: int,
     skip_bad: bool = False,
     recursive: bool = False,
@@ -271,7 +277,7 @@ def load_paired_set(
     return ImageSet(name, names, ImageList(images), ImageList(lrs))
 
 
-def image_decoder(channels: int, skip_bad: bool) -> Callable[[Path], torch.Tensor | None]:
+def image_decoder(channels: int | None, skip_bad: bool) -> Callable[[Path], torch.Tensor | None]:
     """path -> uint8 (C, H, W) in the model's colour space; None for a bad file with skip_bad."""
 
     def decode(path: Path) -> torch.Tensor | None:
@@ -286,11 +292,14 @@ def image_decoder(channels: int, skip_bad: bool) -> Callable[[Path], torch.Tenso
     return decode
 
 
-def header_shape(path: Path, channels: int) -> tuple[int, int, int]:
-    """(C, H, W) that decoding will give, from the file header only (EXIF rotation included)."""
+def header_shape(path: Path, channels: int | None) -> tuple[int, int, int]:
+    """(C, H, W) that decoding will give, from the file header only (EXIF rotation included);
+    ``channels=None``: the file's own (1 for grey, 3 otherwise, as ``load_image`` decodes)."""
     try:
         with Image.open(path) as image:
             w, h = image.size
+            if channels is None:
+                channels = 1 if image.mode in GREY_MODES or image.mode.startswith("I;16") else 3
             if image.format == "PNG":  # Pillow's getexif() would decode a PNG to find eXIf
                 exif = Image.Exif()
                 if image.info.get("exif"):
@@ -305,7 +314,7 @@ def header_shape(path: Path, channels: int) -> tuple[int, int, int]:
 
 
 def _header_shapes(
-    files: Sequence[Path], channels: int, skip_bad: bool, quiet: bool = False
+    files: Sequence[Path], channels: int | None, skip_bad: bool, quiet: bool = False
 ) -> tuple[list[Path], list[tuple[int, int, int]]]:
     """Shapes from the headers; a bad file raises, or with ``skip_bad`` is left out (and
     reported, unless ``quiet``: a scan whose caller decodes, and reports, afterwards)."""
@@ -324,7 +333,7 @@ def _header_shapes(
 
 
 def resolve_cache_mode(
-    mode: str, files: Sequence[Path], channels: int, cache_dir: str | Path | None
+    mode: str, files: Sequence[Path], channels: int | None, cache_dir: str | Path | None
 ) -> str:
     """The concrete mode (ram, disk or none) for one set under ``data.cache=mode``."""
     if mode not in CACHE_MODES:
@@ -345,7 +354,7 @@ def resolve_cache_mode(
 def load_set(
     spec: str | Mapping,
     data_dir: str | Path,
-    channels: int,
+    channels: int | None,
     skip_bad: bool = False,
     recursive: bool = False,
     cache: str = "ram",
@@ -384,7 +393,7 @@ def load_set(
 def prepare_cache(
     spec: str | Mapping,
     data_dir: str | Path,
-    channels: int,
+    channels: int | None,
     skip_bad: bool = False,
     recursive: bool = False,
     cache: str = "ram",

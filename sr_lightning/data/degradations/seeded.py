@@ -49,11 +49,12 @@ class SeededLR:
         return {"lr": degrade_train(hr, scale), "hr": hr, "scale": scale}
 
     def make_eval_batch(self, batch: dict) -> dict:
-        """A uint8 HR image (in the model's colour space, or RGB kept for the degradation)
-        -> the evaluation pair; a paired set's batch carries its given ``lr``."""
+        """A uint8 HR image (in the model's colour space, or as decoded for a degradation)
+        -> the evaluation pair, as ``sr-eval`` makes it from the file; a paired set's batch
+        carries its given ``lr``. Converting an image already in the model's colour space
+        changes nothing (a grey image is its own luma)."""
         image, name = batch["hr"], str(batch["name"])
-        channels = self.channels if image.shape[1] != self.channels else None
-        hr, lr = eval_pair(image, self.scale, channels, self.lr_model, [name], batch.get("lr"))
+        hr, lr = eval_pair(image, self.scale, self.channels, self.lr_model, [name], batch.get("lr"))
         return {**batch, "hr": hr, "lr": lr, "scale": self.scale}
 
     def state_dict(self) -> dict:
