@@ -395,7 +395,7 @@ def evaluate_set(
 ) -> SetResult:
     """Per-image Y PSNR / SSIM (and with ``scorer`` LPIPS / DISTS) of the model and of
     bicubic, and the model's forward time; the LR from ``degradation`` (default bicubic)."""
-    scale, result = model.scale, SetResult(test_set.name)
+    scale, result = model.scale, SetResult(test_set.name, hr_dir=str(test_set.folder.resolve()))
     loader = DataLoader(BenchmarkImages(test_set, scale), batch_size=None, num_workers=num_workers)
     for item in loader:
         if "error" in item:
@@ -496,7 +496,7 @@ def evaluate_outputs(cfg: DictConfig) -> dict[str, dict[str, float | int]]:
     model = OutputsModel(str(folder), scale)
     results = []
     for test_set in test_sets:
-        result = SetResult(test_set.name)
+        result = SetResult(test_set.name, hr_dir=str(test_set.folder.resolve()))
         for item in BenchmarkImages(test_set, scale):
             if "error" in item:
                 raise ImageLoadError(item["error"])

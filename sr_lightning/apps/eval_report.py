@@ -87,6 +87,7 @@ class SetResult:
 
     name: str
     images: list[ImageResult] = field(default_factory=list)
+    hr_dir: str | None = None  # the set's HR folder: sr-report's crops and pages read it
 
     def mean(self, key: str) -> float:
         return math.fsum(getattr(r, key) for r in self.images) / len(self.images)
@@ -178,6 +179,7 @@ def run_info(
             for s in sets
         },
         "lpips_net": lpips_net,  # the LPIPS backbone (alex | vgg), null without LPIPS
+        "hr_dirs": {s.name: s.hr_dir for s in sets if s.hr_dir},
     }
 
 
