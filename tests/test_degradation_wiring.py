@@ -39,6 +39,25 @@ def test_sr_eval_reproduces_rdn_bicubic_baselines(data_dir, compose_train, tmp_p
     assert run(1) == first  # DN's evaluation noise is fixed: the same LR in every run
 
 
+def test_luma_bicubic_under_bd_is_rdns_table_on_set5_and_set14(data_dir, compose_train, tmp_path):
+    """Bicubic of the BD LR's luma (the scoring of a luma model's baseline) gives RDN's Table 3
+    bicubic BD cells, PSNR and SSIM, on both sets (Set14 holds a grey image: bridge)."""
+    cfg = compose_train(
+        "model=bicubic",
+        "scale=3",
+        "channels=1",
+        "degradation=bd",
+        "data.test_sets=[Set5,Set14]",
+        f"paths.data_dir={data_dir}",
+        config_name="eval",
+    )
+    cfg.paths.output_dir = str(tmp_path / "eval")
+    results = evaluate(cfg)
+    for name, (psnr, ssim) in {"Set5": (28.78, 0.8308), "Set14": (26.38, 0.7271)}.items():
+        assert abs(results[name]["psnr_y"] - psnr) <= 0.01, results[name]
+        assert abs(results[name]["ssim_y"] - ssim) <= 0.0005, results[name]
+
+
 def _module(tiny_data, lr_model) -> SRDataModule:
     dm = SRDataModule(
         str(tiny_data), ["train"], ["val"], scale=3, channels=1, patch_size=24, lr_model=lr_model
@@ -135,3 +154,22 @@ def test_a_grey_image_gets_the_same_lr_and_scores_in_validation_and_sr_eval(
             plane = np.asarray(im)[None]
         expected = torch.from_numpy(bd_reference(plane, 3)[0]).float() / 255
         assert torch.equal(lr[0], expected)
+
+
+def test_the_report_sets_bd_and_dn_runs_beside_rdns_rows_of_their_setting(tmp_path):
+    """With the built-in table, a BD run's section holds RDN's BD SRCNN row (32.05), never
+    the BI one (VDSR's 32.75), and the DN section RDN's DN row."""
+    from sr_lightning.apps.report import markdown_table
+    from sr_lightning.apps.report_common import Run
+    from sr_lightning.core.published import load_published
+
+    def run(setting: str, psnr: float) -> Run:
+        results = {"Set5": {"psnr_y": psnr, "ssim_y": 0.9}}
+        return Run(tmp_path / setting, setting, "espcn", 3, results, degradation=setting)
+
+    md = markdown_table([run("bd", 32.45), run("dn", 27.28)], load_published())
+    sections = {b.partition("\n")[0]: b for b in md.split("\n## ")[1:]}
+    assert sorted(sections) == ["×3, BD", "×3, DN"]
+    assert "| SRCNN | paper (RDN) | – | 32.05 / 0.8944 |" in sections["×3, BD"]
+    assert "| SRCNN | paper (RDN) | – | 25.01 / 0.6950 |" in sections["×3, DN"]
+    assert "32.75" not in md and "28.78" in sections["×3, BD"]

@@ -100,9 +100,10 @@ def test_default_output_dir_and_no_runs(sweep, tmp_path, capsys):
 
 def test_published_table_matches_the_papers():
     rows = load_published()
-    cells = [(r.method, r.set, r.scale, r.source) for r in rows]
-    assert len(cells) == len(set(cells)), "one value per paper, method, set and scale"
-    assert all(20 < r.psnr < 45 and (r.ssim is None or 0.5 < r.ssim < 1) for r in rows)
+    cells = [(r.method, r.set, r.scale, r.source, r.degradation) for r in rows]
+    assert len(cells) == len(set(cells)), "one value per paper, method, set, scale and LR"
+    # DN's noisy bicubic LR scores SSIM 0.47 on Set14 (RDN's Table 3)
+    assert all(20 < r.psnr < 45 and (r.ssim is None or 0.4 < r.ssim < 1) for r in rows)
     (vdsr,) = published("vdsr", "Set5", 2)
     assert (vdsr.psnr, vdsr.ssim, vdsr.params, vdsr.source) == (37.53, 0.9587, 665921, "VDSR")
     (espcn,) = published("ESPCN", "Set14", 3)

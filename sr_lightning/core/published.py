@@ -13,6 +13,15 @@ same columns can be read with :func:`load_published` too.
 Each row holds a ``degradation``: the LR setting of its table, ``bicubic`` (BI, every row
 above) or ``bd`` / ``dn`` (RDN's, ``degradation=``); a CSV without that column is bicubic.
 ``sr-report`` sets a run beside the rows of its own setting only.
+
+The BD / DN rows (:data:`DEGRADED_CSV`, source ``RDN``) are RDN's (Zhang et al., CVPR'18,
+Table 3: BD and DN, ×3; bicubic, SRCNN and RDN on Set5 and Set14). The text they were read
+from is a verbatim reprint of that table with its caption (a 2024 course blog post, UCLA
+CS 163, team 39), not the paper itself. Cross-checks: ``sr-eval model=bicubic channels=1``
+(bicubic of the degraded LR's luma) gives BD Set5 28.78 / 0.8309 and Set14 26.38 / 0.7270,
+DN 24.05 and 22.87 (its own noise draw); RDN's Set5 cells agree to 0.01 dB with the
+authors' result files (``RDN_TestCode/PSNR_SSIM_Results_{BD,DN}_model.txt`` in
+yulunzhang/RDN: 34.57 / 0.9280 and 28.47 / 0.8151). The SRCNN cells rest on the reprint.
 """
 
 from __future__ import annotations
@@ -90,6 +99,24 @@ EDSR,Urban100,3,28.80,0.8653,43680003,EDSR
 EDSR,Urban100,4,26.64,0.8033,43089923,EDSR
 """
 
+# RDN, CVPR'18, Table 3 (×3): BD = 7×7 Gaussian blur (σ 1.6) then every 3rd pixel;
+# DN = bicubic then noise σ 30. SRCNN's parameter count is not given there.
+DEGRADED_CSV = """\
+method,set,scale,psnr,ssim,params,source,degradation
+bicubic,Set5,3,28.78,0.8308,0,RDN,bd
+bicubic,Set14,3,26.38,0.7271,0,RDN,bd
+SRCNN,Set5,3,32.05,0.8944,,RDN,bd
+SRCNN,Set14,3,28.80,0.8074,,RDN,bd
+RDN,Set5,3,34.58,0.9280,,RDN,bd
+RDN,Set14,3,30.53,0.8447,,RDN,bd
+bicubic,Set5,3,24.01,0.5369,0,RDN,dn
+bicubic,Set14,3,22.87,0.4724,0,RDN,dn
+SRCNN,Set5,3,25.01,0.6950,,RDN,dn
+SRCNN,Set14,3,23.78,0.5898,,RDN,dn
+RDN,Set5,3,28.47,0.8151,,RDN,dn
+RDN,Set14,3,26.60,0.7101,,RDN,dn
+"""
+
 
 @dataclass(frozen=True)
 class PublishedResult:
@@ -141,7 +168,8 @@ def _degradation(value: str | None) -> str:
 def load_published(path: str | Path | None = None) -> list[PublishedResult]:
     """The built-in reference table, or a CSV with the same columns (``#`` lines are comments)."""
     if path is None:
-        return _parse(PUBLISHED_CSV, "built-in published table")
+        origin = "built-in published table"
+        return _parse(PUBLISHED_CSV, origin) + _parse(DEGRADED_CSV, f"{origin} (BD / DN)")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"published-results CSV not found: {path}")
