@@ -12,7 +12,9 @@ parameters, time per image; written by ``sr-eval``) or, failing that, its
   bicubic as a dashed line;
 * with LPIPS in the runs (``sr-eval perceptual.lpips.enabled``): a table of LPIPS / DISTS and
   ``perception_distortion_x<s>.png``, the perception–distortion plane (Blau & Michaeli,
-  CVPR'18) of :mod:`sr_lightning.apps.report_perceptual`.
+  CVPR'18) of :mod:`sr_lightning.apps.report_perceptual`;
+* with ``--crops Set14/baboon``: ``crops_Set14_baboon_x<s>.png`` / ``.pdf``, the zoomed-crop
+  figure of :mod:`sr_lightning.apps.report_crops`.
 """
 
 from __future__ import annotations
@@ -34,6 +36,12 @@ from sr_lightning.apps.report_common import (
     ordered_sets,
     ours_legend_handle,
     run_labels,
+)
+from sr_lightning.apps.report_crops import (
+    PAPER_WIDTH_IN,
+    Region,
+    parse_region,
+    write_crop_figures,
 )
 from sr_lightning.apps.report_perceptual import (
     has_lpips,
@@ -121,6 +129,9 @@ def read_run(results_path: Path, root: Path) -> Run | None:
         degradation=str(
             info.get("degradation") or _info_from_hydra(run_dir).get("degradation") or "bicubic"
         ),
+        source=info.get("source"),
+        path=info.get("path"),
+        hr_dirs=dict(info.get("hr_dirs") or {}),
     )
 
 
@@ -448,8 +459,12 @@ def write_report(
     dirs: Sequence[str | Path],
     out: str | Path | None = None,
     published: Sequence[PublishedResult] | None = None,
+    crops: Sequence[str] = (),
+    regions: Sequence[Region] = (),
+    crop_width: float = PAPER_WIDTH_IN,
 ) -> list[Path]:
-    """Find the runs under ``dirs`` and write report.md and the figures; returns the files."""
+    """Find the runs under ``dirs`` and write report.md and the figures (with ``crops``: the
+    zoomed-crop figures of those images); returns the files."""
     runs = find_runs(dirs)
     published = load_published() if published is None else list(published)
     out = Path(out) if out is not None else Path(dirs[0]) / "report"
@@ -470,19 +485,48 @@ def write_report(
         if any(has_lpips(r) for r in group if r.scale == scale):
             path = out / f"perception_distortion_{tag}.png"
             figures.append(plot_perception_distortion(group, rows, scale, path))
+    crop_files = write_crop_figures(runs, crops, regions, out, crop_width) if crops else []
     table = markdown_table(runs, published)
     table += "\n" + "\n".join(f"![{f.stem}]({f.name})" for f in figures) + "\n"
+    table += crops_markdown(crop_files)
     md = out / "report.md"
     md.write_text(table, encoding="utf-8")
-    written += [md, *figures]
+    written += [md, *figures, *crop_files]
     return written
+
+
+def crops_markdown(files: Sequence[Path]) -> str:
+    pngs = [f for f in files if f.suffix == ".png"]
+    if not pngs:
+        return ""
+    lines = ["", "## Zoomed crops", ""]
+    lines += [f"![{f.stem}]({f.name}) ([PDF]({f.with_suffix('.pdf').name}))" for f in pngs]
+    return "\n".join(lines) + "\n"
+
+
+def _region_arg(text: str) -> Region:
+    try:
+        return parse_region(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _inches(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 1.0 <= value <= 20.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give the width in inches, 1 to 20")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="sr-report",
         description="Gather sr-eval runs (results.json under DIR, recursively) into a "
-        "markdown table and PSNR-vs-parameters / PSNR-vs-time figures.",
+        "markdown table, PSNR-vs-parameters / PSNR-vs-time figures and zoomed-crop figures "
+        "(--crops).",
     )
     parser.add_argument("dirs", nargs="+", metavar="DIR", help="run or sweep directories")
     parser.add_argument("-o", "--out", help="output folder (default: <first DIR>/report)")
@@ -492,11 +536,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="reference numbers (columns method,set,scale,psnr,ssim,params,source) instead of the built-in table",
     )
     parser.add_argument("--no-published", action="store_true", help="leave the papers' numbers out")
+    parser.add_argument(
+        "--crops",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="SET/IMAGE",
+        help="zoomed-crop figures of these test images (e.g. Set14/baboon), from the runs' "
+        "saved images (sr-eval save_images=true)",
+    )
+    parser.add_argument(
+        "--crop-region",
+        action="append",
+        type=_region_arg,
+        default=[],
+        metavar="X,Y,W,H",
+        help="the crop in HR pixels: once for every --crops image, or once per image in "
+        "order (default: where the runs differ most)",
+    )
+    parser.add_argument(
+        "--crop-width",
+        type=_inches,
+        default=PAPER_WIDTH_IN,
+        metavar="INCHES",
+        help=f"crop figure width (default {PAPER_WIDTH_IN}: a two-column paper's text width; "
+        "3.3 for one column)",
+    )
     args = parser.parse_args(argv)
+    if args.crop_region and not args.crops:
+        parser.error("--crop-region needs --crops SET/IMAGE")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
         published = [] if args.no_published else load_published(args.published)
-        files = write_report(args.dirs, args.out, published)
+        files = write_report(
+            args.dirs, args.out, published, args.crops, args.crop_region, args.crop_width
+        )
     except Exception as err:
         if show_tracebacks() or not is_user_error(err):
             raise

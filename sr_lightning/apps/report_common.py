@@ -72,6 +72,9 @@ class Run:
     bicubic: dict[str, dict[str, float]] = field(default_factory=dict)
     lpips_net: str | None = None  # the LPIPS backbone sr-eval used (alex | vgg)
     degradation: str = "bicubic"  # the LR setting (degradation=) of its numbers
+    source: str | None = None  # checkpoint | weights | bicubic | outputs (run_info.json)
+    path: str | None = None  # the checkpoint, weights or (source outputs) SR image folder
+    hr_dirs: dict[str, str] = field(default_factory=dict)  # set -> its HR folder
 
     @property
     def name(self) -> str:
