@@ -1,4 +1,5 @@
-"""Ships conf/ (kept at the repository's top level) inside the wheel as ``sr_lightning/conf``.
+"""Ships conf/ (kept at the repository's top level) inside the wheel as ``sr_lightning/conf``,
+and sr-report's page assets (``sr_lightning/apps/report_assets``).
 
 Everything else is in pyproject.toml; a package-dir mapping for one folder cannot be
 combined with ``packages.find`` there. Each config group is a data-only package.
@@ -18,5 +19,9 @@ setup(
         *conf_packages,
     ],
     package_dir={"sr_lightning.conf": "conf"},
-    package_data={name: ["*.yaml"] for name in conf_packages},
+    package_data={
+        **{name: ["*.yaml"] for name in conf_packages},
+        # sr-report's HTML page copies its script and style from here
+        "sr_lightning.apps.report_assets": ["*.js", "*.css"],
+    },
 )

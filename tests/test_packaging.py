@@ -83,6 +83,9 @@ def test_the_wheel_ships_every_config(tmp_path: Path) -> None:
         for p in (REPO / "conf").rglob("*.yaml")
     }
     assert expected and shipped == expected
+    # sr-report's page copies its script and style from the installed package
+    assets = {n for n in zipfile.ZipFile(wheel).namelist() if "/report_assets/" in n}
+    assert assets == {f"sr_lightning/apps/report_assets/viewer.{e}" for e in ("js", "css")}
 
 
 def test_the_installed_wheel_trains_evaluates_exports_upscales_and_reports(tmp_path: Path) -> None:
@@ -120,10 +123,18 @@ def test_the_installed_wheel_trains_evaluates_exports_upscales_and_reports(tmp_p
     summary = json.loads((work / "train_run" / "metrics.json").read_text())
     assert summary["global_step"] == 2
     ckpt = work / "train_run" / "checkpoints" / "last.ckpt"
-    run("sr-eval", f"ckpt_path={ckpt}", "data.test_sets=[Tiny]", "hydra.run.dir=eval_run")
+    run(
+        "sr-eval",
+        f"ckpt_path={ckpt}",
+        "data.test_sets=[Tiny]",
+        "save_images=true",
+        "hydra.run.dir=eval_run",
+    )
     assert "Tiny" in json.loads((work / "eval_run" / "results.json").read_text())
     run("sr-export", f"ckpt_path={ckpt}", "format=safetensors", "output=g.safetensors")
     run("sr-upscale", f"input={tmp_path / 'data' / 'Tiny'}", "output=up", "weights=g.safetensors")
     assert len(list((work / "up").glob("*.png"))) == 2
-    run("sr-report", "eval_run", "-o", "report")
+    run("sr-report", "eval_run", "-o", "report", "--crops", "Tiny/img_000")
     assert "ESPCN" in (work / "report" / "report.md").read_text()
+    for name in ("report.html", "assets/viewer.js", "crops_Tiny_img_000_x3.pdf"):
+        assert (work / "report" / name).is_file(), name

@@ -94,6 +94,7 @@ def test_the_cli_writes_png_and_pdf_with_vector_text_and_the_page(two_runs, tmp_
         assert b"/FontFile2" in pdf and b"/Type3" not in pdf  # TrueType text (fonttype 42)
     md = (out / "report.md").read_text()
     assert f"![crops_{SET}_img_000_x3](crops_{SET}_img_000_x3.png)" in md
+    assert (out / "report.html").is_file()
 
 
 def test_the_region_is_where_the_runs_differ(tmp_path):
@@ -169,6 +170,7 @@ def test_from_sr_eval_runs_that_saved_their_images(tiny_data, compose_train, tmp
         "crops_val_img_001_x3.png",
         "crops_val_img_001_x3.pdf",
     }
+    assert (out / "report.html").is_file()
 
     region = Region(6, 3, 9, 12)
     fig, _ = crop_figure(find_runs([runs]), "val", "img_001", region)

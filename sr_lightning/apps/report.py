@@ -14,7 +14,9 @@ parameters, time per image; written by ``sr-eval``) or, failing that, its
   ``perception_distortion_x<s>.png``, the perception–distortion plane (Blau & Michaeli,
   CVPR'18) of :mod:`sr_lightning.apps.report_perceptual`;
 * with ``--crops Set14/baboon``: ``crops_Set14_baboon_x<s>.png`` / ``.pdf``, the zoomed-crop
-  figure of :mod:`sr_lightning.apps.report_crops`.
+  figure of :mod:`sr_lightning.apps.report_crops`;
+* ``report.html``: the same tables and figures, and a viewer per test image that compares any
+  two runs (or HR) side by side or under a slider (:mod:`sr_lightning.apps.report_html`).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from sr_lightning.apps.report_crops import (
     parse_region,
     write_crop_figures,
 )
+from sr_lightning.apps.report_html import write_html
 from sr_lightning.apps.report_perceptual import (
     has_lpips,
     perceptual_table,
@@ -463,8 +466,8 @@ def write_report(
     regions: Sequence[Region] = (),
     crop_width: float = PAPER_WIDTH_IN,
 ) -> list[Path]:
-    """Find the runs under ``dirs`` and write report.md and the figures (with ``crops``: the
-    zoomed-crop figures of those images); returns the files."""
+    """Find the runs under ``dirs`` and write report.md, the figures and report.html (with
+    ``crops``: the zoomed-crop figures of those images); returns the files."""
     runs = find_runs(dirs)
     published = load_published() if published is None else list(published)
     out = Path(out) if out is not None else Path(dirs[0]) / "report"
@@ -491,7 +494,8 @@ def write_report(
     table += crops_markdown(crop_files)
     md = out / "report.md"
     md.write_text(table, encoding="utf-8")
-    written += [md, *figures, *crop_files]
+    page = write_html(runs, table, out)
+    written += [md, *figures, *crop_files, page]
     return written
 
 
@@ -525,8 +529,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="sr-report",
         description="Gather sr-eval runs (results.json under DIR, recursively) into a "
-        "markdown table, PSNR-vs-parameters / PSNR-vs-time figures and zoomed-crop figures "
-        "(--crops).",
+        "markdown table, PSNR-vs-parameters / PSNR-vs-time figures, zoomed-crop figures "
+        "(--crops) and report.html, a page to compare the runs' images side by side.",
     )
     parser.add_argument("dirs", nargs="+", metavar="DIR", help="run or sweep directories")
     parser.add_argument("-o", "--out", help="output folder (default: <first DIR>/report)")
