@@ -3,6 +3,7 @@ and reports as a model; a missing or mis-sized image is an error naming the file
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -72,3 +73,34 @@ def test_a_missing_or_mis_sized_image_is_named(data_dir, compose_train, tmp_path
                 "ckpt_path=x.ckpt",
             )
         )
+
+
+def test_a_luma_models_grey_images_score_as_the_model_did(tiny_data, compose_train, tmp_path):
+    """A luma model saves a grey HR's output as a grey PNG: outputs= scores it as that luma
+    plane (equal to the model's own score), not as replicated RGB (1.32 dB apart)."""
+    from tests.helpers.data import write_images
+
+    write_images(tiny_data / "mixed", [(36, 30)], mode="L", seed=3)  # img_000: grey
+    write_images(tiny_data / "mixed" / "c", [(33, 27)], seed=4)
+    (tiny_data / "mixed" / "c" / "img_000.png").rename(tiny_data / "mixed" / "colour.png")
+    ckpt = make_checkpoint(tmp_path / "srcnn.ckpt", "srcnn")  # luma x3
+
+    def run(out: str, *overrides: str) -> dict:
+        cfg = compose_train(
+            *overrides,
+            "degradation=bd",
+            "data.test_sets=[mixed]",
+            f"paths.data_dir={tiny_data}",
+            config_name="eval",
+        )
+        cfg.paths.output_dir = str(tmp_path / out)
+        evaluate(cfg)
+        with open(tmp_path / out / "per_image.csv") as f:
+            return {row["image"]: row for row in csv.DictReader(f)}
+
+    by_model = run("model", f"ckpt_path={ckpt}", "save_images=true")
+    with Image.open(tmp_path / "model" / "images" / "mixed" / "img_000.png") as im:
+        assert im.mode == "L"
+    scored = run("out", f"outputs={tmp_path / 'model' / 'images'}", "scale=3")
+    assert scored["img_000"] == by_model["img_000"]  # PSNR and SSIM, exactly
+    assert sorted(scored) == ["colour", "img_000"]  # the colour one: Y of its RGB

@@ -5,9 +5,13 @@ so ``outputs=<an earlier sr-eval run>/images`` scores what ``save_images=true`` 
 method's published results, or an earlier run's. Each one is scored against its set's HR
 exactly as ``sr-eval`` scores a model's output: the HR modcropped to a multiple of the scale,
 the 8-bit output's Y (unrounded, from RGB) against the HR's, ``scale`` border pixels cropped
-(:func:`sr_lightning.core.metrics.score_images`). The bicubic baseline of the same LR (the
-``degradation`` setting's, or a paired set's given LR) is measured beside it, so the reports
-(``results.json``, ``per_image.csv``, ``run_info.json``, the table) are the usual ones.
+(:func:`sr_lightning.core.metrics.score_images`). A grey output is taken as a luma plane and
+scored against the HR's MATLAB luma (a grey HR being its own), as a luma model is: what
+``save_images`` writes for a grey HR image. A luma model's colour images score a little
+differently from the model itself: their Y is that of the rounded, clipped RGB. The bicubic
+baseline of the same LR (the ``degradation`` setting's, or a paired set's given LR) is
+measured beside it, so the reports (``results.json``, ``per_image.csv``, ``run_info.json``,
+the table) are the usual ones.
 
 A missing image, one that does not decode, or one whose size is not the modcropped HR's is an
 error naming the file.
@@ -25,7 +29,6 @@ import torch
 from sr_lightning.apps.eval_report import ImageResult
 from sr_lightning.common.errors import UserError
 from sr_lightning.core.metrics import score_images
-from sr_lightning.data.datasets import convert_channels
 from sr_lightning.data.degradation import bicubic_upscale, to_float
 from sr_lightning.data.degradations.model import Degradation
 from sr_lightning.data.eval_pair import eval_pair
@@ -93,14 +96,17 @@ def score_output(
         raise UserError(f"SR image {path} does not decode: {err.reason}") from err
     raw = item["image"].to(device).unsqueeze(0)
     given = item["lr"].to(device).unsqueeze(0) if "lr" in item else None
-    hr, lr = eval_pair(raw, scale, 3, degradation, [item["name"]], given)
+    # a grey output is a luma plane (a luma model's output of a grey HR): scored against the
+    # HR's luma, as sr-eval scores that model; a colour one as RGB
+    channels = 1 if output.shape[0] == 1 else 3
+    hr, lr = eval_pair(raw, scale, channels, degradation, [item["name"]], given)
     if tuple(output.shape[-2:]) != tuple(hr.shape[-2:]):
         h, w = hr.shape[-2:]
         raise UserError(
             f"SR image {path} is {output.shape[-1]}x{output.shape[-2]}; the HR image "
             f"{item['path']} cut to a multiple of {scale} is {w}x{h}"
         )
-    sr = to_float(convert_channels(output.to(device), 3)).unsqueeze(0)
+    sr = to_float(output.to(device)).unsqueeze(0)
     ((psnr, ssim),) = score_images(sr, hr, scale).rows()
     ((bic_psnr, bic_ssim),) = score_images(bicubic_upscale(lr, scale), hr, scale).rows()
     return ImageResult(
