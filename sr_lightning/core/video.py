@@ -1,43 +1,41 @@
 """Video super-resolution: decoded frames through an ``Upscaler`` in batches, re-encoded.
 
-Three threads overlap, joined by small bounded queues: one decodes (PyAV, which releases
-the GIL), this one runs the net on batches of frames, one encodes and muxes (the input's
-audio and subtitle packets are copied as they are). Memory stays at a few batches.
+Threads joined by small bounded queues keep every core busy: one decodes (PyAV, which
+releases the GIL), net workers run batches of frames, this thread hands the batches out and
+passes their planes on in order, and one encodes and muxes (the input's audio and subtitle
+packets are copied as they are). Memory stays at a few batches.
 
-Colour, without a round trip through RGB where none is needed:
+On a CPU the net runs in one worker per intra-op thread, each worker single-threaded on its
+own batch, rather than one batch split across the threads: the threads of a split layer wait
+for each other at its end, so whenever the encoder or decoder took one core the other core
+idled (or spun) until that layer's share on the busy core was done. Independent workers never
+wait for each other, so the time decode and encode take comes out of the net's share of the
+cores instead of leaving a core idle (docs/benchmarks.md, "Video", has the core budget).
 
-* **Luma models** (``channels=1``) upscale the decoded Y plane itself; the chroma planes are
-  upscaled by MATLAB bicubic (``imresize``) to the output's chroma size, as the ESPCN paper
-  did for video. Y is the stream's own (its matrix and range), fed to the net as
-  value / (255·2^(bits−8)) for limited range, which puts 8-bit video Y 16..235 where the
-  papers' MATLAB Y lies, and value / (2^bits − 1) for full range.
-* **RGB models** see R'G'B' converted with the matrix the stream declares (BT.601, BT.709,
-  BT.2020; unspecified: BT.709 from 720 lines up, else BT.601) and its range, chroma first
-  upscaled by bicubic to the luma size; their output goes back with the same matrix, chroma
-  resized by bicubic to the output format's chroma size.
-
-Values are clamped and rounded half up to the output format's levels (10-bit stays 10-bit).
+Planes to net input and back, colour and chroma siting: :mod:`sr_lightning.core.video_frames`.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import queue
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import av
 import numpy as np
 import torch
 from torch import nn
 
 from sr_lightning.core.inference import PRECISIONS, Upscaler, free_memory_bytes
-from sr_lightning.data.imresize import imresize
+from sr_lightning.core.video_frames import FrameConverter
 from sr_lightning.data.video import (
     EncodeOptions,
     Frame,
@@ -49,150 +47,11 @@ from sr_lightning.data.video import (
 
 log = logging.getLogger(__name__)
 
-# (Kr, Kb) of the matrices a stream may declare (AVColorSpace values)
-_MATRICES = {
-    1: (0.2126, 0.0722),  # BT.709
-    5: (0.299, 0.114),  # BT.470BG (BT.601 625 lines)
-    6: (0.299, 0.114),  # SMPTE 170M (BT.601 525 lines)
-    4: (0.30, 0.11),  # FCC
-    7: (0.212, 0.087),  # SMPTE 240M
-    9: (0.2627, 0.0593),  # BT.2020 non-constant luminance
-    10: (0.2627, 0.0593),  # BT.2020 constant luminance (treated as NCL)
-}
 # the accuracy a faster precision must keep against float32 (Y PSNR of one frame, dB)
 MIN_PSNR_DB = 45.0
+# at most this many net workers (each with its share of the intra-op threads)
+MAX_NET_WORKERS = 4
 _END = object()
-
-
-def matrix_coefficients(colorspace: int, height: int) -> tuple[float, float]:
-    """(Kr, Kb) of a stream's declared matrix; unspecified: BT.709 from 720 lines, else 601."""
-    if colorspace in _MATRICES:
-        return _MATRICES[colorspace]
-    return _MATRICES[1] if height >= 720 else _MATRICES[6]
-
-
-def level_scale(bits: int, full_range: bool) -> float:
-    """Code value that maps to 1.0: 2^bits − 1 (full range) or 255·2^(bits−8) (limited)."""
-    return float((1 << bits) - 1) if full_range else 255.0 * (1 << (bits - 8))
-
-
-@dataclass(frozen=True)
-class PlaneLayout:
-    """Plane sizes and levels of a planar format at one frame size."""
-
-    pix_fmt: str
-    bits: int
-    luma: tuple[int, int]  # (h, w)
-    chroma: tuple[int, int] | None  # None for grey formats
-
-    @classmethod
-    def of(cls, pix_fmt: str, width: int, height: int) -> PlaneLayout:
-        fmt = av.VideoFormat(pix_fmt)
-        bits = max(c.bits for c in fmt.components)
-        if len(fmt.components) < 3:
-            return cls(pix_fmt, bits, (height, width), None)
-        return cls(
-            pix_fmt, bits, (height, width), (fmt.chroma_height(height), fmt.chroma_width(width))
-        )
-
-
-class FrameConverter:
-    """Decoded planes -> net input, net output -> planes of the output format (torch, CPU)."""
-
-    def __init__(self, info: VideoInfo, out_fmt: str, scale: int, channels: int) -> None:
-        self.info = info
-        self.channels = channels
-        self.inp = PlaneLayout.of(info.pix_fmt, info.width, info.height)
-        self.out = PlaneLayout.of(out_fmt, info.width * scale, info.height * scale)
-        self.full = info.full_range
-        self.in_scale = level_scale(self.inp.bits, self.full)
-        self.out_scale = level_scale(self.out.bits, self.full)
-        self.kr, self.kb = matrix_coefficients(info.colorspace, info.height)
-
-    # -- planes <-> floats ---------------------------------------------------------------
-
-    def _floats(self, frames: list[Frame], plane: int) -> torch.Tensor:
-        stack = np.stack([f.planes[plane] for f in frames])[:, None]
-        return torch.from_numpy(stack.astype(np.float32)) / self.in_scale
-
-    def _levels(self, x: torch.Tensor) -> np.ndarray:
-        peak = (1 << self.out.bits) - 1
-        q = torch.floor(x * self.out_scale + 0.5).clamp_(0, peak)
-        return q.to(torch.int32).numpy().astype(np.uint8 if self.out.bits <= 8 else np.uint16)
-
-    def _offset(self) -> float:
-        """Zero chroma and black luma in [0, 1] units of this range."""
-        return 0.0 if self.full else 16.0 / 255.0
-
-    # -- the net's input and output ------------------------------------------------------
-
-    def net_input(self, frames: list[Frame]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(N, channels, h, w) for the net and, for luma models, (N, 2, hc, wc) chroma."""
-        y = self._floats(frames, 0)
-        has_chroma = self.inp.chroma is not None
-        chroma = (
-            torch.cat([self._floats(frames, 1), self._floats(frames, 2)], 1) if has_chroma else None
-        )
-        if self.channels == 1:
-            return y, chroma
-        if chroma is None:  # grey video through an RGB model: R = G = B
-            return y.expand(-1, 3, -1, -1), None
-        if chroma.shape[-2:] != y.shape[-2:]:
-            chroma = imresize(chroma, size=tuple(y.shape[-2:]))
-        return self.yuv_to_rgb(y, chroma), None
-
-    def output_planes(
-        self, sr: torch.Tensor, chroma: torch.Tensor | None, scale: int
-    ) -> list[tuple[np.ndarray, ...]]:
-        """Net output (N, channels, H, W) (+ LR chroma for luma models) -> output planes."""
-        if self.channels == 3:
-            if self.inp.chroma is None:
-                y, out_chroma = sr.mean(dim=1, keepdim=True), None
-            else:
-                y, out_chroma = self.rgb_to_yuv(sr)
-                if self.out.chroma is not None and out_chroma.shape[-2:] != self.out.chroma:
-                    out_chroma = imresize(out_chroma, size=self.out.chroma)
-        else:
-            y = sr
-            out_chroma = None
-            if chroma is not None and self.out.chroma is not None:
-                out_chroma = imresize(chroma, size=self.out.chroma)
-        if self.out.chroma is not None and out_chroma is None:  # grey in, colour out
-            neutral = 0.5 if self.full else 128.0 / 255.0
-            out_chroma = torch.full((y.shape[0], 2, *self.out.chroma), neutral)
-        planes = [self._levels(y[:, 0])]
-        if self.out.chroma is not None:
-            planes += [self._levels(out_chroma[:, 0]), self._levels(out_chroma[:, 1])]
-        return [tuple(p[i] for p in planes) for i in range(y.shape[0])]
-
-    # -- the stream's matrix -------------------------------------------------------------
-
-    def _unrange(self, y: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.full:
-            return y, c - 0.5 * (1 << self.inp.bits) / ((1 << self.inp.bits) - 1)
-        return (y - 16 / 255) * (255 / 219), (c - 128 / 255) * (255 / 224)
-
-    def yuv_to_rgb(self, y: torch.Tensor, chroma: torch.Tensor) -> torch.Tensor:
-        """Y'CbCr planes in [0, 1] units (stream range) -> R'G'B' in [0, 1]."""
-        luma, c = self._unrange(y, chroma)
-        cb, cr = c[:, :1], c[:, 1:]
-        kr, kb = self.kr, self.kb
-        r = luma + 2 * (1 - kr) * cr
-        b = luma + 2 * (1 - kb) * cb
-        g = (luma - kr * r - kb * b) / (1 - kr - kb)
-        return torch.cat([r, g, b], 1)
-
-    def rgb_to_yuv(self, rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """R'G'B' in [0, 1] -> (Y, CbCr) in [0, 1] units of the stream's range."""
-        kr, kb = self.kr, self.kb
-        r, g, b = rgb[:, :1], rgb[:, 1:2], rgb[:, 2:]
-        luma = kr * r + (1 - kr - kb) * g + kb * b
-        cb = (b - luma) / (2 * (1 - kb))
-        cr = (r - luma) / (2 * (1 - kr))
-        c = torch.cat([cb, cr], 1)
-        if self.full:
-            return luma, c + 0.5 * (1 << self.out.bits) / ((1 << self.out.bits) - 1)
-        return luma * (219 / 255) + 16 / 255, c * (224 / 255) + 128 / 255
 
 
 # -- running the net on batches of frames --------------------------------------------------
@@ -322,6 +181,53 @@ def _get(q: queue.Queue, stop: threading.Event) -> object:
                 return _END
 
 
+class NetWorkers:
+    """Threads that run batches side by side, each with its share of torch's intra-op threads.
+
+    One worker runs each batch in the calling thread, as a plain loop would."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.threads = torch.get_num_threads()
+        self.pool = None
+        if count > 1:
+            self.pool = ThreadPoolExecutor(
+                count,
+                thread_name_prefix="sr-video-net",
+                initializer=torch.set_num_threads,
+                initargs=(max(1, self.threads // count),),
+            )
+
+    def submit(self, fn: Callable[..., object], *args: object) -> Future:
+        if self.pool is not None:
+            return self.pool.submit(fn, *args)
+        done: Future = Future()
+        done.set_result(fn(*args))
+        return done
+
+    def __enter__(self) -> NetWorkers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            torch.set_num_threads(
+                self.threads
+            )  # the workers' setting is the default of new threads
+
+
+def net_workers(upscaler: Upscaler, x: torch.Tensor, batch_size: int) -> int:
+    """Batches to run side by side: on a CPU, one per intra-op thread (at most
+    ``MAX_NET_WORKERS``) when that many whole batches fit in memory; elsewhere one."""
+    if upscaler.device.type != "cpu" or not isinstance(upscaler.generator.net, nn.Module):
+        return 1
+    _, _, h, w = x.shape
+    for count in range(min(torch.get_num_threads(), MAX_NET_WORKERS), 1, -1):
+        if _whole_frames(upscaler, count * batch_size, h, w):
+            return count
+    return 1
+
+
 def upscale_video(
     upscaler: Upscaler,
     info: VideoInfo,
@@ -334,14 +240,14 @@ def upscale_video(
     if options.batch_size < 1:
         raise ValueError(f"video.batch_size must be >= 1, got {options.batch_size}")
     s = upscaler.scale
-    out_fmt = check_encoder(options.encode.codec, options.encode.pix_fmt or info.pix_fmt)
-    conv = FrameConverter(info, out_fmt, s, upscaler.generator.channels)
+    codec = options.encode.codec
+    out_fmt = check_encoder(codec, options.encode.pix_fmt or info.pix_fmt)
+    conv = FrameConverter(info, out_fmt, s, upscaler.generator.channels, codec)
     writer = VideoWriter(target, info, info.width * s, info.height * s, options.encode)
     stop = threading.Event()
     decoded: queue.Queue = queue.Queue(maxsize=options.batch_size * options.queue_batches)
     encoded: queue.Queue = queue.Queue(maxsize=options.batch_size * options.queue_batches)
     errors: list[BaseException] = []
-
     threads = [
         threading.Thread(
             target=_decode, args=(info, decoded, stop), name="sr-video-decode", daemon=True
@@ -355,32 +261,10 @@ def upscale_video(
     ]
     for t in threads:
         t.start()
-    precision = options.precision
     start = time.perf_counter()
-    count = 0
     try:
-        done = False
-        while not done and not stop.is_set():
-            batch: list[Frame] = []
-            while len(batch) < options.batch_size:
-                item = _get(decoded, stop)
-                if item is _END:
-                    done = True
-                    break
-                if isinstance(item, _Failed):
-                    raise item.error
-                batch.append(item)
-            if not batch:
-                break
-            x, chroma = conv.net_input(batch)
-            precision = _set_precision(upscaler, precision, x, info)
-            sr = run_net(upscaler, x)
-            for frame, planes in zip(batch, conv.output_planes(sr, chroma, s), strict=True):
-                if not _put(encoded, (planes, frame.pts), stop):
-                    break
-            count += len(batch)
-            if on_frames is not None:
-                on_frames(len(batch))
+        batches = _batches(decoded, options.batch_size, stop)
+        count, precision = _run_batches(upscaler, conv, options, batches, encoded, stop, on_frames)
         _put(encoded, _END, stop)
         threads[1].join()
         if errors:
@@ -398,6 +282,76 @@ def upscale_video(
     if frames != count:
         raise RuntimeError(f"{info.path}: encoded {frames} frames of {count}")
     return VideoResult(count, time.perf_counter() - start, precision)
+
+
+def _batches(decoded: queue.Queue, size: int, stop: threading.Event) -> Iterator[list[Frame]]:
+    """Decoded frames in batches of ``size`` (the last may be shorter); a decoding error raises."""
+    batch: list[Frame] = []
+    while not stop.is_set():
+        item = _get(decoded, stop)
+        if item is _END:
+            break
+        if isinstance(item, _Failed):
+            raise item.error
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch and not stop.is_set():
+        yield batch
+
+
+def _run_batches(
+    upscaler: Upscaler,
+    conv: FrameConverter,
+    options: VideoOptions,
+    batches: Iterator[list[Frame]],
+    encoded: queue.Queue,
+    stop: threading.Event,
+    on_frames: Callable[[int], None] | None,
+) -> tuple[int, str]:
+    """Each batch through the net workers; its frames' planes into ``encoded`` in order.
+    Returns the frames passed on and the precision (``auto`` resolved on the first batch)."""
+    first = next(batches, None)
+    if first is None:
+        return 0, options.precision
+    x, _ = conv.net_input(first)
+    precision = _set_precision(upscaler, options.precision, x, conv.info)
+    workers = net_workers(upscaler, x, options.batch_size)
+    count = 0
+    pending: deque[tuple[list[Frame], Future]] = deque()
+    with NetWorkers(workers) as pool:
+        for batch in itertools.chain([first], batches):
+            pending.append((batch, pool.submit(_upscale_batch, upscaler, conv, batch)))
+            if len(pending) > workers:  # every worker has a batch; wait for the oldest
+                count += _pass_on(*pending.popleft(), encoded, stop, on_frames)
+        while pending:
+            count += _pass_on(*pending.popleft(), encoded, stop, on_frames)
+    return count, precision
+
+
+def _upscale_batch(
+    upscaler: Upscaler, conv: FrameConverter, batch: list[Frame]
+) -> list[tuple[np.ndarray, ...]]:
+    """A net worker's job: one batch of decoded frames -> the output planes of each frame."""
+    x, chroma = conv.net_input(batch)
+    return conv.output_planes(run_net(upscaler, x), chroma)
+
+
+def _pass_on(
+    batch: list[Frame],
+    future: Future,
+    encoded: queue.Queue,
+    stop: threading.Event,
+    on_frames: Callable[[int], None] | None,
+) -> int:
+    """A finished batch's frames to the encoder, in order; returns how many."""
+    for frame, planes in zip(batch, future.result(), strict=True):
+        if not _put(encoded, (planes, frame.pts), stop):
+            return 0
+    if on_frames is not None:
+        on_frames(len(batch))
+    return len(batch)
 
 
 def _decode(info: VideoInfo, decoded: queue.Queue, stop: threading.Event) -> None:

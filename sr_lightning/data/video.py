@@ -60,6 +60,8 @@ class VideoInfo:
     color_trc: int
     rotation: float  # counter-clockwise degrees of the display matrix (0 when none)
     copy_streams: tuple[int, ...]  # audio and subtitle streams, copied packet for packet
+    codec: str = ""  # the decoder's name (h264, hevc, mjpeg, ...): its default chroma siting
+    source_pix_fmt: str = ""  # the format as decoded, before any conversion to planar
 
     @property
     def peak(self) -> int:
@@ -121,6 +123,8 @@ def probe_video(path: str | Path) -> VideoInfo:
                 color_trc=int(first.color_trc or cc.color_trc or 2),
                 rotation=float(first.rotation or 0.0),
                 copy_streams=copy,
+                codec=cc.name,
+                source_pix_fmt=first.format.name,
             )
     except VideoError:
         raise

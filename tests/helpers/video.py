@@ -40,17 +40,20 @@ def make_clip(
     audio: bool = False,
     colorspace: int = 1,
     planes=None,
+    codec: str = "libx264",
 ) -> Path:
-    """A libx264 clip (``pts`` in ``time_base``; default 25 frames/s), optionally with AAC."""
+    """A libx264 clip (``pts`` in ``time_base``; default 25 frames/s), optionally with AAC;
+    ``codec="ffv1"`` for a lossless one (in a .mkv)."""
     w, h = size
     pts = pts if pts is not None else [i * 40 for i in range(frames)]
     with av.open(str(path), "w") as out:
-        vs = out.add_stream("libx264", rate=25)
+        vs = out.add_stream(codec, rate=25)
         vs.width, vs.height, vs.pix_fmt = w, h, pix_fmt
         vs.codec_context.time_base = time_base
         vs.codec_context.colorspace = colorspace
         vs.codec_context.color_range = 1
-        vs.options = {"crf": "10", "preset": "ultrafast"}
+        if codec == "libx264":
+            vs.options = {"crf": "10", "preset": "ultrafast"}
         if audio:
             aus = out.add_stream("aac", rate=16000)
             aus.layout = "mono"
