@@ -233,6 +233,45 @@ def test_a_folder_of_images_and_videos(tmp_path, weights):
         upscale.run(cfg)  # an existing output is never overwritten
 
 
+def test_output_names_the_video_file(tmp_path, weights):
+    src = make_clip(tmp_path / "a.mp4", frames=3, audio=True)
+    target = tmp_path / "out" / "upscaled.mp4"
+    cfg = compose_upscale(f"input={src}", f"output={target}", *app_overrides(weights))
+    assert upscale.run(cfg) == [target]
+    assert [p.name for p in target.parent.iterdir()] == ["upscaled.mp4"]  # no hidden part left
+    frames = decoded(target)
+    assert len(frames) == 3 and frames[0][1][0].shape == (64, 96)
+    assert audio_packets(target) == audio_packets(src)
+    before = target.read_bytes()
+    with pytest.raises(FileExistsError, match=r"upscaled\.mp4"):
+        upscale.run(cfg)  # an existing file is never overwritten
+    assert target.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("name", "codec", "videos", "error", "match"),
+    [
+        ("out.mp4", "ffv1", 1, VideoError, r"out\.mp4.*cannot hold video\.codec=ffv1.*\.mkv"),
+        ("out.avi", "libx264", 1, VideoError, r"out\.avi.*\.mkv"),
+        ("out.mp4", "libx264", 2, ValueError, r"out\.mp4 names one video file.*2 video"),
+    ],
+)  # fmt: skip
+def test_output_video_file_errors_before_anything_is_written(
+    tmp_path, weights, name, codec, videos, error, match
+):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_clip(folder / "a.mp4", frames=2)
+    if videos == 2:
+        make_clip(folder / "b.mkv", frames=2)
+    source = folder if videos == 2 else folder / "a.mp4"
+    cfg = compose_upscale(f"input={source}", f"output={tmp_path / 'out' / name}",
+                          f"video.codec={codec}", *app_overrides(weights))  # fmt: skip
+    with pytest.raises(error, match=match):
+        upscale.run(cfg)
+    assert not (tmp_path / "out").exists()
+
+
 def test_unavailable_codec_names_the_ones_there_are(tmp_path, weights):
     make_clip(tmp_path / "a.mp4", frames=2)
     cfg = compose_upscale(f"input={tmp_path / 'a.mp4'}", f"output={tmp_path / 'out'}",

@@ -29,7 +29,14 @@ import numpy as np
 from omegaconf import DictConfig
 from PIL import Image
 
-from sr_lightning.apps.upscale_video import VIDEO_EXTENSIONS, is_video, plan_videos, upscale_videos
+from sr_lightning.apps.upscale_video import (
+    VIDEO_EXTENSIONS,
+    is_video,
+    names_a_video_file,
+    plan_videos,
+    upscale_videos,
+    video_file_job,
+)
 from sr_lightning.core.config import CONFIG_PATH, register_resolvers
 from sr_lightning.core.inference import Upscaler, resolve_device
 from sr_lightning.core.model_files import model_request, resolve_model
@@ -266,15 +273,22 @@ def run(cfg: DictConfig) -> list[Path]:
         raise ValueError(f"format={cfg.format}: choose one of same, {', '.join(OUTPUT_FORMATS)}")
     output = Path(cfg.output).expanduser()
     to_file = names_a_file(output)
-    if output.exists() and not output.is_dir() and not to_file:
+    to_video = names_a_video_file(output)
+    if output.exists() and not output.is_dir() and not (to_file or to_video):
         raise NotADirectoryError(f"output={output} is a file; output= names a folder")
     files, root = collect_inputs(
-        str(cfg.input), bool(cfg.recursive), exclude=None if to_file else output
+        str(cfg.input), bool(cfg.recursive), exclude=None if to_file or to_video else output
     )
     videos = [p for p in files if is_video(p)]
     files = [p for p in files if not is_video(p)]
+    codec = str((cfg.get("video") or {}).get("codec") or "libx264")
+    if to_video:  # checked before the model loads
+        video_jobs = video_file_job(files, videos, output, codec, str(cfg.input))
     if to_file and videos:
-        raise ValueError(f"output={cfg.output} names an image file; videos need a folder")
+        raise ValueError(
+            f"output={cfg.output} names an image file; for a video name a video file "
+            "(output=clip_x3.mp4) or a folder"
+        )
     if to_file and len(files) > 1:
         raise ValueError(
             f"output={cfg.output} names one image file, but input={cfg.input} has "
@@ -288,8 +302,8 @@ def run(cfg: DictConfig) -> list[Path]:
     else:
         jobs = plan_jobs(files, root, output, fmt, str(cfg.suffix), g.scale)
     jobs = check_jobs(jobs, bool(cfg.overwrite), bool(cfg.skip_existing))
-    codec = str((cfg.get("video") or {}).get("codec") or "libx264")
-    video_jobs = plan_videos(videos, root, output, str(cfg.suffix), g.scale, codec)
+    if not to_video:
+        video_jobs = plan_videos(videos, root, output, str(cfg.suffix), g.scale, codec)
     video_jobs = check_jobs(
         [Job(s, t) for s, t in video_jobs], bool(cfg.overwrite), bool(cfg.skip_existing)
     )

@@ -1,8 +1,9 @@
 """sr-upscale's video inputs: where each goes, the ``video:`` options, and running them.
 
 Each input video becomes one output video (``<stem><suffix><ext>``; the input's container
-when it holds the chosen codec, else ``.mkv``), written to a hidden temporary file in the
-output folder and renamed into place when complete. See ``docs/inference.md`` ("Video").
+when it holds the chosen codec, else ``.mkv``), or, for a single input video, the file
+``output=`` names (``output=clip_x3.mp4``). Outputs are written to a hidden temporary file in
+the output folder and renamed into place when complete. See ``docs/inference.md`` ("Video").
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sr_lightning.data.video import (
     VIDEO_EXTENSIONS,
     EncodeOptions,
     VideoError,
+    check_container,
     output_suffix,
     probe_video,
 )
@@ -25,7 +27,8 @@ from sr_lightning.runtime.atomic import atomic_output
 
 log = logging.getLogger("sr_lightning.apps.upscale")
 
-__all__ = ["VIDEO_EXTENSIONS", "is_video", "plan_videos", "upscale_videos", "video_options"]
+__all__ = ["VIDEO_EXTENSIONS", "is_video", "names_a_video_file", "plan_videos", "upscale_videos",
+           "video_file_job", "video_options"]  # fmt: skip
 
 # libx264 / libx265 defaults when video.crf / video.preset are null. veryfast: 1080p x264
 # encodes at ~18 frames/s on one core of the 2-core dev VM (medium ~11, ultrafast ~47), so the
@@ -36,6 +39,26 @@ _X26X_PRESET = "veryfast"
 
 def is_video(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_EXTENSIONS
+
+
+def names_a_video_file(output: Path) -> bool:
+    """``output=clip_x3.mp4``: a video file name (its extension says the container)."""
+    return is_video(output) and not output.is_dir()
+
+
+def video_file_job(
+    images: list[Path], videos: list[Path], output: Path, codec: str, spec: str
+) -> list[tuple[Path, Path]]:
+    """The one (input, output) of ``output=<video file>``; an error unless the input is one
+    video and the file's container holds ``codec``."""
+    if images or len(videos) != 1:
+        found = f"{len(videos)} video(s)" + (f" and {len(images)} image(s)" if images else "")
+        raise ValueError(
+            f"output={output} names one video file, but input={spec} has {found}; give a "
+            "folder (output=<folder>) for several inputs or for images"
+        )
+    check_container(output, codec)
+    return [(videos[0], output)]
 
 
 def video_options(cfg: DictConfig) -> VideoOptions:

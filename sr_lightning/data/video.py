@@ -211,6 +211,26 @@ def output_suffix(input_suffix: str, codec: str) -> str:
     return ext if allowed is None or codec in allowed else ".mkv"
 
 
+def check_container(path: Path, codec: str) -> None:
+    """A clear error when the file ``path`` names cannot hold ``codec``'s video (by its
+    extension: .mp4, .mov and .webm hold the codecs listed above, .mkv anything, and .avi,
+    which cannot keep every frame's timestamp, is read but not written)."""
+    ext = path.suffix.lower()
+    if ext not in _CONTAINER_CODECS:
+        writable = ", ".join(sorted(_CONTAINER_CODECS))
+        raise VideoError(
+            f"output={path}: sr-upscale writes {writable} videos, not {ext} (an {ext} file "
+            "cannot keep every frame's timestamp); name the output .mkv or .mp4"
+        )
+    allowed = _CONTAINER_CODECS[ext]
+    if allowed is not None and codec not in allowed:
+        raise VideoError(
+            f"output={path}: a {ext} file cannot hold video.codec={codec}; it holds "
+            f"{', '.join(sorted(allowed))}. Name the output .mkv (which holds any codec) or "
+            "choose one of those codecs"
+        )
+
+
 @dataclass(frozen=True)
 class EncodeOptions:
     codec: str = "libx264"
