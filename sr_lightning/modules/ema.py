@@ -25,11 +25,7 @@ class GeneratorEMA(AveragedModel):
     """
 
     def __init__(self, net: nn.Module, decay: float) -> None:
-        if not 0.0 < decay < 1.0:
-            raise ValueError(
-                f"model.ema_decay={decay} must be in (0, 1), e.g. 0.999; "
-                "set model.ema_decay=null to train without an EMA generator"
-            )
+        # decay in [0, 1): the config schema's check (model.ema_decay)
         super().__init__(net, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
         self.decay = float(decay)
         self.requires_grad_(False)
