@@ -39,6 +39,8 @@ from sr_lightning.common.errors import UserError
 PAPER_WIDTH_IN = 6.875  # a two-column paper's text width (CVPR, IEEE figure*)
 DPI = 300
 LABEL_IN = 0.30  # two lines of 6.5 pt text under each crop
+MIN_CROP_IN = 1.0  # narrower crops go on two rows, or under the overview (one column)
+CAPTION_PT = 6.0
 GAP_IN = 0.05
 RECT_COLOUR = "#e41a1c"
 
@@ -127,18 +129,86 @@ def score_text(scores: dict[str, float]) -> str:
     return text
 
 
+Box = tuple[float, float, float, float]  # left, top (from the figure's top), width, height
+
+
+def _side_by_side(n: int, aspect_full: float, aspect_crop: float, width_in: float) -> dict:
+    """The overview on the left spanning the rows, the crops in one or two rows right of it."""
+    for rows in (1, 2):
+        cols = math.ceil(n / rows)
+        # width = overview (aspect_full * (rows * c + (rows - 1) labels)) + crops + gaps
+        gaps = (cols + 1) * GAP_IN
+        c = (width_in - gaps - aspect_full * (rows - 1) * LABEL_IN) / (
+            rows * aspect_full + cols * aspect_crop
+        )
+        if c * aspect_crop >= MIN_CROP_IN or n < 3:
+            break
+    over_h = rows * c + (rows - 1) * LABEL_IN
+    over: Box = (GAP_IN / 2, 0.0, over_h * aspect_full, over_h)
+    left0 = over[0] + over[2] + GAP_IN
+    crops: list[Box] = [
+        (left0 + (i % cols) * (c * aspect_crop + GAP_IN), (i // cols) * (c + LABEL_IN),
+         c * aspect_crop, c)
+        for i in range(n)
+    ]  # fmt: skip
+    return {"overview": over, "crops": crops, "height": rows * (c + LABEL_IN)}
+
+
+def _stacked(n: int, aspect_full: float, aspect_crop: float, width_in: float) -> dict:
+    """The overview on top, the crops in one row under it (narrow, one-column figures)."""
+    c = (width_in - (n + 1) * GAP_IN) / (n * aspect_crop)
+    over_h = min((width_in - GAP_IN) / aspect_full, 0.6 * width_in)
+    over_w = over_h * aspect_full
+    over: Box = ((width_in - over_w) / 2, 0.0, over_w, over_h)
+    top = over_h + LABEL_IN
+    crops: list[Box] = [
+        (GAP_IN + i * (c * aspect_crop + GAP_IN), top, c * aspect_crop, c) for i in range(n)
+    ]
+    return {"overview": over, "crops": crops, "height": top + c + LABEL_IN}
+
+
 def _layout(n: int, aspect_full: float, aspect_crop: float, width_in: float) -> dict[str, Any]:
-    """Inches: the overview on the left spanning the rows, crops in a grid on the right."""
-    rows = 1 if n <= 4 else 2
-    cols = math.ceil(n / rows)
-    # width = overview (aspect_full * its height: rows * c + (rows - 1) labels) + crops + gaps
-    gaps = (cols + 1) * GAP_IN
-    c = (width_in - gaps - aspect_full * (rows - 1) * LABEL_IN) / (
-        rows * aspect_full + cols * aspect_crop
-    )
-    c = max(c, 0.3)
-    height = rows * (c + LABEL_IN)
-    return {"rows": rows, "cols": cols, "crop_h": c, "crop_w": c * aspect_crop, "height": height}
+    """Boxes in inches: beside the overview while the crops stay ``MIN_CROP_IN`` wide, else
+    under it."""
+    lay = _side_by_side(n, aspect_full, aspect_crop, width_in)
+    if lay["crops"][0][2] < MIN_CROP_IN and n >= 3:
+        lay = _stacked(n, aspect_full, aspect_crop, width_in)
+    return lay
+
+
+def _fitting(text: str, width_in: float, most: float) -> float:
+    """A font size (pt) at most ``most`` at which ``text`` fits ``width_in`` (DejaVu Sans
+    averages about 0.6 em a character)."""
+    return min(most, 72.0 * width_in / (0.6 * max(len(text), 1)))
+
+
+def _caption_height(caption: str, width_in: float, size: float = CAPTION_PT) -> float:
+    if not caption:
+        return 0.0
+    lines = math.ceil(len(caption) * 0.6 * size / 72.0 / (width_in - 0.1))
+    return lines * 1.3 * size / 72.0 + 0.08
+
+
+def _label(ax: Any, entry: Shown, width_in: float) -> None:
+    """The name (bold, the method's colour) and the numbers under a crop."""
+    scores = score_text(entry.scores)
+    for text, dy, size, gid in (
+        (entry.label, -2, _fitting(entry.label, width_in, 7), "label"),
+        (scores, -11, _fitting(scores, width_in, 6.5), "scores"),
+    ):
+        ax.annotate(
+            text,
+            xy=(0.5, 0.0),
+            xycoords="axes fraction",
+            xytext=(0, dy),
+            textcoords="offset points",
+            ha="center",
+            va="top",
+            fontsize=size,
+            color=entry.colour if gid == "label" else "black",
+            weight="bold" if gid == "label" else "normal",
+            gid=gid,
+        )
 
 
 def build_figure(
@@ -156,42 +226,29 @@ def build_figure(
     from matplotlib.patches import Rectangle
 
     images = [_plain(s.image()) for s in shown]
-    full = images[0]
-    aspect_full = full.shape[1] / full.shape[0]
-    lay = _layout(len(shown), aspect_full, region.w / region.h, width_in)
-    caption_in = 0.32 if caption else 0.0
-    fig_h = lay["height"] + caption_in + 0.04
+    lay = _layout(
+        len(shown), images[0].shape[1] / images[0].shape[0], region.w / region.h, width_in
+    )
+    fig_h = 0.04 + lay["height"] + _caption_height(caption, width_in)
     fig = plt.figure(figsize=(width_in, fig_h))
-    inch = (1.0 / width_in, 1.0 / fig_h)  # figure fractions per inch
 
-    def axes(left: float, bottom: float, w: float, h: float) -> Any:
-        ax = fig.add_axes((left * inch[0], bottom * inch[1], w * inch[0], h * inch[1]))
+    def axes(box: Box) -> Any:
+        left, top, w, h = box
+        bottom = fig_h - 0.02 - top - h
+        ax = fig.add_axes((left / width_in, bottom / fig_h, w / width_in, h / fig_h))
         ax.set_xticks([])
         ax.set_yticks([])
         return ax
 
-    top = fig_h - 0.02
-    over_w = (lay["height"] - LABEL_IN) * aspect_full
-    ax = axes(GAP_IN / 2, top - lay["height"] + LABEL_IN, over_w, lay["height"] - LABEL_IN)
-    ax.imshow(full, cmap="gray", vmin=0, vmax=255, interpolation="antialiased")
-    ax.add_patch(
-        Rectangle(
-            (region.x - 0.5, region.y - 0.5),
-            region.w,
-            region.h,
-            fill=False,
-            edgecolor=RECT_COLOUR,
-            linewidth=1.0,
-        )
-    )
-    ax.set_xlabel(title, fontsize=7, labelpad=2)
-    factor = zoom_factor(lay["crop_w"], region)
-    left0 = GAP_IN / 2 + over_w + GAP_IN
-    for i, (entry, image) in enumerate(zip(shown, images, strict=True)):
-        row, col = divmod(i, lay["cols"])
-        left = left0 + col * (lay["crop_w"] + GAP_IN)
-        bottom = top - (row + 1) * (lay["crop_h"] + LABEL_IN) + LABEL_IN
-        ax = axes(left, bottom, lay["crop_w"], lay["crop_h"])
+    ax = axes(lay["overview"])
+    ax.imshow(images[0], cmap="gray", vmin=0, vmax=255, interpolation="antialiased")
+    outline = Rectangle((region.x - 0.5, region.y - 0.5), region.w, region.h, fill=False)
+    ax.add_patch(outline)
+    outline.set(edgecolor=RECT_COLOUR, linewidth=1.0)
+    ax.set_xlabel(title, fontsize=_fitting(title, lay["overview"][2], 7), labelpad=2)
+    factor = zoom_factor(lay["crops"][0][2], region)
+    for entry, image, box in zip(shown, images, lay["crops"], strict=True):
+        ax = axes(box)
         # "none": the PDF embeds the enlarged pixels as they are; the PNG samples them nearest
         ax.imshow(
             zoom(region.cut(image), factor), cmap="gray", vmin=0, vmax=255, interpolation="none"
@@ -199,25 +256,9 @@ def build_figure(
         for spine in ax.spines.values():
             spine.set_edgecolor(entry.colour)
             spine.set_linewidth(1.2)
-        for text, dy, size, gid in (
-            (entry.label, -2, 7, "label"),
-            (score_text(entry.scores), -11, 6.5, "scores"),
-        ):
-            ax.annotate(
-                text,
-                xy=(0.5, 0.0),
-                xycoords="axes fraction",
-                xytext=(0, dy),
-                textcoords="offset points",
-                ha="center",
-                va="top",
-                fontsize=size,
-                color=entry.colour if gid == "label" else "black",
-                weight="bold" if gid == "label" else "normal",
-                gid=gid,
-            )
+        _label(ax, entry, box[2])
     if caption:
-        fig.text(0.01, 0.02 * inch[1] * fig_h, caption, fontsize=6, va="bottom", wrap=True)
+        fig.text(0.01, 0.04 / fig_h, caption, fontsize=CAPTION_PT, va="bottom", wrap=True)
     return fig
 
 
@@ -229,7 +270,7 @@ def zoom_factor(crop_w_in: float, region: Region) -> int:
 def figure_zoom(shown: Sequence[Shown], region: Region, width_in: float) -> int:
     full = shown[0].image()
     lay = _layout(len(shown), full.shape[1] / full.shape[0], region.w / region.h, width_in)
-    return zoom_factor(lay["crop_w"], region)
+    return zoom_factor(lay["crops"][0][2], region)
 
 
 def caption_for(shown: Sequence[Shown], region: Region, picked: bool, factor: int) -> str:
