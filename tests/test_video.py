@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -132,6 +133,63 @@ def test_ten_bit_in_gives_ten_bit_out(tmp_path, codec, ext, tolerance):
         assert y.dtype == np.uint16 and (y % 4 != 0).mean() > 0.5  # not 8 bits shifted
         expected = lr[0].repeat(2, 0).repeat(2, 1).astype(int)
         assert np.abs(y.astype(int) - expected).max() <= tolerance
+
+
+@pytest.fixture
+def three_threads():
+    """torch with 3 intra-op threads: the pipeline runs 3 net workers side by side."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    yield
+    torch.set_num_threads(before)
+
+
+def threads_a_new_thread_sees() -> int:
+    seen = []
+    t = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    t.start()
+    t.join()
+    return seen[0]
+
+
+def test_net_workers_keep_the_frame_order(tmp_path, three_threads):
+    """11 frames in batches of 2 through 3 workers (the last batch short), lossless out: frame
+    k is frame k's Y upsampled, and the threads are torch's again afterwards."""
+    src = make_clip(tmp_path / "order.mkv", frames=11, codec="ffv1")
+    out = tmp_path / "order_x2.mkv"
+    up = Upscaler(Generator(Nearest(), 2, 1), tile=0)
+    options = VideoOptions(encode=EncodeOptions("ffv1"), batch_size=2, precision="fp32")
+    upscale_video(up, probe_video(src), out, options)
+    before, after = decoded(src), decoded(out)
+    assert len(after) == 11
+    for (_, lr, _), (_, sr, _) in zip(before, after, strict=True):
+        np.testing.assert_array_equal(sr[0], lr[0].repeat(2, 0).repeat(2, 1))
+    assert torch.get_num_threads() == 3 and threads_a_new_thread_sees() == 3
+
+
+class FailsOnThirdCall(Nearest):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+        self.lock = threading.Lock()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with self.lock:
+            self.calls += 1
+            call = self.calls
+        if call == 3:
+            raise RuntimeError("the net failed")
+        return super().forward(x)
+
+
+def test_a_net_worker_failure_stops_the_run(tmp_path, three_threads):
+    src = make_clip(tmp_path / "a.mp4", frames=12)
+    up = Upscaler(Generator(FailsOnThirdCall(), 2, 1), tile=0)
+    options = VideoOptions(encode=EncodeOptions("libx264", preset="ultrafast"), batch_size=2,
+                           precision="fp32")  # fmt: skip
+    with pytest.raises(RuntimeError, match="the net failed"):
+        upscale_video(up, probe_video(src), tmp_path / "a_x2.mp4", options)
+    assert torch.get_num_threads() == 3 and threads_a_new_thread_sees() == 3
 
 
 def test_rotation_and_colour_metadata_are_kept(tmp_path):
