@@ -189,3 +189,37 @@ def test_from_sr_eval_runs_that_saved_their_images(tiny_data, compose_train, tmp
         _text(panels[2], "scores") == f"{float(row['psnr_y']):.2f} dB / {float(row['ssim_y']):.4f}"
     )
     assert "SRCNN: luma model, Y from the net and CbCr from bicubic" in fig.texts[-1].get_text()
+
+
+def test_an_outputs_run_and_bicubic_computed_when_no_run_saved_it(
+    tiny_data, compose_train, tmp_path
+):
+    """An ``sr-eval outputs=`` run shows the images of its folder; with no bicubic run, the
+    bicubic crop is computed, and its numbers equal what ``sr-eval model=bicubic channels=3``
+    (the app, an independent path) writes into per_image.csv for that image."""
+    runs = tmp_path / "runs"
+    for name, overrides in (
+        ("rgb_bicubic", ["model=bicubic", "scale=2", "channels=3", "save_images=true"]),
+        ("outputs", [f"outputs={runs / 'rgb_bicubic' / 'images'}", "scale=2"]),
+    ):
+        cfg = compose_train(
+            *overrides, "data.test_sets=[val]", f"paths.data_dir={tiny_data}", config_name="eval"
+        )
+        cfg.paths.output_dir = str(runs / name)
+        evaluate(cfg)
+    reference = runs / "rgb_bicubic"
+    (reference / "results.json").rename(tmp_path / "kept.json")  # sr-report sees one run
+    fig, _ = crop_figure(find_runs([runs]), "val", "img_000", Region(2, 2, 10, 8))
+    panels = _crop_axes(fig)
+    assert [_text(ax, "label") for ax in panels] == ["HR", "Bicubic", "outputs"]
+    saved = np.asarray(Image.open(reference / "images" / "val" / "img_000.png"))
+    shown = np.asarray(panels[2].images[0].get_array())
+    k = shown.shape[0] // 8
+    assert (shown[::k, ::k] == saved[2:10, 2:12]).all()  # the outputs folder's pixels
+    with (reference / "per_image.csv").open() as f:
+        row = next(r for r in csv.DictReader(f) if r["image"] == "img_000")
+    want = f"{float(row['psnr_y']):.2f} dB / {float(row['ssim_y']):.4f}"
+    assert _text(panels[1], "scores") == want
+    # the computed bicubic is the very image sr-eval's RGB bicubic saved
+    assert (shown[::k, ::k] == np.asarray(panels[1].images[0].get_array())[::k, ::k]).all()
+    assert "Bicubic: computed by sr-report" in fig.texts[-1].get_text()

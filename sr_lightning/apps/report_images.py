@@ -56,9 +56,8 @@ class Shown:
 
 
 @functools.cache
-def _per_image(csv_path: Path) -> dict[tuple[str, str], dict[str, float]]:
-    if not csv_path.is_file():
-        return {}
+def _per_image(csv_path: Path, _mtime_ns: int) -> dict[tuple[str, str], dict[str, float]]:
+    """The rows of one file, read once per version of it (``_mtime_ns`` keys the cache)."""
     with csv_path.open(newline="", encoding="utf-8") as f:
         return {
             (row.pop("set"), row.pop("image")): {k: float(v) for k, v in row.items()}
@@ -68,7 +67,8 @@ def _per_image(csv_path: Path) -> dict[tuple[str, str], dict[str, float]]:
 
 def per_image(run: Run) -> dict[tuple[str, str], dict[str, float]]:
     """``{(set, image): {"psnr_y": …, "ssim_y": …}}`` from the run's ``per_image.csv``."""
-    return _per_image(run.dir / "per_image.csv")
+    path = run.dir / "per_image.csv"
+    return _per_image(path, path.stat().st_mtime_ns) if path.is_file() else {}
 
 
 def saved_image(run: Run, set_name: str, image: str) -> Path | None:
