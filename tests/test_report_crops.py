@@ -108,8 +108,6 @@ def test_the_region_is_where_the_runs_differ(tmp_path):
     runs = tmp_path / "runs"
     fake_eval_run(runs / "b", "bicubic", 2, SET, hr_dir, {"img_000": hr}, {"img_000": (30, 0.9)})
     fake_eval_run(runs / "e", "espcn", 2, SET, hr_dir, {"img_000": changed}, {"img_000": (20, 0.5)})
-    out = tmp_path / "report"
-    assert main([str(runs), "-o", str(out), "--crops", f"{SET}/img_000"]) == 0
     fig, _ = crop_figure(find_runs([runs]), SET, "img_000")
     caption = fig.texts[-1].get_text()
     assert "Region x=26, y=16, 12x12 HR pixels (picked" in caption, caption

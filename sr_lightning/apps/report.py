@@ -474,6 +474,8 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     written = []
     figures = []
+    # first, so that a bad --crops name or region stops the report before the other figures
+    crop_files = write_crop_figures(runs, crops, regions, out, crop_width) if crops else []
     for scale, setting in settings(runs):
         # BD / DN runs beside the papers' BD / DN numbers only (files named _bd, _dn)
         group = [r for r in runs if r.degradation == setting]
@@ -488,7 +490,6 @@ def write_report(
         if any(has_lpips(r) for r in group if r.scale == scale):
             path = out / f"perception_distortion_{tag}.png"
             figures.append(plot_perception_distortion(group, rows, scale, path))
-    crop_files = write_crop_figures(runs, crops, regions, out, crop_width) if crops else []
     table = markdown_table(runs, published)
     table += "\n" + "\n".join(f"![{f.stem}]({f.name})" for f in figures) + "\n"
     table += crops_markdown(crop_files)
