@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
+from sr_lightning.core.derived import derive  # noqa: E402
 from sr_lightning.runtime.machine import cpu_model  # noqa: E402
 
 # NVIDIA H100 SXM5 datasheet: 989.4 dense BF16 tensor TFLOPS (1979 with 2:4 sparsity).
@@ -154,7 +155,7 @@ def make_batch(cfg: Any, batch_size: int, seed: int = 0) -> dict:
     from sr_lightning.data.degradation import degrade_train
 
     gen = torch.Generator().manual_seed(seed)
-    scale, channels, patch = int(cfg.scale), int(cfg.channels), int(cfg.model.patch_size)
+    scale, channels, patch = int(cfg.scale), int(cfg.channels), derive(cfg).patch_size
     hr = torch.rand(batch_size, channels, patch, patch, generator=gen)
     return {"lr": degrade_train(hr, scale), "hr": hr, "scale": scale}
 
@@ -284,12 +285,12 @@ def bench_framework_overhead(workdir: Path, quick: bool) -> dict:
         entry: dict[str, Any] = {"batch": batch_size, "steps_per_run": steps, "runs": runs}
         plain, lightning = [], []
         with load_window(entry):
-            plain_loop(build_module(cfg.model), batch, 3)  # warm-up: oneDNN kernels, allocator
+            plain_loop(build_module(cfg), batch, 3)  # warm-up: oneDNN kernels, allocator
             for run in range(runs):
                 # alternate the order so that drifting machine load hits both loops alike
                 for which in ("plain", "lightning") if run % 2 == 0 else ("lightning", "plain"):
                     torch.manual_seed(run)
-                    module = build_module(cfg.model)
+                    module = build_module(cfg)
                     if which == "plain":
                         plain.append(plain_loop(module, batch, steps))
                     else:
@@ -302,7 +303,7 @@ def bench_framework_overhead(workdir: Path, quick: bool) -> dict:
         entry["per_run_ratio"] = [
             round(a[0] / b[0], 4) for a, b in zip(lightning, plain, strict=True)
         ]
-        entry["patch_size"] = int(cfg.model.patch_size)
+        entry["patch_size"] = derive(cfg).patch_size
         out[name] = entry
         log(f"framework overhead {name}: {entry['ratio']:.3f} ({entry})")
     return out
@@ -680,8 +681,8 @@ def bench_convergence(workdir: Path, data_dir: Path, quick: bool) -> dict:
         ["experiment=espcn_x3", f"paths.data_dir={data_dir}", "data.num_workers=0"],
         workdir / "convergence",
     )
-    datamodule = build_datamodule(cfg.data)
-    module = build_module(cfg.model)
+    datamodule = build_datamodule(cfg)
+    module = build_module(cfg)
     datamodule.setup("fit")
     val_batches = [
         datamodule.make_eval_batch(item) for item in datamodule.val_dataloader()[0]
@@ -793,11 +794,11 @@ def overhead_anatomy(workdir: Path, batch_size: int = 1, steps: int = 200, runs:
     rows: dict[str, list[float]] = {"plain PyTorch loop": []}
     for label, *_ in ANATOMY:
         rows[label] = []
-    plain_loop(build_module(cfg.model), batch, 3)
+    plain_loop(build_module(cfg), batch, 3)
     for _ in range(runs):
-        rows["plain PyTorch loop"].append(plain_loop(build_module(cfg.model), batch, steps)[0])
+        rows["plain PyTorch loop"].append(plain_loop(build_module(cfg), batch, steps)[0])
         for label, switches, keep_log in ANATOMY:
-            module = build_module(cfg.model)
+            module = build_module(cfg)
             if not keep_log:
                 _training_step_without_log(module)
             rows[label].append(
@@ -830,7 +831,7 @@ def profile_steps(workdir: Path, steps: int = 300) -> str:
 
     cfg = compose_config(OVERHEAD_MODELS["espcn"][0], workdir / "profile")
     batch = make_batch(cfg, OVERHEAD_MODELS["espcn"][1])
-    module = build_module(cfg.model)
+    module = build_module(cfg)
     trainer = lightning_trainer(cfg, steps)
     loader = DataLoader(RepeatBatch(batch, steps + 1), batch_size=None)
     profiler = cProfile.Profile()

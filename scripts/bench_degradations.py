@@ -30,6 +30,7 @@ import torch
 from omegaconf import OmegaConf
 
 from sr_lightning.core.config import CONF_DIR, register_resolvers
+from sr_lightning.core.derived import net_config
 from sr_lightning.data.degradations.model import Degradation
 from sr_lightning.data.degradations.seeded import luma_of
 
@@ -54,9 +55,8 @@ def median_ms(fn: Callable[[], object], repeats: int) -> float:
 
 def build_net(model: str, scale: int, channels: int) -> torch.nn.Module:
     register_resolvers()
-    net = OmegaConf.load(CONF_DIR / "model" / f"{model}.yaml").net
-    cfg = OmegaConf.create({"scale": scale, "channels": channels, "net": net})
-    return hydra.utils.instantiate(cfg.net)
+    net = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "model" / f"{model}.yaml").net)
+    return hydra.utils.instantiate(net_config(net, scale, channels))
 
 
 def step_fn(net: torch.nn.Module, lr: torch.Tensor, hr: torch.Tensor) -> Callable[[], None]:

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MODELS = {
     "espcn_x3": (["experiment=espcn_x3"], ["--model", "espcn"]),
     "srresnet_x4": (
-        ["experiment=srresnet_x4", "data=t91", "model.patch_size=24"],
+        ["experiment=srresnet_x4", "data=t91", "model.patch_hr=24"],
         ["--model", "srresnet", "--lr-patch", "6"],
     ),
 }

@@ -48,7 +48,9 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.core.global_hydra import GlobalHydra  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 
+from sr_lightning.core.builders import to_plain  # noqa: E402
 from sr_lightning.core.config import CONF_DIR, register_resolvers  # noqa: E402
+from sr_lightning.core.derived import net_config  # noqa: E402
 from sr_lightning.core.inference import Generator, Upscaler  # noqa: E402
 from sr_lightning.nets import upsampling_kind  # noqa: E402
 from sr_lightning.runtime.machine import cpu_model  # noqa: E402
@@ -90,7 +92,7 @@ def build_generator(method: str, scale: int) -> Generator:
         )
     GlobalHydra.instance().clear()
     torch.manual_seed(0)
-    net = instantiate(cfg.model.net).eval()
+    net = instantiate(net_config(to_plain(cfg.model.net), scale, channels)).eval()
     return Generator(net, scale, channels, upsampling_kind(net), method)
 
 

@@ -61,7 +61,7 @@ def save_lightning_style(module, path: Path) -> Path:
 @pytest.fixture
 def espcn_module() -> ESPCNModule:
     torch.manual_seed(0)
-    return build_module(espcn_cfg()).eval()
+    return build_module({"model": espcn_cfg(), "scale": 3, "channels": 1}).eval()
 
 
 def reference_sr(module: ESPCNModule, lr: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,7 @@ from omegaconf import OmegaConf, open_dict
 from sr_lightning.apps.train import train
 from sr_lightning.core.builders import build_module
 from sr_lightning.core.config import CONF_DIR
+from sr_lightning.core.derived import derive, net_config
 from sr_lightning.nets import count_parameters, upsampling_kind
 from tests.helpers.config import model_overrides, tiny_overrides
 from tests.helpers.data import write_images
@@ -37,8 +38,8 @@ def model_yaml(name: str):
 @functools.cache
 def net_parameters(model: str) -> int:
     """Parameters of the model config's net at x4 RGB (built from its yaml alone)."""
-    cfg = OmegaConf.create({"scale": 4, "channels": 3, "net": model_yaml(model).net})
-    return count_parameters(hydra.utils.instantiate(cfg.net))
+    net = OmegaConf.to_container(model_yaml(model).net)
+    return count_parameters(hydra.utils.instantiate(net_config(net, scale=4, channels=3)))
 
 
 def experiment_model(experiment: str) -> str:
@@ -135,7 +136,7 @@ def test_every_model_config_builds_its_module(compose_train, model: str) -> None
     # RGB x2 and x4: what every architecture supports (RRDBNet has no x3, SPAN no luma)
     for scale in (2, 4):
         cfg = offline(compose_train(*model_overrides(model), f"scale={scale}", "channels=3"))
-        module = build_module(cfg.model).eval()
+        module = build_module(cfg).eval()
         assert f"{type(module).__module__}.{type(module).__qualname__}" == cfg.model._target_
         assert module.method == cfg.model.method
         assert upsampling_kind(module.net) in ("pre", "post")
@@ -154,7 +155,7 @@ def test_every_model_config_trains_a_step(compose_train, smoke_data, model: str)
     for scale in (3, 2):
         cfg = offline(compose_train(*model_overrides(model), f"scale={scale}", "channels=3"))
         try:
-            build_module(cfg.model)
+            build_module(cfg)
             break
         except ValueError:
             continue
@@ -166,7 +167,7 @@ def test_every_model_config_trains_a_step(compose_train, smoke_data, model: str)
 def test_every_experiment_composes(compose_train, experiment: str) -> None:
     cfg = offline(compose_train(f"experiment={experiment}"))
     assert cfg.model.method and cfg.run_name
-    assert build_module(cfg.model).scale == cfg.scale
+    assert build_module(cfg).scale == cfg.scale
 
 
 # each method's loss and best-checkpoint metric as its paper trains it: (pixel term, content
@@ -203,7 +204,8 @@ def test_every_experiment_trains_with_its_papers_loss_and_selection(
     else:
         assert (loss.adversarial.kind, loss.adversarial.weight) == adversarial
     assert cfg.callbacks.model_checkpoint.monitor == monitor
-    assert cfg.model.loss == cfg.loss  # what the module trains with
+    # what the builder gives the module to train with
+    assert derive(cfg).module_args()["loss"] == OmegaConf.to_container(cfg.loss, resolve=True)
 
 
 @pytest.mark.parametrize("model", MODELS)

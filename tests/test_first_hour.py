@@ -107,10 +107,9 @@ def test_srcnn_patch_follows_the_scale(compose_train, scale):
     from sr_lightning.core.builders import build_datamodule
 
     cfg = compose_train("model=srcnn", f"scale={scale}")
-    patch = cfg.data.patch_size
-    assert patch % scale == 0 and 33 <= patch < 33 + scale  # the paper's 33, rounded up
     check_train_config(cfg)
-    build_datamodule(cfg.data)  # its patch check passes
+    patch = build_datamodule(cfg).patch_size  # its patch check passes
+    assert patch % scale == 0 and 33 <= patch < 33 + scale  # the paper's 33, rounded up
 
 
 # -- 4. ckpt_path=last without a checkpoint -------------------------------------------------
@@ -259,7 +258,8 @@ def test_bugs_are_not_user_errors():
         ("scale=0", r"^scale=0: must be an integer >= 1"),
         ("data.batch_size=0", r"^data\.batch_size=0"),
         ("channels=2", r"^channels=2"),
-        ("data.patch_size=3", r"^data\.patch_size=3"),
+        ("model.patch_lr=1", r"^model\.patch_lr=1: the training patch \(3 HR pixels\)"),
+        ("+model.patch_size=48", r"^model\.patch_size: moved; .*model\.patch_hr"),
         ("data.val_sets=[nope]", r"^data\.val_sets: image folder not found: .*nope"),
     ],
 )

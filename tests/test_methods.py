@@ -39,7 +39,7 @@ def _rand(*shape: int, seed: int = 0) -> torch.Tensor:
 
 def test_srcnn_x3_preset_is_the_paper(compose_train, tmp_path: Path) -> None:
     cfg = compose_train("experiment=srcnn_x3", f"paths.data_dir={tmp_path}")
-    module, data = build_module(cfg.model), build_datamodule(cfg.data)
+    module, data = build_module(cfg), build_datamodule(cfg)
     assert isinstance(module, SRCNNModule) and isinstance(module.net, SRCNN)
     assert (module.scale, module.channels, data.channels) == (3, 1, 1)
     assert data.patch_size == 33 and data.train_specs == ["T91"] and data.val_specs == ["Set5"]
@@ -57,7 +57,7 @@ def test_srcnn_x3_preset_is_the_paper(compose_train, tmp_path: Path) -> None:
 
 def test_srcnn_cpu_recipe_is_adam_9_1_5_over_the_budget(compose_train, tmp_path: Path) -> None:
     cfg = compose_train("experiment=srcnn_x3_cpu", f"paths.data_dir={tmp_path}")
-    module, data = build_module(cfg.model), build_datamodule(cfg.data)
+    module, data = build_module(cfg), build_datamodule(cfg)
     assert isinstance(module.net, SRCNN) and data.patch_size == 33 and data.batch_size == 16
     assert [c.kernel_size[0] for c in module.net.modules() if isinstance(c, nn.Conv2d)] == [9, 1, 5]
     assert module.net.init == "he"
@@ -74,7 +74,7 @@ def test_srcnn_cpu_recipe_is_adam_9_1_5_over_the_budget(compose_train, tmp_path:
 
 def test_vdsr_preset_is_the_paper(compose_train, tmp_path: Path) -> None:
     cfg = compose_train("experiment=vdsr", f"paths.data_dir={tmp_path}")
-    module, data = build_module(cfg.model), build_datamodule(cfg.data)
+    module, data = build_module(cfg), build_datamodule(cfg)
     assert isinstance(module, VDSRModule) and isinstance(module.net, VDSR)
     assert data.scales == [2, 3, 4] and data.scale == module.scale == 3
     assert data.train_specs == ["T91", "BSD200"] and data.batch_size == 64
@@ -94,7 +94,7 @@ def test_vdsr_preset_is_the_paper(compose_train, tmp_path: Path) -> None:
 
 def test_srresnet_x4_preset_is_the_paper(compose_train, tmp_path: Path) -> None:
     cfg = compose_train("experiment=srresnet_x4", f"paths.data_dir={tmp_path}")
-    module, data = build_module(cfg.model), build_datamodule(cfg.data)
+    module, data = build_module(cfg), build_datamodule(cfg)
     assert isinstance(module, SRResNetModule) and isinstance(module.net, SRResNet)
     assert (module.scale, module.channels, data.channels) == (4, 3, 3)
     assert (data.patch_size, data.batch_size) == (96, 16)
@@ -102,7 +102,7 @@ def test_srresnet_x4_preset_is_the_paper(compose_train, tmp_path: Path) -> None:
     opt = module.configure_optimizers()
     assert isinstance(opt, torch.optim.Adam) and opt.param_groups[0]["lr"] == 1e-4
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in module.net.modules())
-    norm_free = build_module(compose_train("experiment=srresnet_x4", "model.net.norm=none").model)
+    norm_free = build_module(compose_train("experiment=srresnet_x4", "model.net.norm=none"))
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in norm_free.net.modules())
 
 
@@ -111,7 +111,7 @@ def test_srresnet_x4_preset_is_the_paper(compose_train, tmp_path: Path) -> None:
 
 def test_pre_upsampling_module_uses_the_given_scale(compose_train) -> None:
     """One VDSR evaluates at any scale: forward(lr, s) is the net on the bicubic ×s input."""
-    module = build_module(compose_train("model=vdsr", "scale=3", *SMALL_NETS["vdsr"]).model)
+    module = build_module(compose_train("model=vdsr", "scale=3", *SMALL_NETS["vdsr"]))
     module.eval()
     lr = _rand(1, 1, 6, 8)
     with torch.no_grad():
@@ -123,7 +123,7 @@ def test_pre_upsampling_module_uses_the_given_scale(compose_train) -> None:
 
 
 def test_srcnn_loss_is_the_papers_sum_over_the_padding_free_centre(compose_train) -> None:
-    module = build_module(compose_train("model=srcnn").model)
+    module = build_module(compose_train("model=srcnn"))
     sr, hr = _rand(4, 1, 33, 33, seed=1), _rand(4, 1, 33, 33, seed=2)
     b = 8  # (9 - 1 + 5 - 1 + 5 - 1) / 2
     expected = ((sr - hr)[..., b:-b, b:-b] ** 2).sum() / 4  # TPAMI eq. 4 on 17x17 labels
@@ -135,7 +135,7 @@ def test_srcnn_loss_is_the_papers_sum_over_the_padding_free_centre(compose_train
     sr_border[..., :b, :] = 5.0
     sr_border[..., :, -b:] = -5.0
     torch.testing.assert_close(module.compute_loss(sr_border, hr)[0], expected)
-    with pytest.raises(ValueError, match=r"data\.patch_size"):
+    with pytest.raises(ValueError, match=r"model\.patch_hr"):
         module.compute_loss(sr[..., :16, :16], hr[..., :16, :16])
 
 
@@ -147,7 +147,7 @@ def test_a_loss_with_a_target_is_the_users_module_called_on_sr_and_hr(compose_tr
     user = "+loss={_target_: torch.nn.SmoothL1Loss, beta: 0.25}"
     cfg = compose_train("model=espcn", "~loss", user)
     check_config(cfg, "train")
-    module = build_module(cfg.model)
+    module = build_module(cfg)
     assert isinstance(module.pixel_loss, nn.SmoothL1Loss) and module.pixel_loss.beta == 0.25
     assert module.content_loss is None
     sr, hr = _rand(2, 1, 12, 12, seed=1), _rand(2, 1, 12, 12, seed=2)
@@ -158,11 +158,11 @@ def test_a_loss_with_a_target_is_the_users_module_called_on_sr_and_hr(compose_tr
     assert module.hparams.loss == {"_target_": "torch.nn.SmoothL1Loss", "beta": 0.25}
     not_a_module = compose_train("model=espcn", "~loss", "+loss={_target_: builtins.dict}")
     with pytest.raises(TypeError, match=r"loss\._target_=builtins\.dict built a dict"):
-        build_module(not_a_module.model)
+        build_module(not_a_module)
 
 
 def test_vdsr_loss_is_half_the_patch_sum_on_the_central_crop(compose_train) -> None:
-    module = build_module(compose_train("model=vdsr", *SMALL_NETS["vdsr"]).model)
+    module = build_module(compose_train("model=vdsr", *SMALL_NETS["vdsr"]))
     sr, hr = _rand(4, 1, 41, 41, seed=1), _rand(4, 1, 41, 41, seed=2)
     torch.testing.assert_close(module.compute_loss(sr, hr)[0], 0.5 * ((sr - hr) ** 2).sum() / 4)
 
@@ -233,7 +233,7 @@ def test_vdsr_clipping_in_training_follows_the_scheduled_lr(compose_train, tiny_
         enable_model_summary=False,
         callbacks=[recorder, LrBeforeStep()],
     )
-    trainer.fit(build_module(cfg.model), datamodule=build_datamodule(cfg.data))
+    trainer.fit(build_module(cfg), datamodule=build_datamodule(cfg))
     assert lrs == pytest.approx([0.1 * 0.5**i for i in range(5)])
     for (max_grad, _), lr in zip(recorder.steps, lrs, strict=True):
         # with θ this small, gradients reach the bound: the clip is active and exactly θ/γ
@@ -253,9 +253,7 @@ def test_every_multiscale_batch_carries_one_scale(tiny_data: Path, compose_train
         patches_per_image=8,
     )
     data.setup("fit")
-    module = build_module(
-        compose_train("model=vdsr", *SMALL_NETS["vdsr"], "model.train_crop=21").model
-    )
+    module = build_module(compose_train("model=vdsr", *SMALL_NETS["vdsr"], "model.train_crop=21"))
     # last layer zeroed: VDSR is then the identity on its input, the bicubic upscale of the LR
     last = module.net.body[-1]
     torch.nn.init.zeros_(last.weight)
@@ -293,8 +291,8 @@ class LossRecorder(Callback):
 TRAINING = {
     # method: (overrides, steps); each uses its model yaml's optimizer and training logic
     "srcnn": (["scale=3"], 30),
-    "vdsr": (["scale=2", "model.patch_size=24", "model.train_crop=21"], 15),
-    "srresnet": (["scale=2", "model.patch_size=24"], 20),
+    "vdsr": (["scale=2", "model.patch_hr=24", "model.train_crop=21"], 15),
+    "srresnet": (["scale=2", "model.patch_hr=24"], 20),
     "espcn": (["scale=2"], 100),  # Adam 1e-3: slower start than the others
 }
 
@@ -322,7 +320,7 @@ def test_training_lowers_the_loss_on_a_fixed_batch(compose_train, tiny_data, met
         enable_model_summary=False,
         callbacks=[recorder],
     )
-    trainer.fit(build_module(cfg.model), datamodule=build_datamodule(cfg.data))
+    trainer.fit(build_module(cfg), datamodule=build_datamodule(cfg))
     losses = recorder.losses
     assert len(losses) == steps and all(torch.isfinite(torch.tensor(losses)))
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
@@ -336,7 +334,7 @@ def test_vdsr_multiscale_run_validates_checkpoints_and_reloads(compose_train, ti
         "experiment=vdsr",
         *tiny_overrides(tiny_data),
         *SMALL_NETS["vdsr"],
-        "model.patch_size=24",
+        "model.patch_hr=24",
         "model.train_crop=21",
         "data.batch_size=4",
         "trainer.max_epochs=1",
@@ -360,13 +358,13 @@ def test_init_from_copies_the_matching_net_tensors_and_keeps_the_rest(
     compose_train, tmp_path: Path
 ) -> None:
     """x3 from a x2 model (EDSR's recipe): all but the scale-specific upsampler is copied."""
-    x2 = build_module(compose_train("model=espcn", "scale=2").model)
+    x2 = build_module(compose_train("model=espcn", "scale=2"))
     path = tmp_path / "x2.ckpt"
     state = {f"net.{k}": v for k, v in x2.net.state_dict().items()}
     hparams = {"net": dict(x2.hparams.net)}
     meta = {"channels": 1, "scale": 2}
     torch.save({"state_dict": state, "sr_lightning": meta, "hyper_parameters": hparams}, path)
-    x3 = build_module(compose_train("model=espcn", "scale=3", f"+model.init_from={path}").model)
+    x3 = build_module(compose_train("model=espcn", "scale=3", f"+model.init_from={path}"))
     before = {k: v.clone() for k, v in x3.net.state_dict().items()}
     x3.init_net_from(str(path))
     after, given = x3.net.state_dict(), x2.net.state_dict()
@@ -378,6 +376,6 @@ def test_init_from_copies_the_matching_net_tensors_and_keeps_the_rest(
     with pytest.raises(
         ValueError, match=r"holds a sr_lightning\.nets\.espcn\.ESPCN net, this run builds .*SRCNN"
     ):
-        build_module(compose_train("model=srcnn").model).init_net_from(str(path))
+        build_module(compose_train("model=srcnn")).init_net_from(str(path))
     with pytest.raises(ValueError, match=r"channels 1 \(file\) vs 3 \(this run\)"):
-        build_module(compose_train("model=espcn", "channels=3").model).init_net_from(str(path))
+        build_module(compose_train("model=espcn", "channels=3")).init_net_from(str(path))

@@ -102,8 +102,7 @@ def via_export(path: Path, tmp: Path) -> None:
 def via_init_from(path: Path, tmp: Path) -> None:
     from sr_lightning.core.builders import build_module
 
-    model_cfg = compose_app("train", "model=espcn", "scale=3").model
-    module = build_module(model_cfg)
+    module = build_module(compose_app("train", "model=espcn", "scale=3"))
     module.init_net_from(str(path))
 
 

@@ -205,9 +205,9 @@ def test_benchmark_loops_take_the_same_training_step(tmp_path):
     cfg = bench.compose_config(["model=espcn", "scale=3", "channels=1"], tmp_path)
     batch = bench.make_batch(cfg, 4)
     torch.manual_seed(0)
-    plain = build_module(cfg.model)
+    plain = build_module(cfg)
     torch.manual_seed(0)
-    lightning = build_module(cfg.model)
+    lightning = build_module(cfg)
     start = [p.detach().clone() for p in plain.net.parameters()]
     bench.plain_loop(plain, batch, 3)
     bench.lightning_loop(cfg, lightning, batch, 3, progress_bar=False)

@@ -85,7 +85,7 @@ def test_max_steps_budget_decays_at_its_fractions(compose_train, tiny_data) -> N
     trainer = Trainer(max_steps=10, max_epochs=-1, limit_val_batches=0, logger=False,
                       enable_checkpointing=False, enable_progress_bar=False,
                       enable_model_summary=False, callbacks=[Record()])  # fmt: skip
-    trainer.fit(build_module(cfg.model), datamodule=build_datamodule(cfg.data))
+    trainer.fit(build_module(cfg), datamodule=build_datamodule(cfg))
     lr = cfg.model.optimizer.lr
     assert lrs == pytest.approx([lr] * 5 + [lr * 0.1] * 5)
 
@@ -131,7 +131,7 @@ def test_max_time_schedule_ends_at_its_final_lr_and_survives_a_resume(
         trainer = Trainer(max_time={"seconds": budget}, max_epochs=-1, limit_val_batches=0,
                           logger=False, enable_checkpointing=False, enable_progress_bar=False,
                           enable_model_summary=False, callbacks=[callback])  # fmt: skip
-        module, data = build_module(cfg.model), build_datamodule(cfg.data)
+        module, data = build_module(cfg), build_datamodule(cfg)
         trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
         return trainer
 

@@ -136,7 +136,8 @@ def test_the_degradation_group_is_checked(compose_train, overrides, expected):
 
 
 def test_a_value_copied_by_interpolation_is_reported_once_at_its_source(compose_train):
-    """scale reaches model.scale, model.net.scale and data.scale: one line, about scale."""
+    """scale reaches the module, its net and the data module (in code, core/derived.py; no
+    group copies it): one line, about scale."""
     with pytest.raises(ConfigError) as info:
         check_config(compose_train("scale=0"), "train")
     assert str(info.value) == "scale=0: must be an integer >= 1."
@@ -229,6 +230,7 @@ def test_sr_train_refuses_a_bad_value_in_one_short_block(tmp_path, override, nam
     ("prog", "args", "named"),
     [
         ("sr-train", ["+trainer.max_step=3"], "did you mean trainer.max_steps?"),
+        ("sr-train", ["model.patch_size=24"], "model.patch_size: moved; the training patch"),
         ("sr-eval", ["model=bicubic", "scale=2", "tile=-1"], "tile=-1: must be"),
         ("sr-eval", ["model=bicubic", "scale=2", "+tta_=true"], "did you mean tta?"),
         (

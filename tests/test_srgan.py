@@ -22,6 +22,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import OmegaConf
 
 from sr_lightning.core.builders import build_datamodule, build_module
+from sr_lightning.core.derived import derive
 from sr_lightning.core.model_files import resolve_model
 from sr_lightning.modules.srgan import SRGANModule
 from sr_lightning.runtime.builders import build_callbacks, build_loggers
@@ -53,13 +54,13 @@ def gan_cfg(tiny_data, compose_train):
 
 
 def fit(cfg, callbacks=(), ckpt_path=None, module=None) -> tuple[Trainer, SRGANModule]:
-    module = module or build_module(cfg.model)
+    module = module or build_module(cfg)
     trainer = hydra.utils.instantiate(
         cfg.trainer,
         callbacks=[*build_callbacks(cfg.callbacks), *callbacks],
         logger=build_loggers(cfg.logger),
     )
-    trainer.fit(module, datamodule=build_datamodule(cfg.data), ckpt_path=ckpt_path)
+    trainer.fit(module, datamodule=build_datamodule(cfg), ckpt_path=ckpt_path)
     return trainer, module
 
 
@@ -118,7 +119,7 @@ def wrap(module: SRGANModule, name: str, record: Callable) -> None:
 
 def test_each_phase_updates_only_its_own_network(gan_cfg):
     cfg = gan_cfg("trainer.max_steps=3")
-    module = build_module(cfg.model)
+    module = build_module(cfg)
     seen = []
     wrap(module, "discriminator_phase", lambda *r: seen.append(r))
     wrap(module, "generator_phase", lambda *r: seen.append(r))
@@ -150,7 +151,7 @@ def grad_norm(net: torch.nn.Module) -> float:
 def test_each_network_has_its_own_gradient_clipping(gan_cfg, clip):
     overrides = ["model.grad_clip.generator=0.01", "model.grad_clip.discriminator=0.02"]
     cfg = gan_cfg("trainer.max_steps=2", "loss.adversarial.weight=1", *(overrides if clip else []))
-    module = build_module(cfg.model)
+    module = build_module(cfg)
     norms = {}
     for name, net in (("discriminator_phase", "discriminator"), ("generator_phase", "net")):
         phase = getattr(module, name)
@@ -169,7 +170,7 @@ def test_each_network_has_its_own_gradient_clipping(gan_cfg, clip):
 
 
 def test_clipping_is_refused_under_fp16_loss_scaling(gan_cfg):
-    module = build_module(gan_cfg("model.grad_clip.generator=1.0").model)
+    module = build_module(gan_cfg("model.grad_clip.generator=1.0"))
     scaled = SimpleNamespace(precision_plugin=SimpleNamespace(scaler=torch.amp.GradScaler("cpu")))
     object.__setattr__(module, "_trainer", scaled)
     with pytest.raises(ValueError, match="16-mixed would clip loss-scaled"):
@@ -185,7 +186,7 @@ def test_vgg_never_changes_gets_no_grads_and_stays_out_of_optimizers_and_checkpo
     gan_cfg, tmp_path
 ):
     cfg = gan_cfg("trainer.max_steps=3")
-    module = build_module(cfg.model)
+    module = build_module(cfg)
     vgg = module.content_loss.vgg
     before = snapshot(vgg)
     trainer, _ = fit(cfg, module=module)
@@ -214,7 +215,7 @@ def test_configured_loss_weights_are_what_is_applied(gan_cfg):
         "loss.pixel.kind=l1",
         "loss.pixel.weight=0.25",
     )
-    module = build_module(cfg.model).eval()
+    module = build_module(cfg).eval()
     g = torch.Generator().manual_seed(3)
     sr, hr = torch.rand(2, 3, 24, 24, generator=g), torch.rand(2, 3, 24, 24, generator=g)
 
@@ -245,7 +246,7 @@ def test_configured_loss_weights_are_what_is_applied(gan_cfg):
 
 def test_non_finite_loss_names_the_term_and_the_step(gan_cfg):
     cfg = gan_cfg("trainer.max_steps=3")
-    module = build_module(cfg.model)
+    module = build_module(cfg)
     module.content_loss.forward = lambda sr, hr: torch.tensor(float("nan"))
     with pytest.raises(FloatingPointError, match=r"global step 0 \(term: g_content\)"):
         fit(cfg, module=module)
@@ -274,9 +275,9 @@ def test_bad_srgan_settings_fail_naming_the_key(gan_cfg, overrides, message):
 
 def test_what_the_schema_cannot_see_is_checked_when_the_module_is_built(gan_cfg):
     with pytest.raises(ValueError, match=r"needs loss\.adversarial \(use loss=gan\)"):
-        build_module(gan_cfg("loss=perceptual").model)  # built without the schema
+        build_module(gan_cfg("loss=perceptual"))  # built without the schema
     with pytest.raises(ValueError, match=r"scheduler_monitor is not supported by SRGAN"):
-        build_module(gan_cfg("+model.scheduler_monitor=val/psnr").model)
+        build_module(gan_cfg("+model.scheduler_monitor=val/psnr"))
 
 
 # -- steps are batches -------------------------------------------------------------------------
@@ -367,7 +368,7 @@ def save_srresnet_checkpoint(compose, path: Path, *overrides: str) -> SRGANModul
     cfg = compose(
         "model=srresnet", "model.net.num_blocks=2", "model.net.width=16", "channels=3", *overrides
     )
-    module = build_module(cfg.model)
+    module = build_module(cfg)
     ckpt = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}
     module.on_save_checkpoint(ckpt)
     torch.save(ckpt, path)
@@ -391,7 +392,7 @@ def test_init_from_loads_the_srresnet_generator(gan_cfg, compose_train, tmp_path
 
 
 def test_init_from_at_the_wrong_scale_or_channels_fails_clearly(gan_cfg, compose_train, tmp_path):
-    module = build_module(gan_cfg().model)  # x2 RGB
+    module = build_module(gan_cfg())  # x2 RGB
     x4 = tmp_path / "srresnet_x4.ckpt"
     save_srresnet_checkpoint(compose_train, x4, "scale=4")
     with pytest.raises(ValueError, match=r"x4 RGB .* x2 RGB.*scale 4 \(file\) vs 2 \(this run\)"):
@@ -442,10 +443,10 @@ def test_validation_and_export_use_the_ema_generator(gan_cfg, tmp_path):
 
 
 def test_without_ema_the_live_generator_is_evaluated_and_exported(gan_cfg):
-    module = build_module(gan_cfg("model.ema_decay=null").model).eval()
+    module = build_module(gan_cfg("model.ema_decay=null")).eval()
     assert module.ema is None and not [k for k in module.state_dict() if k.startswith("ema.")]
     assert module.generator is module.net
-    untrained = build_module(gan_cfg().model)  # an EMA that holds no weights yet: the live G
+    untrained = build_module(gan_cfg())  # an EMA that holds no weights yet: the live G
     assert untrained.ema is not None and untrained.generator is untrained.net
 
 
@@ -456,8 +457,8 @@ def test_srgan_x4_preset_has_the_papers_settings(compose_train):
     cfg = compose_train("experiment=srgan_x4")
     assert OmegaConf.is_missing(cfg.model, "init_from")
     with pytest.raises(ValueError, match=r"model\.init_from is mandatory"):
-        build_module(cfg.model)
-    assert (cfg.scale, cfg.channels, cfg.data.name, cfg.data.patch_size) == (4, 3, "div2k", 96)
+        build_module(cfg)
+    assert (cfg.scale, cfg.channels, cfg.data.name, derive(cfg).patch_size) == (4, 3, "div2k", 96)
     assert cfg.data.batch_size == 16 and cfg.trainer.max_steps == 200_000
     for opt, sched in (("optimizer", "scheduler"), ("d_optimizer", "d_scheduler")):
         assert cfg.model[opt].lr == 1e-4 and cfg.model[opt].betas[0] == 0.9

@@ -56,11 +56,11 @@ def test_last_layer_runs_at_a_tenth_of_the_lr_when_asked(tiny_data, compose_trai
     from sr_lightning.core.builders import build_module
 
     # the paper's x0.1; the ESPCN preset itself trains every layer at the full lr
-    preset = build_module(compose_train(*tiny_overrides(tiny_data)).model)
+    preset = build_module(compose_train(*tiny_overrides(tiny_data)))
     (group,) = preset.configure_optimizers()["optimizer"].param_groups
     assert len(group["params"]) == len(list(preset.net.parameters()))
     cfg = compose_train(*tiny_overrides(tiny_data), "model.last_layer_lr_mult=0.1")
-    module = build_module(cfg.model)
+    module = build_module(cfg)
     groups = module.configure_optimizers()["optimizer"].param_groups
     lr = cfg.model.optimizer.lr
     assert [g["lr"] for g in groups] == [lr, pytest.approx(lr * 0.1)]

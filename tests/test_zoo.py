@@ -330,7 +330,7 @@ def rrdbnet_parameters(nf: int, gc: int, blocks: int, channels: int, scale: int)
 def test_rrdbnet_config_has_the_esrgan_papers_parameter_count(compose_train):
     from sr_lightning.core.builders import build_module
 
-    module = build_module(compose_train("model=rrdbnet", "scale=4", "channels=3").model)
+    module = build_module(compose_train("model=rrdbnet", "scale=4", "channels=3"))
     count = sum(p.numel() for p in module.net.parameters())
     assert count == rrdbnet_parameters(nf=64, gc=32, blocks=23, channels=3, scale=4)
     assert round(count / 1e6, 1) == 16.7  # "16.7M" (Wang et al., ESRGAN, ECCVW'18)
@@ -343,7 +343,7 @@ def test_rrdbnet_config_has_the_esrgan_papers_parameter_count(compose_train):
 def test_every_spandrel_model_config_builds_its_architecture(compose_train, model, arch):
     from sr_lightning.core.builders import build_module
 
-    module = build_module(compose_train(f"model={model}", "scale=4", "channels=3").model)
+    module = build_module(compose_train(f"model={model}", "scale=4", "channels=3"))
     assert isinstance(module.net, SpandrelNet) and module.net.arch == arch
     assert module.net.scale == 4 and module.net.upsampling == "post"
     with torch.no_grad():
@@ -354,7 +354,7 @@ def test_a_config_whose_net_disagrees_with_the_run_is_one_clear_error(compose_tr
     from sr_lightning.core.builders import build_module
 
     with pytest.raises(ValueError, match=r"x4 with 3 channels .* channels=1"):
-        build_module(compose_train("model=span", "scale=4", "channels=1").model)
+        build_module(compose_train("model=span", "scale=4", "channels=1"))
 
 
 def test_a_spandrel_net_trains_two_batches_under_sr_train(tiny_data, compose_train, tmp_path):
@@ -372,7 +372,7 @@ def test_a_spandrel_net_trains_two_batches_under_sr_train(tiny_data, compose_tra
         "model.net.hyperparameters.num_feat=8",
         "model.net.hyperparameters.num_conv=2",
         f"model.init_from={init}",
-        "model.patch_size=32",
+        "model.patch_lr=16",
         "trainer.max_epochs=1",
         "trainer.limit_train_batches=2",
     )
@@ -413,7 +413,7 @@ def test_init_from_a_released_model_of_another_architecture_is_refused(compose_t
             "channels=3",
             "model.net.hyperparameters.num_blocks=1",
             "model.net.hyperparameters.num_filters=8",
-        ).model
+        )
     )
     with pytest.raises(ValueError, match=r"SPAN x4 .*arch SPAN \(file\) vs ESRGAN \(this run\)"):
         module.init_net_from(str(path))
@@ -445,7 +445,7 @@ def test_srgan_trains_a_spandrel_generator_from_a_released_model(
         "model.discriminator.base_width=8",
         "model.discriminator.dense_width=16",
         f"model.init_from={init}",
-        "model.patch_size=32",
+        "model.patch_hr=32",
         "trainer.max_epochs=1",
         "trainer.max_steps=2",
     )
@@ -463,7 +463,7 @@ def test_a_scale_the_architecture_cannot_build_is_refused(compose_train):
 
     # spandrel's RRDBNet upsamples in x2 stages: asked for x3 it builds x2, which is caught
     with pytest.raises(ValueError, match=r"x2 with 3 channels but the run is scale=3"):
-        build_module(compose_train("model=rrdbnet", "scale=3", "channels=3").model)
+        build_module(compose_train("model=rrdbnet", "scale=3", "channels=3"))
 
 
 def test_a_released_file_also_loads_into_a_named_spandrel_config(data_dir, compose_eval, tmp_path):

@@ -143,7 +143,7 @@ def _asked(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _set_model_space(cfg: DictConfig, scale: int, channels: int) -> None:
-    """Make ``${scale}`` / ``${channels}`` in the model and data configs resolve to these."""
+    """The model's scale and channels as the run's (the reports and outputs= read them)."""
     cfg.scale = int(scale)
     cfg.channels = int(channels)
 
@@ -158,12 +158,10 @@ def load_eval_model(cfg: DictConfig) -> EvalModel:
     if model_cfg is not None and model_cfg.get("method") == "bicubic" and (ckpt_path or weights):
         raise ValueError("model=bicubic has no weights: drop ckpt_path= / weights=")
     if ckpt_path or weights:
-        if model_cfg is not None and weights and asked["scale"] is not None:
-            _set_model_space(cfg, asked["scale"], asked["channels"] or 1)
         generator = resolve_model(
             ckpt_path=ckpt_path,
             weights=weights,
-            model_cfg=model_request(model_cfg),
+            model_cfg=model_request(cfg),
             expect=asked,
         )
         _set_model_space(cfg, generator.scale, generator.channels)

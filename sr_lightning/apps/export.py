@@ -232,11 +232,10 @@ def run(cfg: DictConfig) -> Path:
     if not (cfg.get("ckpt_path") or cfg.get("weights")):
         raise ValueError("give ckpt_path=CKPT (or weights=FILE with model=NAME) to export")
     source = Path(cfg.get("ckpt_path") or cfg.get("weights")).expanduser()
-    model_cfg = cfg.get("model")
     generator = resolve_model(
         ckpt_path=cfg.get("ckpt_path"),
         weights=cfg.get("weights"),
-        model_cfg=model_request(model_cfg),
+        model_cfg=model_request(cfg),
     )
     output = Path(cfg.output).expanduser() if cfg.get("output") else default_output(source, fmt)
     if output.resolve() == source.resolve():

@@ -157,8 +157,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         elif not fitting:
             log.warning("train=false without ckpt_path: validating an untrained model")
         # the model first: it refuses a scale it cannot do before the data suggests patch sizes
-        model = build_module(cfg.model)
-        datamodule = build_datamodule(cfg.data, cfg.get("degradation"))
+        model = build_module(cfg)
+        datamodule = build_datamodule(cfg)
         if cfg.get("extras", {}).get("print_config"):
             print_config(cfg)
         wandb_id = assign_run_id(cfg, output_dir)

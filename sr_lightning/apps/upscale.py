@@ -241,7 +241,7 @@ def build_upscaler(cfg: DictConfig) -> Upscaler:
         weights=cfg.get("weights"),
         onnx=cfg.get("onnx"),
         torchscript=cfg.get("torchscript"),
-        model_cfg=model_request(model_cfg),
+        model_cfg=model_request(cfg),
         expect=expected_model(cfg),
         device=device,
     )

@@ -13,11 +13,13 @@ import hydra
 from lightning.pytorch import LightningDataModule, LightningModule
 from omegaconf import DictConfig, OmegaConf
 
+from sr_lightning.core.derived import NET_KEYS, derive, net_config, takes
+
 log = logging.getLogger(__name__)
 
 # keys of conf/model/*.yaml read by others (Hydra, the data module), not the module; `method`
 # and `display` are passed on: the yaml names the method, whatever the class
-MODEL_META_KEYS = ("_target_", "patch_size")
+MODEL_META_KEYS = ("_target_", "patch_lr", "patch_hr")
 
 
 def to_plain(cfg: Any) -> Any:
@@ -33,18 +35,32 @@ def module_class(model_cfg: Mapping) -> type[LightningModule]:
     return hydra.utils.get_class(model_cfg["_target_"])
 
 
-def build_module(model_cfg: Mapping) -> LightningModule:
-    """The method's LightningModule from ``cfg.model``, with plain-container arguments."""
-    plain = to_plain(model_cfg)
+def build_module(cfg: Mapping) -> LightningModule:
+    """The method's LightningModule from a composed config: ``cfg.model`` with plain-container
+    arguments, and the run's scale, channels and loss (:func:`~sr_lightning.core.derived.
+    derive`); its nets (``model.net``, SRGAN's ``model.discriminator``) get the scale and
+    channels as their classes name them; a module that takes ``scales`` gets ``data.scales``."""
+    derived = derive(cfg)
+    plain = to_plain(cfg["model"])
     cls = module_class(plain)
     kwargs = {k: v for k, v in plain.items() if k not in MODEL_META_KEYS}
+    kwargs.update(derived.module_args())
+    if takes(cls, "scales"):
+        kwargs["scales"] = derived.scales
+    for key in NET_KEYS:
+        if isinstance(kwargs.get(key), Mapping):
+            kwargs[key] = net_config(kwargs[key], derived.scale, derived.channels)
     return cls(**kwargs)
 
 
-def build_datamodule(data_cfg: Mapping, degradation: Mapping | None = None) -> LightningDataModule:
-    """``cfg.data``'s data module; ``degradation`` (``cfg.degradation``) other than bicubic goes
-    to it as ``lr_model`` (a data module of your own needs that argument only then)."""
+def build_datamodule(cfg: Mapping) -> LightningDataModule:
+    """``cfg.data``'s data module, with the run's scale, channels and HR patch; a
+    ``cfg.degradation`` other than bicubic goes to it as ``lr_model`` (a data module of your
+    own needs that argument only then)."""
+    derived = derive(cfg)
+    degradation = cfg.get("degradation")
     lr_model = to_plain(degradation) if degradation is not None else None
-    if lr_model is None or lr_model.get("name", "bicubic") == "bicubic":
-        return hydra.utils.instantiate(data_cfg, _convert_="all")
-    return hydra.utils.instantiate(data_cfg, _convert_="all", lr_model=lr_model)
+    extra = dict(derived.data_args())
+    if lr_model is not None and lr_model.get("name", "bicubic") != "bicubic":
+        extra["lr_model"] = lr_model
+    return hydra.utils.instantiate(cfg["data"], _convert_="all", **extra)

@@ -16,17 +16,15 @@ def skimage_data_dir() -> str:
 
 
 def register_resolvers() -> None:
-    """Resolvers used by conf/: ``${sr.skimage_data:}``, ``${sr.pid:}``, ``${sr.mul:17,${scale}}``,
-    ``${sr.if:${flag},a,b}``, ``${sr.direction:${optimized_metric}}`` and
-    ``${sr.multiple_of:33,${scale}}``."""
+    """Resolvers used by conf/: ``${sr.skimage_data:}``, ``${sr.pid:}``, ``${sr.cwd:}``,
+    ``${sr.if:${flag},a,b}`` and ``${sr.direction:${optimized_metric}}``. Values derived
+    from the top-level scale (patch sizes) are set in code: :mod:`sr_lightning.core.derived`."""
     resolvers = {
         "sr.skimage_data": skimage_data_dir,
         "sr.pid": os.getpid,
         "sr.cwd": os.getcwd,
-        "sr.mul": lambda *xs: _product(xs),
         "sr.if": lambda cond, yes, no: yes if cond else no,
         "sr.direction": metric_direction,
-        "sr.multiple_of": multiple_of,
     }
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):
@@ -47,23 +45,6 @@ def lower_is_better(metric: str) -> bool:
 def metric_direction(metric: str) -> str:
     """Optuna's direction for a metric: ``${sr.direction:${optimized_metric}}``."""
     return "minimize" if lower_is_better(metric) else "maximize"
-
-
-def multiple_of(size: int, scale: int) -> int:
-    """The smallest multiple of ``scale`` that is at least ``size`` (a patch of whole LR pixels).
-
-    A scale that is not a positive integer is returned as is, for the start-up check to name.
-    """
-    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
-        return size
-    return -(-size // scale) * scale
-
-
-def _product(values) -> int | float:
-    out = 1
-    for v in values:
-        out *= v
-    return out
 
 
 CONF_PACKAGE = "sr_lightning.conf"

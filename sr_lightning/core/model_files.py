@@ -24,6 +24,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from sr_lightning.core import zoo
+from sr_lightning.core.derived import net_config
 from sr_lightning.core.inference import Generator
 from sr_lightning.core.model_file import (
     ModelFile,
@@ -98,7 +99,7 @@ def generator_from_config(
     """A net from the user's own config (``model=``: trusted, Hydra builds it), weights loaded."""
     import hydra.utils
 
-    spec = json.loads(json.dumps(dict(net_cfg)))
+    spec = net_config(json.loads(json.dumps(dict(net_cfg))), scale, channels)
     net = hydra.utils.instantiate(spec)
     if state is not None:
         load_net_state(net, select_net_state(state, net), source)
@@ -221,16 +222,18 @@ def generator_from_export(
     )
 
 
-def model_request(model_cfg: Any) -> dict | None:
-    """What ``resolve_model`` reads of ``cfg.model`` (method, scale, channels, net), resolved
-    without touching keys it does not need (``patch_size`` needs a scale a file may give)."""
+def model_request(cfg: Any) -> dict | None:
+    """What ``resolve_model`` reads of an app's config: ``cfg.model``'s method and net, and the
+    run's top-level scale and channels (a ``model=`` config holds none); None without a model."""
+    model_cfg = cfg.get("model")
     if model_cfg is None:
         return None
 
     def plain(value: Any) -> Any:
         return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
-    return {key: plain(model_cfg.get(key)) for key in ("method", "scale", "channels", "net")}
+    request = {key: plain(model_cfg.get(key)) for key in ("method", "net")}
+    return {**request, "scale": cfg.get("scale"), "channels": cfg.get("channels")}
 
 
 def resolve_model(

@@ -45,7 +45,7 @@ class SRCNNModule(SRModule):
             if min(hr.shape[-2:]) <= 2 * b:
                 raise ValueError(
                     f"training patch {hr.shape[-2]}x{hr.shape[-1]} has no pixel outside the "
-                    f"{b}-pixel border that valid_loss drops; raise data.patch_size above {2 * b} "
+                    f"{b}-pixel border that valid_loss drops; raise the training patch (model.patch_hr) above {2 * b} "
                     "or set model.valid_loss=false."
                 )
             sr, hr = sr[..., b:-b, b:-b], hr[..., b:-b, b:-b]

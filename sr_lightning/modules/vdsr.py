@@ -80,7 +80,7 @@ class VDSRModule(SRModule):
         if min(hr.shape[-2:]) < self.train_crop:
             raise ValueError(
                 f"model.train_crop={self.train_crop} is larger than the training patch "
-                f"{hr.shape[-2]}x{hr.shape[-1]}; raise data.patch_size (model.patch_size) "
+                f"{hr.shape[-2]}x{hr.shape[-1]}; raise the training patch (model.patch_hr) "
                 "or lower model.train_crop."
             )
         x = center_crop(bicubic_upscale(batch["lr"], batch["scale"]), self.train_crop)

@@ -39,7 +39,7 @@ def check_net_fits(net: SpandrelNet, scale: int, channels: int) -> None:
     if net.scale != scale or net.in_channels != channels:
         raise NetMismatchError(
             f"model.net (arch={net.arch}) is x{net.scale} with {net.in_channels} channels but "
-            f"the run is scale={scale} channels={channels}: set the net's scale/channels "
-            "hyperparameters to ${scale} / ${channels} (or pick a scale / channels the "
-            "architecture supports)"
+            f"the run is scale={scale} channels={channels}: drop the net's own scale/channels "
+            "hyperparameters (the run's fill them) or pick a scale / channels the "
+            "architecture supports"
         )

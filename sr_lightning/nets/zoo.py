@@ -138,18 +138,57 @@ def _with_body_prefix(module, state_dict, prefix, *args) -> None:
         state_dict[prefix + _BODY + key[len(prefix) :]] = state_dict.pop(key)
 
 
+# what spandrel's architectures call the scale and the channels (their own names, one place):
+# `SpandrelNet(scale=, channels=)` sets each of these that the architecture takes
+SCALE_NAMES = ("scale", "upscale", "up_scale", "upscale_factor")
+CHANNEL_NAMES = (
+    *("in_nc", "out_nc", "num_in_ch", "num_out_ch", "in_chans", "out_chans"),
+    *("in_ch", "out_ch", "in_channels", "out_channels", "inp_channels"),
+)
+
+
+def space_hyperparameters(
+    cls: type[nn.Module],
+    hyperparameters: Mapping[str, Any],
+    scale: int | None,
+    channels: int | None,
+) -> dict[str, Any]:
+    """``hyperparameters`` with ``scale`` / ``channels`` under the names ``cls`` takes them by;
+    a value the hyperparameters give themselves stays (SPAN is RGB only: it sets 3)."""
+    out = dict(hyperparameters)
+    params = inspect.signature(cls).parameters
+    for names, value in ((SCALE_NAMES, scale), (CHANNEL_NAMES, channels)):
+        if value is None:
+            continue
+        for name in names:
+            if name in params and name not in out:
+                out[name] = int(value)
+    return out
+
+
 class SpandrelNet(nn.Module):
-    """A spandrel architecture built from its name and hyperparameters; a post-upsampling net."""
+    """A spandrel architecture built from its name and hyperparameters; a post-upsampling net.
+
+    ``scale`` and ``channels`` (the run's; the builder passes them) go to the architecture
+    under its own names (:data:`SCALE_NAMES`, :data:`CHANNEL_NAMES`).
+    """
 
     upsampling = "post"
 
-    def __init__(self, arch: str, hyperparameters: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        arch: str,
+        hyperparameters: Mapping[str, Any] | None = None,
+        scale: int | None = None,
+        channels: int | None = None,
+    ) -> None:
         super().__init__()
         import spandrel
 
         cls = arch_class(str(arch))
+        hyperparameters = space_hyperparameters(cls, hyperparameters or {}, scale, channels)
         try:
-            self.body = cls(**dict(hyperparameters or {}))
+            self.body = cls(**hyperparameters)
         except TypeError as err:
             raise ValueError(
                 f"arch={arch}: bad hyperparameters for {cls.__name__} ({err}); its parameters "

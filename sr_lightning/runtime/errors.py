@@ -28,6 +28,7 @@ from typing import Any
 # the user errors live in the leaf package (every layer raises them); here for the apps' imports
 from sr_lightning.common.errors import ConfigError as ConfigError
 from sr_lightning.common.errors import UserError as UserError
+from sr_lightning.core.derived import moved_message
 
 # set by run_cli so that Hydra lets exceptions through to it; tells child processes (DDP
 # ranks) that the user did not ask for tracebacks
@@ -169,6 +170,9 @@ def suggest_key(err: BaseException) -> str:
             continue
         keys = [str(k) for k in parent]
         full_key = str(getattr(inner, "full_key", key) or key)
+        moved = moved_message(full_key)
+        if moved:
+            return moved
         prefix = full_key[: -len(str(key))] if full_key.endswith(str(key)) else ""
         close = closest(str(key), keys)
         if close:
@@ -195,6 +199,8 @@ def user_message(err: BaseException) -> str:
     else:
         text = str(root).strip() or type(root).__name__
     hint = suggest_key(err) or quoting_hint(root) or nonfinite_hint(root) or literal_hint(root)
+    if ": moved; " in hint:  # Hydra's "+key=... to append" would add a key nothing reads
+        text = text.splitlines()[0]
     return f"{text}\n{hint}" if hint else text
 
 

@@ -35,6 +35,7 @@ from pydantic import (
     model_validator,
 )
 
+from sr_lightning.core.derived import MOVED, hr_patch, moved_message
 from sr_lightning.runtime.errors import ConfigError, closest
 
 # at most this many problems are listed; the block stays within 25 lines
@@ -114,10 +115,7 @@ class DataConfig(Strict):
     train_sets: list[SetEntry] | None = key("folders of HR training images (required to train)")
     val_sets: list[SetEntry] | None = key("validation sets; the first one gives val/psnr")
     test_sets: list[SetEntry] | None = key("test sets (test=true, sr-eval)")
-    scale: PosInt | None = key("upscaling factor (from the top-level scale)")
     scales: list[PosInt] | None = key("multi-scale training: one scale drawn per batch (VDSR)")
-    channels: Channels | None = key("1 = luma, 3 = RGB (from the top-level channels)")
-    patch_size: PosInt | None = key("HR training crop side, a multiple of the scale")
     batch_size: PosInt = key("training patches per batch (per device)", 16)
     patches_per_image: PosInt = key("random crops per training image and epoch", 1)
     val_holdout: NonNegInt = key("training images held out as a validation set", 0)
@@ -257,8 +255,7 @@ LossConfig = Annotated[
 
 
 class NetConfig(Open):
-    scale: PosInt | None = key("upscaling factor of a post-upsampling net")
-    channels: Channels | None = key("input and output channels")
+    """A net: its class gets the run's scale and channels (the arguments it names so)."""
 
 
 class OptimizerConfig(Open):
@@ -307,10 +304,10 @@ class ModelConfig(Strict):
     target: str = Field(..., alias="_target_", description="the LightningModule (import path)")
     method: str | None = key("the method's name (runs, checkpoints, reports, exports)")
     display: Display | None = key("how sr-report names and colours it")
-    patch_size: PosInt | None = key("HR patch side the method trains on (data.patch_size)")
-    scale: PosInt | None = key("upscaling factor (from the top-level scale)")
-    channels: Channels | None = key("1 = luma, 3 = RGB (from the top-level channels)")
-    loss: LossConfig | None = key("the loss (from the loss group)")
+    patch_lr: PosInt | None = key("training patch side in LR pixels (HR: x scale)")
+    patch_hr: PosInt | None = key(
+        "or in HR pixels, rounded up to a multiple of every training scale"
+    )
     net: NetConfig = key("the net: _target_ and its arguments")
     optimizer: OptimizerConfig | None = key("the optimizer: _target_, lr, ...")
     scheduler: Scheduler | None = key("the lr schedule: _target_ and its arguments")
@@ -332,7 +329,6 @@ class SRCNNModel(ModelConfig):
 class VDSRModel(ModelConfig):
     train_crop: PosInt | None = key("central crop of the interpolated patch (the paper's 41)")
     clip_theta: Annotated[float, Gt(0.0)] | None = key("gradients clipped to theta / lr")
-    scales: list[PosInt] | None = key("every training scale (from data.scales)")
 
 
 class GradClip(Strict):
@@ -492,7 +488,6 @@ class Common(Strict):
     scale: PosInt | None = key("upscaling factor (2, 3, 4, ...)")
     channels: Channels | None = key("1 = luma (MATLAB Y of YCbCr), 3 = RGB")
     ckpt_path: str | None = key("an sr-train checkpoint")
-    loss: LossConfig | None = key("the loss group: mse, l1, perceptual, gan, or a _target_")
     callbacks: dict[str, CallbackConfig | None] | None = key("callbacks by name (null: drop)")
     model: Model | None = key("the model group: module, net, optimizer, schedule")
 
@@ -511,6 +506,7 @@ class TrainConfig(Common):
     test: bool = key("evaluate data.test_sets after training", False)
     resume: Literal["auto", "never"] = key("continue from this run dir's last.ckpt", "auto")
     optimized_metric: str | None = key("the metric returned to sweepers")
+    loss: LossConfig | None = key("the loss group: mse, l1, perceptual, gan, or a _target_")
     model: Model = key("the model group: module, net, optimizer, schedule")
     data: DataConfig = key("the data group")
     trainer: TrainerConfig = key("the trainer group")
@@ -522,18 +518,21 @@ class TrainConfig(Common):
 
     @model_validator(mode="after")
     def _patch_fits_the_scale(self) -> TrainConfig:
-        patch, scale = self.data.patch_size, self.scale
-        if patch is not None and scale is not None and patch < 2 * scale:
+        model, scale = self.model, self.scale
+        patch = hr_patch(scale, self.data.scales, model.patch_lr, model.patch_hr)
+        if patch is not None and patch < 2 * scale:
+            given = "patch_lr" if model.patch_lr is not None else "patch_hr"
             raise ValueError(
-                f"data.patch_size={patch} is smaller than two LR pixels at x{scale}; "
-                f"use at least data.patch_size={2 * scale} (a multiple of the scale)."
+                f"model.{given}={getattr(model, given)}: the training patch ({patch} HR pixels) "
+                f"is smaller than two LR pixels at x{scale}; use at least model.patch_lr=2 "
+                f"(or model.patch_hr={2 * scale})."
             )
         return self
 
     @model_validator(mode="after")
     def _gan_has_an_adversarial_term(self) -> TrainConfig:
         # a model config picks no loss: model=srgan alone trains with the default loss (mse)
-        loss = self.model.loss
+        loss = self.loss
         if isinstance(self.model, SRGANModel) and not getattr(loss, "adversarial", None):
             raise ValueError(
                 "model=srgan needs loss.adversarial (use loss=gan, as experiment=srgan_x4 "
@@ -620,9 +619,9 @@ SCHEMAS: dict[str, type[Strict]] = {
 def plain(cfg: Any, path: str = "", derived: set[str] | None = None) -> Any:
     """``cfg`` as plain containers, resolved node by node.
 
-    Paths of values copied by interpolation (``model.scale: ${scale}``) go into ``derived``:
-    a problem there is reported at its source. A value that cannot be resolved here (it
-    needs the run, e.g. ``${model.patch_size}`` with no model) is left out, for the app to
+    Paths of values copied by interpolation (``data.test_sets: ${data.val_sets}``) go into
+    ``derived``: a problem there is reported at its source. A value that cannot be resolved
+    here (it needs the run, e.g. ``${hydra:runtime.output_dir}``) is left out, for the app to
     meet.
     """
     derived = set() if derived is None else derived
@@ -867,6 +866,14 @@ def _lookup(data: Any, parts: list[str]) -> Any:
     return data
 
 
+def _present(data: Any, parts: list[str]) -> bool:
+    for part in parts:
+        if not isinstance(data, dict) or part not in data:
+            return False
+        data = data[part]
+    return True
+
+
 def _is_derived(keyname: str, derived: set[str]) -> bool:
     """True when the key, or a section above it, is an interpolation of another key."""
     parts = keyname.replace("[", ".[").split(".")
@@ -881,16 +888,22 @@ def check_config(cfg: DictConfig | dict, app: str) -> None:
     """
     model = cfg.get("model")
     if app == "train" and model is not None and model.get("method") == "bicubic":
-        # before its missing training keys (model.patch_size) fail as interpolation errors
+        # a clearer word than the schema's (bicubic has no optimizer): say it first
         raise ConfigError("bicubic has no weights to train; use sr-eval model=bicubic")
     schema = SCHEMAS[app]
     derived: set[str] = set()
     data = plain(cfg, "", derived) if isinstance(cfg, DictConfig) else dict(cfg)
     data.pop("hydra", None)
+    moved = [k for k in MOVED if _present(data, k.split("."))]
     try:
         schema.model_validate(data)
+        found = []
     except ValidationError as err:
         found = problems(err, data, schema, derived)
+    found = [moved_message(k) for k in moved] + [
+        line for line in found if not line.startswith(tuple(f"{k}: " for k in moved))
+    ]
+    if found:
         shown = found[:MAX_PROBLEMS]
         if len(found) > MAX_PROBLEMS:
             shown.append(f"... and {len(found) - MAX_PROBLEMS} more")

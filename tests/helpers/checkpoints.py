@@ -34,11 +34,11 @@ TINY = {
 
 
 def compose_model(*overrides: str):
-    """``cfg.model`` of conf/train.yaml with overrides (plain Hydra compose, no run dir)."""
+    """conf/train.yaml with overrides (plain Hydra compose, no run dir)."""
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-            return compose("train", overrides=list(overrides)).model
+            return compose("train", overrides=list(overrides))
     finally:
         GlobalHydra.instance().clear()
 
