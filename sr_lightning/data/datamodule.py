@@ -25,7 +25,7 @@ from sr_lightning.data.datasets import (
 )
 from sr_lightning.data.degradation import to_float
 from sr_lightning.data.degradations.model import Degradation
-from sr_lightning.data.degradations.seeded import SeededLR
+from sr_lightning.data.degradations.seeded import SeededLR, stored_channels
 from sr_lightning.data.device_cache import (
     PackedImages,
     free_device_bytes,
@@ -147,19 +147,10 @@ class SRDataModule(SeededLR, LightningDataModule):
             )
 
     def _set_options(self, evaluation: bool = False) -> dict:
-        """How a set of this module is read and cached (arguments of ``load_set``).
-
-        BD / DN / Real-ESRGAN degrade the image before a luma model's luma is taken: training
-        sets are kept in RGB (a grey image replicated, so crops batch together), evaluation
-        sets as decoded, grey or RGB, so that ``eval_pair`` degrades a grey image as grey,
-        exactly as ``sr-eval`` does with the file.
-        """
-        channels: int | None = self.channels
-        if self.lr_model.needs_rgb:
-            channels = None if evaluation else 3
+        """How a training or evaluation set is read and cached (arguments of ``load_set``)."""
         return {
             "data_dir": self.data_dir,
-            "channels": channels,
+            "channels": stored_channels(self.lr_model, self.channels, evaluation),
             "skip_bad": self.skip_bad,
             "recursive": self.recursive,
             "cache": self.cache,

@@ -20,7 +20,19 @@ from sr_lightning.data.degradations.model import Degradation
 from sr_lightning.data.degradations.seeding import sample_seeds
 from sr_lightning.data.eval_pair import eval_pair
 
-__all__ = ["SeededLR", "luma_of"]
+__all__ = ["SeededLR", "luma_of", "stored_channels"]
+
+
+def stored_channels(lr_model: Degradation, channels: int, evaluation: bool) -> int | None:
+    """The colour space a set is decoded into (``None``: as the file holds it, grey or RGB).
+
+    BD / DN / Real-ESRGAN degrade the image before a luma model's luma is taken: training sets
+    are kept in RGB (a grey image replicated, so crops batch together), evaluation sets as
+    decoded, so that ``eval_pair`` degrades a grey image as grey, as ``sr-eval`` does.
+    """
+    if not lr_model.needs_rgb:
+        return channels
+    return None if evaluation else 3
 
 
 def luma_of(x: torch.Tensor) -> torch.Tensor:
