@@ -19,7 +19,14 @@ from omegaconf import open_dict
 
 from sr_lightning.core.config import CONF_DIR
 from sr_lightning.runtime.errors import ConfigError
-from sr_lightning.runtime.schema import SCHEMAS, check_config, describe, markdown
+from sr_lightning.runtime.schema import (
+    REFERENCE_DOCS,
+    SCHEMAS,
+    check_config,
+    describe,
+    markdown,
+    with_reference,
+)
 from tests.helpers.config import model_overrides
 
 MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
@@ -255,9 +262,31 @@ def test_hydra_full_error_keeps_the_traceback(tmp_path):
     assert "data.batch_size=0: must be an integer >= 1." in out.stderr
 
 
-def test_the_config_reference_in_docs_training_is_the_schemas():
-    """docs/training.md's table is `python -m sr_lightning.runtime.schema train`'s output."""
-    text = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text()
-    begin, end = "<!-- schema:train -->\n", "\n<!-- /schema:train -->"
+@pytest.mark.parametrize("app", sorted(REFERENCE_DOCS))
+def test_each_apps_config_reference_in_docs_is_the_schemas(app):
+    """docs/training.md, evaluation.md and inference.md hold `python -m
+    sr_lightning.runtime.schema <app>`'s table between their schema:<app> markers."""
+    text = (Path(__file__).resolve().parents[1] / REFERENCE_DOCS[app]).read_text()
+    begin, end = f"<!-- schema:{app} -->\n", f"\n<!-- /schema:{app} -->"
     table = text[text.index(begin) + len(begin) : text.index(end)]
-    assert table == markdown("train"), "regenerate: python -m sr_lightning.runtime.schema train"
+    assert table == markdown(app), "regenerate: python -m sr_lightning.runtime.schema --write"
+
+
+def test_the_writer_replaces_only_the_table_between_an_apps_markers():
+    doc = "intro\n<!-- schema:export -->\n| stale |\n<!-- /schema:export -->\nafter\n"
+    new = with_reference(doc, "export")
+    assert new.startswith("intro\n<!-- schema:export -->\n| key | allowed | what it is |\n")
+    assert new.endswith(
+        "| `overwrite` | true or false | replace an existing output |\n"
+        "<!-- /schema:export -->\nafter\n"
+    )
+    assert "stale" not in new and with_reference(new, "export") == new
+
+
+def test_the_other_apps_tables_give_sr_trains_sections_one_row():
+    keys = {app: [row.split("`")[1] for row in markdown(app).splitlines()[2:]] for app in SCHEMAS}
+    assert "data.batch_size" in keys["train"] and "model.patch_lr" in keys["train"]
+    assert {"data", "trainer", "model", "tile", "degradation.name"} <= set(keys["eval"])
+    assert not [k for k in keys["eval"] if k.startswith(("data.", "model.", "trainer."))]
+    assert {"opset", "format", "model"} <= set(keys["export"])
+    assert "input" in keys["upscale"] and "video.codec" in keys["upscale"]

@@ -4,8 +4,8 @@ Each app (``sr-train``, ``sr-eval``, ``sr-upscale``, ``sr-export``) validates it
 config against one pydantic model here before it imports anything heavy (Lightning,
 torchmetrics, W&B, ONNX), so a bad value or a key typo is one error block in well under a
 second. Every documented key carries its type, its range and a one-line description; the
-config reference of docs/training.md is generated from them
-(``python -m sr_lightning.runtime.schema``).
+config references of docs/training.md, evaluation.md and inference.md are generated from
+them (``python -m sr_lightning.runtime.schema --write``).
 
 Sections are strict (an unknown key is an error, with ``did you mean …?``), except the ones
 that name a class of the user's choice through ``_target_``: ``model.net``,
@@ -21,6 +21,7 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from annotated_types import Ge, Gt, Le, Lt, MaxLen, MinLen
@@ -912,19 +913,35 @@ def check_config(cfg: DictConfig | dict, app: str) -> None:
         raise ConfigError("\n".join(shown)) from None
 
 
-# -- the reference table in docs/training.md -------------------------------------------------
+# -- the config references in docs/ -----------------------------------------------------------
+
+# where each app's reference table lives, between <!-- schema:APP --> markers
+REFERENCE_DOCS = {
+    "train": "docs/training.md",
+    "eval": "docs/evaluation.md",
+    "upscale": "docs/inference.md",
+    "export": "docs/inference.md",
+}
+# sections the other apps share with sr-train: one row each there (sr-train's table has them)
+SHARED_SECTIONS = ("model", "data", "trainer", "degradation.options")
 
 
-def reference(schema: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, str, str]]:
-    """(key, allowed values, description) of every documented key, depth first."""
+def reference(
+    schema: type[BaseModel], prefix: str = "", brief: tuple[str, ...] = ()
+) -> Iterator[tuple[str, str, str]]:
+    """(key, allowed values, description) of every documented key, depth first; the sections
+    named in ``brief`` are one row each."""
     for name, info in schema.model_fields.items():
         keyname = f"{prefix}{info.alias or name}"
         models = _models_in(info.annotation)
+        if keyname in brief:
+            yield keyname, "a section", f"{info.description}: its keys are sr-train's"
+            continue
         if models and not issubclass(models[0], Open) and models[0] is not schema:
             yield keyname, "a section", info.description or ""
             seen: set[str] = set()
             for model in models:
-                for row in reference(model, f"{keyname}."):
+                for row in reference(model, f"{keyname}.", brief):
                     if row[0] not in seen:
                         seen.add(row[0])
                         yield row
@@ -933,12 +950,43 @@ def reference(schema: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, 
 
 
 def markdown(app: str) -> str:
+    """``app``'s reference table (sr-train's in full; the others link their shared sections)."""
     rows = ["| key | allowed | what it is |", "|---|---|---|"]
-    rows += [f"| `{k}` | {a} | {d} |" for k, a, d in reference(SCHEMAS[app])]
+    brief = () if app == "train" else SHARED_SECTIONS
+    rows += [f"| `{k}` | {a} | {d} |" for k, a, d in reference(SCHEMAS[app], brief=brief)]
     return "\n".join(rows)
 
 
-if __name__ == "__main__":  # python -m sr_lightning.runtime.schema [app]
+def markers(app: str) -> tuple[str, str]:
+    return f"<!-- schema:{app} -->\n", f"\n<!-- /schema:{app} -->"
+
+
+def with_reference(text: str, app: str) -> str:
+    """``text`` (a doc) with ``app``'s table between its markers replaced by the schema's."""
+    begin, end = markers(app)
+    head, rest = text[: text.index(begin) + len(begin)], text[text.index(end) :]
+    return head + markdown(app) + rest
+
+
+def write_references(root: Path) -> list[Path]:
+    """Regenerate every app's table in its doc under ``root`` (the checkout); the docs changed."""
+    changed = []
+    for app, doc in REFERENCE_DOCS.items():
+        path = root / doc
+        text = path.read_text(encoding="utf-8")
+        new = with_reference(text, app)
+        if new != text:
+            path.write_text(new, encoding="utf-8")
+            changed.append(path)
+    return changed
+
+
+if __name__ == "__main__":  # python -m sr_lightning.runtime.schema [app | --write]
     import sys
 
-    print(markdown(sys.argv[1] if len(sys.argv) > 1 else "train"))
+    arg = sys.argv[1] if len(sys.argv) > 1 else "train"
+    if arg == "--write":
+        for path in write_references(Path(__file__).resolve().parents[2]):
+            print(f"rewrote {path}")
+    else:
+        print(markdown(arg))
