@@ -84,7 +84,8 @@ def test_crops_are_the_source_pixels_with_the_per_image_numbers(two_runs, tmp_pa
 
 def test_the_cli_writes_png_and_pdf_with_vector_text_and_the_page(two_runs, tmp_path):
     out = tmp_path / "report"
-    code = main([str(two_runs), "-o", str(out), "--crops", f"{SET}/img_000", f"{SET}/img_001"])
+    # several images: comma-separated, the flag before the run folders
+    code = main(["--crops", f"{SET}/img_000,{SET}/img_001", str(two_runs), "-o", str(out)])
     assert code == 0
     for name in ("img_000", "img_001"):
         png = out / f"crops_{SET}_{name}_x3.png"

@@ -509,6 +509,13 @@ def crops_markdown(files: Sequence[Path]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"{text!r}: name a test image, e.g. Set14/baboon")
+    return names
+
+
 def _region_arg(text: str) -> Region:
     try:
         return parse_region(text)
@@ -543,12 +550,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-published", action="store_true", help="leave the papers' numbers out")
     parser.add_argument(
         "--crops",
-        nargs="+",
         action="extend",
+        type=_names,
         default=[],
-        metavar="SET/IMAGE",
-        help="zoomed-crop figures of these test images (e.g. Set14/baboon), from the runs' "
-        "saved images (sr-eval save_images=true)",
+        metavar="SET/IMAGE[,...]",
+        help="zoomed-crop figures of these test images (e.g. Set14/baboon; several: "
+        "comma-separated or --crops again), from the runs' saved images (sr-eval "
+        "save_images=true)",
     )
     parser.add_argument(
         "--crop-region",
