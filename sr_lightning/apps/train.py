@@ -45,6 +45,7 @@ from sr_lightning.runtime.errors import (
 from sr_lightning.runtime.faults import PREVIOUS_NAME, sigterm_exit_status
 from sr_lightning.runtime.hydra_ddp import install_rank_command, job_process_group
 from sr_lightning.runtime.output_dir import close_log_files_in
+from sr_lightning.runtime.precision import resolve_precision
 from sr_lightning.runtime.run_state import SUMMARY_FILE, completed_run, training_budget
 from sr_lightning.runtime.wandb_run import assign_run_id, finish_run, update_summary
 
@@ -167,7 +168,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
         loggers = build_loggers(cfg.get("logger"))
         if resumed:
             continue_csv_log(loggers, ckpt_path)  # one metrics.csv for the whole run
-        trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+        precision, why = resolve_precision(cfg.trainer)
+        if why:
+            log.info("trainer.precision=auto -> %s (%s)", precision, why)
+        trainer = hydra.utils.instantiate(
+            cfg.trainer, callbacks=callbacks, logger=loggers, precision=precision
+        )
         for lg in loggers:
             lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     except BaseException:

@@ -408,8 +408,12 @@ class TrainerConfig(Strict):
     devices: PosInt | Literal[-1, "auto"] | str | list[NonNegInt] = key("devices per node", 1)
     num_nodes: PosInt = key("nodes (DDP)", 1)
     precision: Literal[
-        "32-true", "32", 32, "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true", 64
-    ] = key("numeric precision", "32-true")
+        "auto", "32-true", "32", 32, "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true", 64
+    ] = key(
+        "numeric precision (auto: bf16-mixed on a CPU with AVX512-BF16 / AMX or a bfloat16 GPU, "
+        "else 32-true)",
+        "32-true",
+    )
     min_epochs: NonNegInt | None = key("train at least this many epochs")
     max_epochs: Annotated[int, Ge(-1)] | None = key("stop after this many epochs (-1: no limit)")
     min_steps: Annotated[int, Ge(-1)] | None = key("train at least this many steps")
