@@ -5,12 +5,15 @@ ESPCN x3 on T91 luma: LR made once per image (MATLAB bicubic, 8-bit rounding), a
 crops cut with numpy in the main process, random rot90 + flips, batch 16, 17 px LR patches,
 ReLU (``--activation tanh``: the paper's), Adam 1e-3 on every layer
 (``--last-layer-lr-mult 0.1``: the paper's last layer at lr x0.1), lr x0.1 at 80 % of the
-budget (steps or wall time); the ESPCN preset's recipe. Set5 x3 is
+budget (steps or wall time); the ESPCN preset's recipe. ``--precision bf16``: forward and loss
+under ``torch.autocast("cpu", torch.bfloat16)``, fp32 weights and Adam, as Lightning's
+``trainer.precision=bf16-mixed`` does. Set5 x3 is
 evaluated once, at the end, with the project's metric functions (independent of sr-train's
 validation). ``--model srresnet`` trains SRResNet x4 on RGB instead (small patches for a CPU).
 
     python scripts/plain_loop.py --minutes 1            # {"steps": ..., "set5": ...} on stdout
     python scripts/plain_loop.py --steps 500 --model srresnet --lr-patch 12
+    python scripts/plain_loop.py --minutes 2 --threads 2 --precision bf16
     python scripts/plain_loop.py --steps 25000 --last-layer-lr-mult 0.1 --eval Set5,Set14,BSD200
 """
 
@@ -59,6 +62,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="autocast")
     p.add_argument("--activation", choices=["relu", "tanh"], default="relu", help="ESPCN's")
     p.add_argument(
         "--last-layer-lr-mult", type=float, default=1.0, help="ESPCN's last conv at lr x this"
@@ -108,7 +112,8 @@ def main() -> None:
             hr_b.append(b)
         x_b, y_b = torch.from_numpy(np.stack(lr_b)), torch.from_numpy(np.stack(hr_b))
         data_s += time.perf_counter() - t0
-        loss = torch.nn.functional.mse_loss(net(x_b), y_b)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+            loss = torch.nn.functional.mse_loss(net(x_b), y_b)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -118,6 +123,7 @@ def main() -> None:
         "model": args.model,
         "activation": args.activation if espcn else None,
         "last_layer_lr_mult": mult,
+        "precision": args.precision,
         "steps": step,
         "train_s": train_s,
         "data_s": data_s,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -38,3 +39,28 @@ def test_plain_loop_trains_its_steps_and_scores_set5_like_sr_eval(tmp_path) -> N
     with torch.no_grad():
         expected = float(psnr_y(net(imresize(hr, 1 / 3)), hr, crop=3))
     assert abs(result["set5"] - expected) < 1e-6
+
+
+def test_plain_loop_in_bf16_runs_the_net_under_bfloat16_autocast(tmp_path) -> None:
+    """--precision bf16 changes the training (the products are rounded to bfloat16), keeps
+    float32 weights, and still trains: the weights move and Set5 stays finite."""
+    write_images(tmp_path / "T91", [(64, 64), (72, 60), (60, 81)])
+    write_images(tmp_path / "Set5", [(63, 48)], seed=1)
+    nets = {}
+    for precision in ("fp32", "bf16"):
+        out = subprocess.run(
+            [sys.executable, str(REPO / "scripts" / "plain_loop.py"), "--steps", "6",
+             "--data-dir", str(tmp_path), "--eval", "Set5", "--precision", precision,
+             "--save", str(tmp_path / f"{precision}.pt")],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        result = json.loads(out.stdout)
+        assert result["precision"] == precision and result["steps"] == 6
+        assert math.isfinite(result["set5"])
+        nets[precision] = torch.load(tmp_path / f"{precision}.pt", weights_only=True)
+    torch.manual_seed(0)  # the script's seed, before it builds the net
+    start = ESPCN(3, 1, activation="relu").state_dict()
+    for name, value in nets["bf16"].items():
+        assert value.dtype == torch.float32, name  # master weights stay float32
+        assert not torch.equal(value, start[name]), name  # trained
+        assert not torch.equal(value, nets["fp32"][name]), name  # with bf16-rounded products
