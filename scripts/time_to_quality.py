@@ -3,15 +3,20 @@
 
 For each budget (minutes), ``sr-train experiment=<exp> trainer.max_time=...`` and the plain
 PyTorch loop (``scripts/plain_loop.py``) train side by side, one torch thread each (on a
-2-core machine each gets a core: a fair, same-time comparison). sr-train's number is its
-``last.ckpt`` evaluated by ``sr-eval`` on Set5 and Set14; nothing is selected on Set5.
+2-core machine each gets a core: a fair, same-time comparison); ``--threads 2`` gives each
+two threads and runs them one after the other. Each precision of ``--precisions`` is such a
+pair: fp32 (``trainer.precision=32-true``) and bf16 (``trainer.precision=bf16-mixed`` and
+``plain_loop.py --precision bf16``), one pair after the other. sr-train's number is its
+``last.ckpt`` evaluated by ``sr-eval`` (in float32) on Set5 and Set14; nothing is selected on
+Set5.
 
-Resumable: every finished budget is written to ``--json`` at once, and a rerun skips the
-budgets already there (``--redo`` measures them again). The table and figure go into
+Resumable: every finished pair is written to ``--json`` at once, and a rerun skips the
+pairs already there (``--redo`` measures them again). The table and figure go into
 docs/benchmarks.md (between the ttq markers) and docs/figures/time_to_quality.png.
 
-    python scripts/time_to_quality.py --budgets 1,2,4                     # ~9 minutes
-    python scripts/time_to_quality.py                                     # 1..30 min: ~70 min
+    python scripts/time_to_quality.py --budgets 1,2,4                     # ~20 minutes
+    python scripts/time_to_quality.py                                     # 1..30 min: ~2.5 h
+    python scripts/time_to_quality.py --budgets 2 --precisions bf16       # the bf16 pair only
     python scripts/time_to_quality.py --experiment srcnn_x3_cpu --no-plain --budgets 2,30 \
         --json benchmarks/time_to_quality_srcnn.json
 """
@@ -36,6 +41,8 @@ from sr_lightning.runtime.machine import cpu_model  # noqa: E402
 
 PAPER = {"espcn_x3": 32.55, "srcnn_x3_cpu": 32.39}  # Set5 x3, the papers' tables
 BICUBIC_SET5_X3 = 30.39
+# --precisions name -> (sr-train's trainer.precision, plain_loop.py's --precision, JSON suffix)
+PRECISIONS = {"fp32": ("32-true", "fp32", ""), "bf16": ("bf16-mixed", "bf16", "_bf16")}
 
 
 def max_time(minutes: float) -> str:
@@ -48,7 +55,9 @@ def bin_path(name: str) -> str:
     return str(local) if local.exists() else name
 
 
-def start_sr_train(exp: str, minutes: float, run_dir: Path, extra: list[str]) -> subprocess.Popen:
+def start_sr_train(
+    exp: str, minutes: float, run_dir: Path, extra: list[str], threads: int = 1
+) -> subprocess.Popen:
     args = [
         bin_path("sr-train"),
         f"experiment={exp}",
@@ -61,17 +70,19 @@ def start_sr_train(exp: str, minutes: float, run_dir: Path, extra: list[str]) ->
         *extra,
     ]
     log = open(run_dir.with_suffix(".log"), "w")  # noqa: SIM115 (closed with the process)
-    return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=one_thread_env())
+    return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=threads_env(threads))
 
 
-def start_plain(minutes: float, out: Path, data_dir: str) -> subprocess.Popen:
+def start_plain(
+    minutes: float, out: Path, data_dir: str, precision: str = "fp32", threads: int = 1
+) -> subprocess.Popen:
     args = [sys.executable, str(ROOT / "scripts" / "plain_loop.py"), "--minutes", str(minutes)]
-    args += ["--threads", "1", "--data-dir", data_dir]
-    return subprocess.Popen(args, stdout=open(out, "w"), env=one_thread_env())
+    args += ["--threads", str(threads), "--data-dir", data_dir, "--precision", precision]
+    return subprocess.Popen(args, stdout=open(out, "w"), env=threads_env(threads))
 
 
-def one_thread_env() -> dict:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+def threads_env(threads: int = 1) -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
 
 
 def evaluate(run_dir: Path) -> dict:
@@ -88,7 +99,7 @@ def evaluate(run_dir: Path) -> dict:
         ],
         check=True,
         capture_output=True,
-        env=one_thread_env(),
+        env=threads_env(),
     )
     res = json.loads((eval_dir / "results.json").read_text())
     state = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
@@ -99,23 +110,41 @@ def evaluate(run_dir: Path) -> dict:
     }
 
 
-def run_budget(args: argparse.Namespace, minutes: float) -> dict:
-    run_dir = args.runs / f"{args.experiment}_{minutes:g}min"
+def side_by_side(threads: int) -> bool:
+    """Both trainings at once when the machine has a core for each of their threads."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return 2 * threads <= (usable or 1)
+
+
+def run_pair(args: argparse.Namespace, minutes: float, precision: str) -> dict:
+    """sr-train and the plain loop for one budget in one precision; the entry's keys for it
+    (``sr_train``, ``plain``, ``load_before``, ... with the precision's suffix: ``_bf16``)."""
+    lightning, plain_precision, suffix = PRECISIONS[precision]
+    run_dir = args.runs / f"{args.experiment}_{minutes:g}min{suffix}"
     run_dir.parent.mkdir(parents=True, exist_ok=True)
-    entry = {"minutes": minutes, "load_before": [round(x, 2) for x in os.getloadavg()]}
-    entry["started"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    procs = {"sr_train": start_sr_train(args.experiment, minutes, run_dir, args.sr_args)}
-    plain_out = run_dir.with_name(f"plain_{minutes:g}min.json")
+    out = {f"load_before{suffix}": [round(x, 2) for x in os.getloadavg()]}
+    out[f"started{suffix}"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    sr_args = [*args.sr_args, f"trainer.precision={lightning}"]
+    procs = {"sr_train": start_sr_train(args.experiment, minutes, run_dir, sr_args, args.threads)}
+    plain_out = run_dir.with_name(f"plain_{minutes:g}min{suffix}.json")
     if args.plain:
-        procs["plain"] = start_plain(minutes, plain_out, args.data_dir)
+        if not side_by_side(args.threads):
+            wait(procs.pop("sr_train"), "sr_train", minutes, run_dir)
+        procs["plain"] = start_plain(
+            minutes, plain_out, args.data_dir, plain_precision, args.threads
+        )
     for name, proc in procs.items():
-        if proc.wait() != 0:
-            raise SystemExit(f"{name} failed for {minutes} min; see {run_dir}.log")
-    entry["load_after"] = [round(x, 2) for x in os.getloadavg()]
-    entry["sr_train"] = evaluate(run_dir)
+        wait(proc, name, minutes, run_dir)
+    out[f"load_after{suffix}"] = [round(x, 2) for x in os.getloadavg()]
+    out[f"sr_train{suffix}"] = evaluate(run_dir)
     if args.plain:
-        entry["plain"] = json.loads(plain_out.read_text())
-    return entry
+        out[f"plain{suffix}"] = json.loads(plain_out.read_text())
+    return out
+
+
+def wait(proc: subprocess.Popen, name: str, minutes: float, run_dir: Path) -> None:
+    if proc.wait() != 0:
+        raise SystemExit(f"{name} failed for {minutes:g} min; see {run_dir}.log")
 
 
 def figure(results: dict, path: Path) -> None:
@@ -127,16 +156,28 @@ def figure(results: dict, path: Path) -> None:
     rows = sorted(results["budgets"].values(), key=lambda r: r["minutes"])
     fig, ax = plt.subplots(figsize=(6, 3.6))
     minutes = [r["minutes"] for r in rows]
-    ax.plot(minutes, [r["sr_train"]["set5"] for r in rows], "o-", label=results["experiment"])
-    if all("plain" in r for r in rows):
-        ax.plot(minutes, [r["plain"]["set5"] for r in rows], "s--", label="plain PyTorch loop")
+    for suffix, colour, tag in (("", "C0", ""), ("_bf16", "C1", " bf16")):
+        for key, style, label in (
+            (f"sr_train{suffix}", "o-", results["experiment"]),
+            (f"plain{suffix}", "s--", "plain PyTorch loop"),
+        ):
+            done = [r for r in rows if key in r]
+            if done:
+                ax.plot(
+                    [r["minutes"] for r in done],
+                    [r[key]["set5"] for r in done],
+                    style,
+                    color=colour,
+                    label=label + tag,
+                )
     paper = PAPER.get(results["experiment"])
     if paper:
         ax.axhline(paper, color="grey", lw=0.8, ls=":", label=f"paper {paper} dB")
     ax.axhline(BICUBIC_SET5_X3, color="k", lw=0.8, ls=":", label="bicubic")
     ax.set_xscale("log", base=2)
     ax.set_xticks(minutes, [f"{m:g}" for m in minutes])
-    ax.set_xlabel("training budget (wall-clock minutes, 1 thread)")
+    threads = results.get("threads", 1)
+    ax.set_xlabel(f"training budget (wall-clock minutes, {thread_words(threads)})")
     ax.set_ylabel("Set5 x3 PSNR (dB)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
@@ -151,50 +192,109 @@ def markers(experiment: str) -> tuple[str, str]:
     return f"<!-- ttq:{experiment}:start -->", f"<!-- ttq:{experiment}:end -->"
 
 
+def cells(run: dict | None) -> list[str]:
+    """steps, Set5, Set14 of one training, or dashes where it was not run."""
+    if not run:
+        return ["–"] * 3
+    return [f"{run['steps']:,}", f"{run['set5']:.2f}", f"{run['set14']:.2f}"]
+
+
+def measured_precisions(results: dict) -> list[str]:
+    """The precisions any budget holds, fp32 first: the table's column groups."""
+    rows = results["budgets"].values()
+    return [p for p, (*_, sfx) in PRECISIONS.items() if any(f"sr_train{sfx}" in r for r in rows)]
+
+
+def loads_of(r: dict, precisions: list[str]) -> tuple[str, list[float]]:
+    """The load cell (1-minute load before -> after each pair) and the loads before."""
+    parts, before = [], []
+    for precision in precisions:
+        sfx = PRECISIONS[precision][2]
+        if f"load_before{sfx}" in r:
+            b, a = r[f"load_before{sfx}"][0], r[f"load_after{sfx}"][0]
+            parts.append(
+                f"{precision} {b:.1f} -> {a:.1f}" if len(precisions) > 1 else f"{b:.1f} -> {a:.1f}"
+            )
+            before.append(b)
+    return "; ".join(parts), before
+
+
+def thread_words(threads: int) -> str:
+    return "one torch thread" if threads == 1 else f"{threads} torch threads"
+
+
 def markdown(results: dict, figure_path: Path) -> str:
     exp, m = results["experiment"], results["machine"]
     start, end = markers(exp)
-    with_plain = all("plain" in r for r in results["budgets"].values())
+    precisions = measured_precisions(results)
+    threads = results.get("threads", 1)
+    with_plain = all(
+        f"plain{PRECISIONS[p][2]}" in r
+        for r in results["budgets"].values()
+        for p in precisions
+        if f"sr_train{PRECISIONS[p][2]}" in r
+    )
     how = (
         " and the plain PyTorch loop (`scripts/plain_loop.py`: same net, batch, patches, Adam "
         "1e-3 on every layer, lr x0.1 at 80 % of the budget, LR made once per image) trained "
-        "side by side for each budget, one torch thread each."
+        + (
+            f"side by side for each budget, {thread_words(threads)} each."
+            if side_by_side(threads)
+            else f"one after the other for each budget, {thread_words(threads)} each."
+        )
         if with_plain
-        else " trained for each budget on one torch thread."
+        else f" trained for each budget on {thread_words(threads)}."
     )
+    bf16 = (
+        " bf16 columns: `trainer.precision=bf16-mixed` and `plain_loop.py --precision bf16` "
+        "(bfloat16 autocast of forward and loss, fp32 weights and Adam), run as a second pair "
+        "after the fp32 one; `sr-eval` scores every checkpoint in float32."
+        if "bf16" in precisions
+        else ""
+    )
+    header, rule = ["minutes"], ["---"]
+    for precision in precisions:
+        tag = "" if precision == "fp32" else f"{precision} "
+        header += [f"{tag}sr-train steps", f"{tag}sr-train Set5", "Set14"]
+        header += [f"{tag}plain steps", f"{tag}plain Set5", "Set14"]
+    header += ["load", "measured"]
+    rule = ["---"] * len(header)
     lines = [
         start,
         f"## Time to quality (`scripts/time_to_quality.py`, `experiment={exp}`)",
         "",
         f"`sr-train experiment={exp} trainer.max_time=... trainer.max_epochs=-1`{how} "
         "PSNR (Y, border 3) of sr-train's `last.ckpt` by `sr-eval`; nothing is selected on "
-        "Set5, and Set14 was not used for any choice.",
+        f"Set5, and Set14 was not used for any choice.{bf16}",
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores; torch {m['torch']}, Python {m['python']}. "
         "Load average (1 min) before -> after each budget in the table: above 2 the two "
         "runs shared their cores with other work.",
         "",
-        "| minutes | sr-train steps | sr-train Set5 | Set14 | plain steps | plain Set5 | Set14 "
-        "| load | measured |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(rule) + "|",
     ]
+    all_loads: list[float] = []
     for r in sorted(results["budgets"].values(), key=lambda r: r["minutes"]):
-        s, p = r["sr_train"], r.get("plain", {})
-        plain = [f"{p['steps']:,}", f"{p['set5']:.2f}", f"{p['set14']:.2f}"] if p else ["–"] * 3
-        lines.append(
-            f"| {r['minutes']:g} | {s['steps']:,} | **{s['set5']:.2f}** | {s['set14']:.2f} | "
-            + " | ".join(plain)
-            + f" | {r['load_before'][0]:.1f} -> {r['load_after'][0]:.1f} | {r['started']} |"
-        )
+        row = [f"{r['minutes']:g}"]
+        for precision in precisions:
+            sfx = PRECISIONS[precision][2]
+            s = cells(r.get(f"sr_train{sfx}"))
+            if f"sr_train{sfx}" in r:
+                s[1] = f"**{s[1]}**"
+            row += s + cells(r.get(f"plain{sfx}"))
+        load, before = loads_of(r, precisions)
+        all_loads += before
+        started = r.get("started") or r.get("started_bf16", "")
+        lines.append("| " + " | ".join([*row, load, started]) + " |")
     paper = PAPER.get(exp)
     if paper:
         lines += ["", f"Paper (fully trained): Set5 x3 {paper} dB; bicubic {BICUBIC_SET5_X3} dB."]
-    loads = [r["load_before"][0] for r in results["budgets"].values()]
-    if max(loads, default=0) > 2:
+    if max(all_loads, default=0) > 2:
         lines += [
             "",
-            f"The machine was shared (1-minute load up to {max(loads):.1f} on 2 cores), so both "
-            "runs made a fraction of their idle steps; compare the two columns of one row, and "
+            f"The machine was shared (1-minute load up to {max(all_loads):.1f} on 2 cores), so "
+            "the runs made a fraction of their idle steps; compare the columns of one pair, and "
             "rerun on a quiet machine (`--redo`) for absolute figures.",
         ]
     rel = os.path.relpath(figure_path, ROOT / "docs")
@@ -223,14 +323,27 @@ def main() -> None:
     p.add_argument("--data-dir", default=os.environ.get("SR_DATA_DIR", str(ROOT / "data")))
     p.add_argument("--no-plain", dest="plain", action="store_false", help="sr-train only")
     p.add_argument("--redo", action="store_true", help="measure budgets already in --json")
+    p.add_argument(
+        "--precisions", default="fp32,bf16", help="fp32 and/or bf16: one pair of runs each"
+    )
+    p.add_argument("--threads", type=int, default=1, help="torch threads of each training")
     p.add_argument("sr_args", nargs="*", help="extra sr-train overrides")
     args = p.parse_args()
     budgets = [float(b) for b in args.budgets.split(",")]
+    precisions = args.precisions.split(",")
+    unknown = sorted(set(precisions) - set(PRECISIONS))
+    if unknown:
+        raise SystemExit(f"--precisions {','.join(unknown)}: choose from fp32, bf16")
     args.figure = args.figure or ROOT / "docs" / "figures" / f"ttq_{args.experiment}.png"
     results = json.loads(args.json.read_text()) if args.json.exists() else {}
     if results.get("experiment") not in (None, args.experiment):
         raise SystemExit(f"{args.json} holds {results['experiment']}; pass another --json")
-    results.update(experiment=args.experiment, sr_args=args.sr_args)
+    if results.get("budgets") and results.get("threads", 1) != args.threads:
+        raise SystemExit(
+            f"{args.json} was measured with {results.get('threads', 1)} thread(s), not "
+            f"{args.threads}; pass another --json"
+        )
+    results.update(experiment=args.experiment, sr_args=args.sr_args, threads=args.threads)
     results["machine"] = {
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
@@ -240,15 +353,18 @@ def main() -> None:
     results.setdefault("budgets", {})
     for minutes in budgets:
         key = f"{minutes:g}"
-        if key in results["budgets"] and not args.redo:
-            print(f"{key} min: already measured, skipped (--redo measures it again)")
-            continue
-        print(f"{key} min: training ...", flush=True)
-        t0 = time.time()
-        results["budgets"][key] = run_budget(args, minutes)
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
-        print(f"{key} min done in {time.time() - t0:.0f} s: {json.dumps(results['budgets'][key])}")
+        for precision in precisions:
+            entry = results["budgets"].setdefault(key, {"minutes": minutes})
+            if f"sr_train{PRECISIONS[precision][2]}" in entry and not args.redo:
+                print(f"{key} min {precision}: already measured, skipped (--redo measures again)")
+                continue
+            print(f"{key} min {precision}: training ...", flush=True)
+            t0 = time.time()
+            pair = run_pair(args, minutes, precision)
+            entry.update(pair)
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(results, indent=2) + "\n")
+            print(f"{key} min {precision} done in {time.time() - t0:.0f} s: {json.dumps(pair)}")
     figure(results, args.figure)
     write_markdown(args.md, markdown(results, args.figure), args.experiment)
 

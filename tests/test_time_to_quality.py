@@ -1,0 +1,111 @@
+"""scripts/time_to_quality.py: the fp32 and bf16 pairs, their columns, and resuming by pair."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from scripts import time_to_quality as ttq
+
+MACHINE = {"cpu": "test CPU", "cores": 2, "torch": "2.x", "python": "3.x"}
+
+
+def run(steps: int, set5: float) -> dict:
+    return {"steps": steps, "set5": set5, "set14": set5 - 3}
+
+
+def pair(precision: str, steps: int, set5: float, load: float) -> dict:
+    sfx = ttq.PRECISIONS[precision][2]
+    return {
+        f"load_before{sfx}": [load, 0, 0],
+        f"load_after{sfx}": [load + 0.5, 0, 0],
+        f"started{sfx}": "2026-12-07 01:00 UTC",
+        f"sr_train{sfx}": run(steps, set5),
+        f"plain{sfx}": run(steps - 100, set5 - 0.1),
+    }
+
+
+def table(md: str) -> list[dict[str, str]]:
+    """The markdown table as rows of {header: cell}; repeated headers get a running index."""
+    lines = [line for line in md.splitlines() if line.startswith("|")]
+    header = [h.strip() for h in lines[0].strip("|").split("|")]
+    header = [f"{h}#{header[:i].count(h)}" for i, h in enumerate(header)]
+    return [
+        dict(zip(header, (c.strip() for c in line.strip("|").split("|")), strict=True))
+        for line in lines[2:]
+    ]
+
+
+def test_bf16_columns_hold_the_bf16_pair_and_dashes_where_it_was_not_run():
+    results = {
+        "experiment": "espcn_x3",
+        "machine": MACHINE,
+        "budgets": {
+            "2": {"minutes": 2.0, **pair("fp32", 1000, 31.5, 1.0), **pair("bf16", 1500, 31.8, 1.2)},
+            "4": {"minutes": 4.0, **pair("fp32", 2000, 31.9, 0.8)},
+        },
+    }
+    rows = table(ttq.markdown(results, ttq.ROOT / "docs" / "figures" / "x.png"))
+    two, four = rows
+    assert two["sr-train steps#0"] == "1,000" and two["sr-train Set5#0"] == "**31.50**"
+    assert two["plain steps#0"] == "900" and two["plain Set5#0"] == "31.40"
+    assert two["bf16 sr-train steps#0"] == "1,500" and two["bf16 sr-train Set5#0"] == "**31.80**"
+    assert two["bf16 plain steps#0"] == "1,400" and two["bf16 plain Set5#0"] == "31.70"
+    assert [two[f"Set14#{i}"] for i in range(4)] == ["28.50", "28.40", "28.80", "28.70"]
+    assert two["load#0"] == "fp32 1.0 -> 1.5; bf16 1.2 -> 1.7"
+    assert four["bf16 sr-train steps#0"] == four["bf16 plain Set5#0"] == "–"
+    assert four["sr-train Set5#0"] == "**31.90**" and four["load#0"] == "fp32 0.8 -> 1.3"
+
+
+def test_an_fp32_only_table_has_no_bf16_columns():
+    results = {
+        "experiment": "srcnn_x3_cpu",
+        "machine": MACHINE,
+        "budgets": {"2": {"minutes": 2.0, **pair("fp32", 1000, 31.5, 1.0)}},
+    }
+    (row,) = table(ttq.markdown(results, ttq.ROOT / "docs" / "figures" / "x.png"))
+    assert not any("bf16" in key for key in row) and row["load#0"] == "1.0 -> 1.5"
+
+
+def test_a_rerun_measures_only_the_missing_pairs(tmp_path, monkeypatch):
+    store = tmp_path / "ttq.json"
+    store.write_text(
+        json.dumps(
+            {
+                "experiment": "espcn_x3",
+                "machine": MACHINE,
+                "budgets": {"2": {"minutes": 2.0, **pair("fp32", 1000, 31.5, 1.0)}},
+            }
+        )
+    )
+    calls = []
+
+    def fake_pair(args, minutes, precision):
+        calls.append((minutes, precision))
+        return pair(precision, 7, 30.0, 0.1)
+
+    monkeypatch.setattr(ttq, "run_pair", fake_pair)
+    argv = ["ttq", "--budgets", "2,4", "--json", str(store), "--md", str(tmp_path / "b.md")]
+    monkeypatch.setattr(sys, "argv", [*argv, "--figure", str(tmp_path / "f.png")])
+    ttq.main()
+    assert calls == [(2.0, "bf16"), (4.0, "fp32"), (4.0, "bf16")]
+    saved = json.loads(store.read_text())
+    assert saved["budgets"]["2"]["sr_train"] == run(1000, 31.5)  # kept, not remeasured
+    assert saved["budgets"]["2"]["sr_train_bf16"] == run(7, 30.0)
+    assert saved["threads"] == 1 and Path(tmp_path / "f.png").is_file()
+    assert "bf16 sr-train Set5" in (tmp_path / "b.md").read_text()
+
+
+def test_a_store_measured_with_other_threads_is_refused(tmp_path, monkeypatch):
+    store = tmp_path / "ttq.json"
+    store.write_text(
+        json.dumps(
+            {"experiment": "espcn_x3", "budgets": {"2": {"minutes": 2.0, **pair("fp32", 1, 30, 1)}}}
+        )
+    )
+    monkeypatch.setattr(sys, "argv", ["ttq", "--json", str(store), "--threads", "2"])
+    with pytest.raises(SystemExit, match="measured with 1 thread"):
+        ttq.main()
