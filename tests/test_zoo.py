@@ -441,7 +441,7 @@ def test_srgan_trains_a_spandrel_generator_from_a_released_model(
         "~model.net",
         "+model.net._target_=sr_lightning.nets.zoo.SpandrelNet",
         "+model.net.arch=ESRGAN",
-        "+model.net.hyperparameters={in_nc: 3, out_nc: 3, num_filters: 8, num_blocks: 1, scale: 4}",
+        "+model.net.hyperparameters={num_filters: 8, num_blocks: 1}",  # scale, channels: the run's
         "model.discriminator.base_width=8",
         "model.discriminator.dense_width=16",
         f"model.init_from={init}",
