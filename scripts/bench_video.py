@@ -1,34 +1,44 @@
 """Video SR frames/s: sr-upscale's video pipeline end to end against the net alone, one run.
 
 Cases (issue #26): ESPCN x3 (luma, 5-3-3, 64-32) on 640x360 -> 1920x1080, and a 16-block
-SRResNet x4 (RGB) on 320x180 -> 1280x720. For each, in the same process and on the same
-decoded frames:
+SRResNet x4 (RGB) on 320x180 -> 1280x720. For each, in one process, on the same decoded
+frames, interleaved over ``--rounds`` rounds (each number is the best round):
 
-* end to end: decode (PyAV) + net + encode (libx264 veryfast crf 18, the defaults) with
-  the pipeline's threads, through ``core.video.upscale_video``;
-* the net alone: the same batches through ``run_net`` with the same precision and layout;
+* end to end: decode (PyAV) + net + encode (libx264 veryfast crf 18, the defaults) through
+  ``core.video.upscale_video``; with ``--baseline REV`` also REV's pipeline (its
+  ``core/video.py``, loaded from git) on the same frames, the "before";
+* the net alone: the same batches through ``run_net`` with the same precision and layout, two
+  ways: one batch at a time on all intra-op threads, and batches side by side in
+  single-threaded workers (what the pipeline does); the ratio is taken against the faster;
 * the net in fp32 NCHW, the starting point of the issue;
+* the core budget of the ESPCN case: CPU time per frame of each stage alone on the same
+  frames (decode, planes to floats, the net on one thread, chroma, levels, encode at three
+  presets), what their sum allows on the machine's cores, and the bound that puts on the ratio;
 * a bf16 / fp32 GEMM rate as this CPU's practical FLOP ceiling, and what it allows per frame.
 
 The machine is shared: the table quotes ratios measured in one run, with the load average
 before and after. Results go to docs/benchmarks.md between ``<!-- video:start -->`` and
 ``<!-- video:end -->`` (``--no-doc``: print only).
 
-    python scripts/bench_video.py                 # ~3-6 minutes of CPU on the 2-core VM
-    python scripts/bench_video.py --frames 8 2 --no-doc
+    python scripts/bench_video.py                  # ~5-10 minutes on the 2-core VM
+    python scripts/bench_video.py --baseline 2923d29 --no-doc
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
+import math
 import os
 import platform
 import re
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from types import ModuleType
 
 import av
 import numpy as np
@@ -38,20 +48,23 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sr_lightning.core.inference import Generator, Upscaler  # noqa: E402
-from sr_lightning.core.video import (  # noqa: E402
-    FrameConverter,
-    VideoOptions,
-    choose_precision,
-    run_net,
-    upscale_video,
+from sr_lightning.core import video  # noqa: E402
+from sr_lightning.core.inference import PRECISIONS, Generator, Upscaler  # noqa: E402
+from sr_lightning.core.video import NetWorkers, choose_precision, run_net  # noqa: E402
+from sr_lightning.core.video_frames import FrameConverter  # noqa: E402
+from sr_lightning.data.video import (  # noqa: E402
+    EncodeOptions,
+    VideoWriter,
+    probe_video,
+    read_frames,
 )
-from sr_lightning.data.video import EncodeOptions, probe_video, read_frames  # noqa: E402
 from sr_lightning.nets.espcn import ESPCN  # noqa: E402
 from sr_lightning.nets.srresnet import SRResNet  # noqa: E402
 
 DOC = REPO / "docs" / "benchmarks.md"
 START, END = "<!-- video:start -->", "<!-- video:end -->"
+PRESET = "veryfast"  # sr-upscale's default for libx264
+BUDGET_PRESETS = ("veryfast", "superfast", "ultrafast")
 
 
 def make_clip(path: Path, frames: int, width: int, height: int) -> Path:
@@ -109,16 +122,106 @@ def gemm_rate(dtype: torch.dtype, n: int = 1536, repeats: int = 4) -> float:
 
 
 def net_alone(up: Upscaler, batches: list[torch.Tensor]) -> float:
+    """Frames/s of one batch at a time on all of torch's intra-op threads."""
     run_net(up, batches[0][:1])  # warm-up
     start = time.perf_counter()
-    frames = 0
     for x in batches:
         run_net(up, x)
-        frames += x.shape[0]
-    return frames / (time.perf_counter() - start)
+    return sum(x.shape[0] for x in batches) / (time.perf_counter() - start)
 
 
-def bench_case(name, net, scale, channels, size, frames, batch, folder) -> dict:
+def net_alone_workers(up: Upscaler, batches: list[torch.Tensor]) -> float:
+    """Frames/s of batches side by side in single-threaded workers, as the pipeline runs them."""
+    count = video.net_workers(up, batches[0], batches[0].shape[0])
+    with NetWorkers(count) as pool:
+        [f.result() for f in [pool.submit(run_net, up, x[:1]) for x in batches[:count]]]
+        start = time.perf_counter()
+        [f.result() for f in [pool.submit(run_net, up, x) for x in batches]]
+        seconds = time.perf_counter() - start
+    return sum(x.shape[0] for x in batches) / seconds
+
+
+def load_pipeline(rev: str) -> ModuleType:
+    """``sr_lightning/core/video.py`` as it was at git revision ``rev``, as a module."""
+    source = subprocess.run(
+        ["git", "show", f"{rev}:sr_lightning/core/video.py"],
+        cwd=REPO, check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    path = Path(tempfile.mkdtemp()) / f"video_{rev}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(f"video_{rev}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def end_to_end(pipeline: ModuleType, up, info, target: Path, batch: int, precision: str) -> float:
+    options = pipeline.VideoOptions(
+        encode=EncodeOptions("libx264", crf=18, preset=PRESET),
+        batch_size=batch,
+        precision=precision,
+        progress=False,
+    )
+    result = pipeline.upscale_video(up, info, target, options)
+    target.unlink()
+    return result.frames / result.seconds
+
+
+def cpu_ms(fn, frames: int, repeats: int = 3) -> float:
+    """CPU time (all of this process's threads) per frame of ``fn``, the least of repeats."""
+    best = math.inf
+    for _ in range(repeats):
+        start = time.process_time()
+        fn()
+        best = min(best, time.process_time() - start)
+    return 1000 * best / frames
+
+
+def stage_budget(up: Upscaler, info, precision: str, batch: int, folder: Path) -> list[tuple]:
+    """(stage, CPU-ms per frame) of each stage alone on the clip's frames, the net and the
+    conversions on one thread as the pipeline's workers run them."""
+    decoded = list(read_frames(info))
+    n = len(decoded)
+    conv = FrameConverter(info, info.pix_fmt, up.scale, up.generator.channels)
+    groups = [decoded[i : i + batch] for i in range(0, n, batch)]
+    inputs = [conv.net_input(g) for g in groups]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        rows = [("decode (PyAV, its threads) and plane copies", cpu_ms(lambda: list(read_frames(info)), n))]  # fmt: skip
+        rows.append(("planes to floats (Y, chroma)", cpu_ms(lambda: [conv.net_input(g) for g in groups], n)))  # fmt: skip
+        run_net(up, inputs[0][0][:1])
+        outs = [run_net(up, x) for x, _ in inputs]
+        chroma = cpu_ms(lambda: [conv.upscale_chroma(c) for _, c in inputs], n)
+        rows.append(("chroma bicubic to 1080p (sited)", chroma))
+        both = cpu_ms(lambda: [conv.output_planes(o, c) for o, (_, c) in zip(outs, inputs, strict=True)], n)  # fmt: skip
+        rows.append(("levels: floats to uint8 planes", max(0.0, both - chroma)))
+        planes = [
+            p for o, (_, c) in zip(outs, inputs, strict=True) for p in conv.output_planes(o, c)
+        ]
+    finally:
+        torch.set_num_threads(threads)
+    batches = [x for x, _ in inputs]
+    rows.insert(2, (f"the net ({precision}), batches side by side in workers (the pipeline)",
+                    cpu_ms(lambda: net_alone_workers(up, batches), n, 1)))  # fmt: skip
+    rows.insert(2, (f"the net ({precision}), each batch split across all threads (net alone)",
+                    cpu_ms(lambda: net_alone(up, batches), n, 1)))  # fmt: skip
+    for preset in BUDGET_PRESETS:
+
+        def encode(preset: str = preset) -> None:
+            size = (info.width * up.scale, info.height * up.scale)
+            writer = VideoWriter(folder / "budget.mp4", info, *size,
+                                 EncodeOptions("libx264", crf=18, preset=preset))  # fmt: skip
+            for frame, p in zip(decoded, planes, strict=True):
+                writer.write(p, frame.pts)
+            writer.close()
+
+        rows.append((f"encode: frame build + libx264 {preset} (its threads)", cpu_ms(encode, n, 1)))  # fmt: skip
+    return rows
+
+
+def bench_case(name, net, scale, channels, size, frames, batch, folder, args, baseline) -> dict:
     width, height = size
     clip = make_clip(folder / f"{name.split()[0].lower()}.mp4", frames, width, height)
     info = probe_video(clip)
@@ -129,28 +232,28 @@ def bench_case(name, net, scale, channels, size, frames, batch, folder) -> dict:
     batches = [conv.net_input(decoded[i : i + batch])[0] for i in range(0, len(decoded), batch)]
     precision, why = choose_precision(up, batches[0][:1])
     print(f"{name}: precision auto -> {precision} ({why})", flush=True)
-    options = VideoOptions(
-        encode=EncodeOptions("libx264", crf=18, preset="veryfast"),
-        batch_size=batch,
-        precision=precision,
-        progress=False,
-    )
-    result = upscale_video(up, info, folder / f"out_{clip.name}", options)
-    e2e = result.frames / result.seconds
-    print(f"{name}: end to end {e2e:.2f} frames/s", flush=True)
-    alone = net_alone(up, batches)
-    print(f"{name}: net alone {alone:.2f} frames/s", flush=True)
+    row = {"name": name, "in": f"{width}x{height}", "out": f"{width * scale}x{height * scale}",
+           "frames": len(decoded), "precision": precision, "e2e": 0.0, "before": 0.0,
+           "alone": 0.0, "workers": 0.0}  # fmt: skip
+    target = folder / f"out_{clip.name}"
+    for rnd in range(args.rounds):
+        if baseline is not None:
+            row["before"] = max(row["before"], end_to_end(baseline, up, info, target, batch, precision))  # fmt: skip
+        row["e2e"] = max(row["e2e"], end_to_end(video, up, info, target, batch, precision))
+        row["alone"] = max(row["alone"], net_alone(up, batches))
+        row["workers"] = max(row["workers"], net_alone_workers(up, batches))
+        print(f"{name} round {rnd}: {row}", flush=True)
     base = Upscaler(gen.__class__(net.to(memory_format=torch.contiguous_format), scale, channels))
-    base_frames = batches[: max(1, len(batches) // 2)]
-    fp32 = net_alone(base, base_frames)
-    print(f"{name}: net alone fp32 NCHW {fp32:.2f} frames/s", flush=True)
-    flops = conv_flops(net, channels, height, width)
-    return {"name": name, "in": f"{width}x{height}", "out": f"{width * scale}x{height * scale}",
-            "frames": result.frames, "precision": precision, "e2e": e2e, "alone": alone,
-            "fp32": fp32, "gflop": flops / 1e9}  # fmt: skip
+    row["fp32"] = net_alone(base, batches[: max(1, len(batches) // 2)])
+    row["gflop"] = conv_flops(net, channels, height, width) / 1e9
+    if args.budget and channels == 1:
+        up.autocast_dtype = PRECISIONS[precision]
+        row["budget"] = stage_budget(up, info, precision, batch, folder)
+    return row
 
 
 def render(rows: list[dict], meta: dict) -> str:
+    before = meta["baseline"] is not None
     lines = [
         START,
         "### Video (`sr-upscale input=clip.mp4`, `scripts/bench_video.py`)",
@@ -158,27 +261,69 @@ def render(rows: list[dict], meta: dict) -> str:
         f"Measured {meta['date']} on {meta['cpu']} ({meta['cores']} cores, torch "
         f"{meta['torch']}, {meta['threads']} threads, PyAV {meta['av']}); load average "
         f"{meta['load_before']} before, {meta['load_after']} after: **a shared machine**, so "
-        "compare the columns of one row (same run, same frames), not the absolute rates. "
-        "End to end = decode + net + libx264 `veryfast` crf 18 encode, overlapped (the "
-        "defaults); net alone = the same batches of decoded frames through the same net, "
-        "precision and layout (channels_last). GEMM ceiling = GFLOP per frame / the rate of a "
-        f"1536² matmul in that precision, measured here ({meta['gemm_bf16']:.0f} GFLOP/s bf16, "
-        f"{meta['gemm_fp32']:.0f} fp32).",
+        "compare the columns of one row (same run, same frames, interleaved over "
+        f"{meta['rounds']} rounds, best round each), not the absolute rates. End to end = "
+        "decode + net + libx264 `veryfast` crf 18 encode, overlapped (the defaults)"
+        + (f"; before = the pipeline of `{meta['baseline']}` on the same frames" if before else "")
+        + ". Net alone = the same batches of decoded frames through the same net, precision and "
+        "layout (channels_last): one batch at a time on all threads, or batches side by side in "
+        "single-threaded workers; the ratio is against the faster. GEMM ceiling = GFLOP per "
+        f"frame / the rate of a 1536² matmul in that precision, measured here "
+        f"({meta['gemm_bf16']:.0f} GFLOP/s bf16, {meta['gemm_fp32']:.0f} fp32).",
         "",
-        "| case | frames | precision (auto) | end to end (frames/s) | net alone | end to end / "
+        "| case | frames | precision (auto) | "
+        + ("end to end before | " if before else "")
+        + "end to end (frames/s) | net alone, all threads | net alone, workers | end to end / "
         "net | net fp32 NCHW | GFLOP / frame | net GFLOP/s | GEMM ceiling (frames/s) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|" + ("---|" if before else "") + "---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         rate = meta["gemm_bf16"] if r["precision"] == "bf16" else meta["gemm_fp32"]
+        alone = max(r["alone"], r["workers"])
         lines.append(
             f"| {r['name']} {r['in']} → {r['out']} | {r['frames']} | {r['precision']} | "
-            f"{r['e2e']:.2f} | {r['alone']:.2f} | {r['e2e'] / r['alone']:.2f} | "
-            f"{r['fp32']:.2f} | {r['gflop']:.1f} | {r['alone'] * r['gflop']:.0f} | "
-            f"{rate / r['gflop']:.1f} |"
+            + (f"{r['before']:.2f} ({r['before'] / alone:.2f}) | " if before else "")
+            + f"**{r['e2e']:.2f}** | {r['alone']:.2f} | {r['workers']:.2f} | "
+            f"**{r['e2e'] / alone:.2f}** | {r['fp32']:.2f} | {r['gflop']:.1f} | "
+            f"{alone * r['gflop']:.0f} | {rate / r['gflop']:.1f} |"
         )
+    for r in rows:
+        if "budget" in r:
+            lines += render_budget(r, meta["cores"])
     lines.append(END)
     return "\n".join(lines)
+
+
+def render_budget(row: dict, cores: int) -> list[str]:
+    """The core budget of one case: each stage's CPU time, and per preset what their sum
+    allows. Bound / net alone = the split net's CPU time over all stages' with it: the ratio
+    end to end could reach with no core ever idle and the net as cheap as it is alone."""
+    budget = row["budget"]
+    split = next(ms for stage, ms in budget if "split" in stage)
+    workers = next(ms for stage, ms in budget if "side by side" in stage)
+    rest = sum(ms for stage, ms in budget if not stage.startswith(("encode", "the net")))
+    lines = [
+        "",
+        f"Core budget of {row['name']}: CPU time per frame of each stage alone on the same "
+        f"frames ({cores} cores = {cores * 1000} CPU-ms a second; conversions on one thread, as "
+        "the pipeline's workers run them; PyAV's codecs with their own threads).",
+        "",
+        "| stage | CPU-ms / frame |",
+        "|---|---|",
+    ]
+    lines += [f"| {stage} | {ms:.1f} |" for stage, ms in budget]
+    lines += ["", "| encoder preset | all stages, net split (CPU-ms / frame) | at most (frames/s) "
+              "| at most / net alone | all stages, net in workers | at most (frames/s) |",
+              "|---|---|---|---|---|---|"]  # fmt: skip
+    for stage, ms in budget:
+        if stage.startswith("encode"):
+            preset = stage.split("libx264 ")[1].split(" ")[0]
+            best, ours = split + rest + ms, workers + rest + ms
+            lines.append(
+                f"| {preset} | {best:.0f} | {cores * 1000 / best:.1f} | {split / best:.2f} | "
+                f"{ours:.0f} | {cores * 1000 / ours:.1f} |"
+            )
+    return lines
 
 
 def write_doc(text: str) -> None:
@@ -194,11 +339,16 @@ def write_doc(text: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, nargs=2, default=(24, 6),
+    parser.add_argument("--frames", type=int, nargs=2, default=(48, 6),
                         help="frames of the ESPCN and SRResNet clips")  # fmt: skip
     parser.add_argument("--batch", type=int, default=4, help="frames per forward pass")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds per case")
+    parser.add_argument("--baseline", help="a git revision whose pipeline runs as 'before'")
+    parser.add_argument("--no-budget", dest="budget", action="store_false",
+                        help="skip the per-stage core budget")  # fmt: skip
     parser.add_argument("--no-doc", action="store_true", help="print; leave benchmarks.md")
     args = parser.parse_args()
+    baseline = load_pipeline(args.baseline) if args.baseline else None
     load_before = "/".join(f"{x:.1f}" for x in os.getloadavg())
     torch.manual_seed(0)
     cases = [
@@ -208,7 +358,8 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for (name, net, scale, channels, size), frames in zip(cases, args.frames, strict=True):
-            rows.append(bench_case(name, net, scale, channels, size, frames, args.batch, Path(tmp)))
+            rows.append(bench_case(name, net, scale, channels, size, frames, args.batch,
+                                   Path(tmp), args, baseline))  # fmt: skip
     meta = {
         "date": datetime.date.today().isoformat(),
         "cpu": platform.processor() or platform.machine(),
@@ -220,6 +371,8 @@ def main() -> None:
         "load_after": "/".join(f"{x:.1f}" for x in os.getloadavg()),
         "gemm_bf16": gemm_rate(torch.bfloat16),
         "gemm_fp32": gemm_rate(torch.float32),
+        "rounds": args.rounds,
+        "baseline": args.baseline,
     }
     try:
         with open("/proc/cpuinfo") as f:
