@@ -10,7 +10,9 @@ own batch, rather than one batch split across the threads: the threads of a spli
 for each other at its end, so whenever the encoder or decoder took one core the other core
 idled (or spun) until that layer's share on the busy core was done. Independent workers never
 wait for each other, so the time decode and encode take comes out of the net's share of the
-cores instead of leaving a core idle (docs/benchmarks.md, "Video", has the core budget).
+cores instead of leaving a core idle. Side by side costs cache (ESPCN x3 on the 2-core dev VM:
+115 CPU-ms a frame of net against 72 split), yet end to end came out ahead in every interleaved
+comparison, quiet or loaded (docs/benchmarks.md, "Video", has the numbers and core budget).
 
 Planes to net input and back, colour and chroma siting: :mod:`sr_lightning.core.video_frames`.
 """
