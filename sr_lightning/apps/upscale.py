@@ -315,8 +315,24 @@ def run(cfg: DictConfig) -> list[Path]:
         + (f", {len(video_jobs)} video(s)" if video_jobs else "")
         + f" -> {output}"
     )
-    written, failed = [], []
     start = time.perf_counter()
+    written, failed = _upscale_images(upscaler, jobs, cfg)
+    videos_written, videos_failed = upscale_videos(
+        upscaler, [(j.source, j.target) for j in video_jobs], cfg
+    )
+    written += videos_written
+    failed += videos_failed
+    seconds = time.perf_counter() - start
+    print(
+        f"wrote {len(written)} image(s) to {output} in {seconds:.1f} s"
+        + (f"; skipped {len(failed)} unreadable" if failed else "")
+    )
+    return written
+
+
+def _upscale_images(upscaler: Upscaler, jobs: list[Job], cfg: DictConfig):
+    """Each image job, written atomically; unreadable inputs are skipped only with skip_bad."""
+    written, failed = [], []
     for job in _file_progress(jobs, bool(cfg.progress)):
         try:
             image = read_image(job.source)
@@ -333,17 +349,7 @@ def run(cfg: DictConfig) -> list[Path]:
             write_image(sr, tmp, out_fmt)
         written.append(job.target)
         log.debug("%s -> %s (%d tiles)", job.source, job.target, len(upscaler.last_tiles))
-    videos_written, videos_failed = upscale_videos(
-        upscaler, [(j.source, j.target) for j in video_jobs], cfg
-    )
-    written += videos_written
-    failed += videos_failed
-    seconds = time.perf_counter() - start
-    print(
-        f"wrote {len(written)} image(s) to {output} in {seconds:.1f} s"
-        + (f"; skipped {len(failed)} unreadable" if failed else "")
-    )
-    return written
+    return written, failed
 
 
 def _file_progress(jobs: list[Job], enabled: bool):

@@ -580,7 +580,7 @@ class VideoConfig(Strict):
 class UpscaleConfig(Common):
     input: str | None = key("an image, a folder, or a quoted glob")
     recursive: bool = key("folders: look in sub-folders too", False)
-    output: str | None = key("the output folder (or file, for one image)")
+    output: str | None = key("the output folder (or a file, for one image or one video)")
     weights: str | None = key(".safetensors / .pt / .pth generator weights")
     onnx: str | None = key("an .onnx file from sr-export")
     torchscript: str | None = key("a .torchscript file from sr-export (trusted files only)")
