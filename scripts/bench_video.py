@@ -179,7 +179,7 @@ def cpu_ms(fn, frames: int, repeats: int = 3) -> float:
 
 
 def stage_budget(up: Upscaler, info, precision: str, batch: int, folder: Path) -> list[tuple]:
-    """(stage, CPU-ms per frame) of each stage alone on the clip's frames, the net and the
+    """(stage, CPU-ms per frame) of each stage but the net alone on the clip's frames, the
     conversions on one thread as the pipeline's workers run them."""
     decoded = list(read_frames(info))
     n = len(decoded)
@@ -202,11 +202,6 @@ def stage_budget(up: Upscaler, info, precision: str, batch: int, folder: Path) -
         ]
     finally:
         torch.set_num_threads(threads)
-    batches = [x for x, _ in inputs]
-    rows.insert(2, (f"the net ({precision}), batches side by side in workers (the pipeline)",
-                    cpu_ms(lambda: net_alone_workers(up, batches), n, 1)))  # fmt: skip
-    rows.insert(2, (f"the net ({precision}), each batch split across all threads (net alone)",
-                    cpu_ms(lambda: net_alone(up, batches), n, 1)))  # fmt: skip
     for preset in BUDGET_PRESETS:
 
         def encode(preset: str = preset) -> None:
@@ -298,15 +293,21 @@ def render_budget(row: dict, cores: int) -> list[str]:
     """The core budget of one case: each stage's CPU time, and per preset what their sum
     allows. Bound / net alone = the split net's CPU time over all stages' with it: the ratio
     end to end could reach with no core ever idle and the net as cheap as it is alone."""
-    budget = row["budget"]
-    split = next(ms for stage, ms in budget if "split" in stage)
-    workers = next(ms for stage, ms in budget if "side by side" in stage)
+    # The net keeps every core busy, so its share is cores / its frames per second alone (the
+    # table's wall-clock columns): its process CPU time would also count OpenMP's spinning.
+    split, workers = 1000 * cores / row["alone"], 1000 * cores / row["workers"]
+    budget = list(row["budget"])
+    budget[2:2] = [
+        (f"the net ({row['precision']}), each batch split across all threads (net alone)", split),
+        (f"the net ({row['precision']}), batches side by side in workers (the pipeline)", workers),
+    ]
     rest = sum(ms for stage, ms in budget if not stage.startswith(("encode", "the net")))
     lines = [
         "",
         f"Core budget of {row['name']}: CPU time per frame of each stage alone on the same "
         f"frames ({cores} cores = {cores * 1000} CPU-ms a second; conversions on one thread, as "
-        "the pipeline's workers run them; PyAV's codecs with their own threads).",
+        "the pipeline's workers run them; PyAV's codecs with their own threads; the net, which "
+        "keeps every core busy, as cores / its frames per second alone).",
         "",
         "| stage | CPU-ms / frame |",
         "|---|---|",
@@ -339,8 +340,8 @@ def write_doc(text: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, nargs=2, default=(48, 6),
-                        help="frames of the ESPCN and SRResNet clips")  # fmt: skip
+    parser.add_argument("--frames", type=int, nargs=2, default=(48, 16),
+                        help="frames of the ESPCN and SRResNet clips (whole batches for every worker: 6 left one idle)")  # fmt: skip
     parser.add_argument("--batch", type=int, default=4, help="frames per forward pass")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds per case")
     parser.add_argument("--baseline", help="a git revision whose pipeline runs as 'before'")
