@@ -13,6 +13,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
+from sr_lightning.core.derived import hr_patch
 from sr_lightning.runtime.atomic import write_atomic
 from sr_lightning.runtime.sweep import SweepSummary, refresh
 from tests.helpers.config import tiny_overrides
@@ -293,8 +294,10 @@ def test_optuna_two_trials_maximise_best_psnr_in_a_sqlite_study(tiny_data, tmp_p
         assert 1e-4 <= trial.params["model.optimizer.lr"] <= 3e-2
         config = OmegaConf.load(job / ".hydra" / "config.yaml")
         assert config.data.batch_size == trial.params["data.batch_size"]
-        # the HR patch is the searched LR patch times the scale
-        assert config.data.patch_size == 2 * trial.params["search.lr_patch_size"]
+        # the searched LR patch reaches the model, and the HR patch is it times the scale
+        assert config.model.patch_lr == trial.params["search.lr_patch_size"]
+        assert config.model.patch_hr is None
+        assert hr_patch(config.scale, patch_lr=config.model.patch_lr) == 2 * config.model.patch_lr
     results = OmegaConf.load(sweep / "optimization_results.yaml")
     assert results.best_value == pytest.approx(max(best_psnr(j) for j in jobs))
     assert len(read_summary(sweep)) == 2
