@@ -1,19 +1,20 @@
 #!/usr/bin/env python
 """The baseline sr-train is measured against: a plain PyTorch loop, no Lightning, no Hydra.
 
-ESPCN x3 on T91 luma: LR made once per image (MATLAB bicubic, 8-bit rounding), aligned LR/HR
-crops cut with numpy in the main process, random rot90 + flips, batch 16, 17 px LR patches,
-ReLU (``--activation tanh``: the paper's), Adam 1e-3 on every layer
-(``--last-layer-lr-mult 0.1``: the paper's last layer at lr x0.1), lr x0.1 at 80 % of the
-budget (steps or wall time); the ESPCN preset's recipe. ``--precision bf16``: forward and loss
-under ``torch.autocast("cpu", torch.bfloat16)``, fp32 weights and Adam, as Lightning's
-``trainer.precision=bf16-mixed`` does. Set5 x3 is
-evaluated once, at the end, with the project's metric functions (independent of sr-train's
-validation). ``--model srresnet`` trains SRResNet x4 on RGB instead (small patches for a CPU).
+ESPCN x3 (``--scale 2`` or ``4`` for x2 / x4) on T91 luma: LR made once per image (MATLAB
+bicubic, 8-bit rounding), aligned LR/HR crops cut with numpy in the main process, random rot90
++ flips, batch 16, 17 px LR patches, ReLU (``--activation tanh``: the paper's), Adam 1e-3 on
+every layer (``--last-layer-lr-mult 0.1``: the paper's last layer at lr x0.1), lr x0.1 at 80 %
+of the budget (steps or wall time); the ESPCN presets' recipe. ``--precision bf16``: forward
+and loss under ``torch.autocast("cpu", torch.bfloat16)``, fp32 weights and Adam, as
+Lightning's ``trainer.precision=bf16-mixed`` does. Set5 and Set14 at that scale are evaluated
+once, at the end, with the project's metric functions (independent of sr-train's validation).
+``--model srresnet`` trains SRResNet x4 on RGB instead (small patches for a CPU).
 
     python scripts/plain_loop.py --minutes 1            # {"steps": ..., "set5": ...} on stdout
     python scripts/plain_loop.py --steps 500 --model srresnet --lr-patch 12
     python scripts/plain_loop.py --minutes 2 --threads 2 --precision bf16
+    python scripts/plain_loop.py --minutes 30 --scale 4 --precision bf16
     python scripts/plain_loop.py --steps 25000 --last-layer-lr-mult 0.1 --eval Set5,Set14,BSD200
 """
 
@@ -58,6 +59,7 @@ def main() -> None:
     p.add_argument("--model", choices=["espcn", "srresnet"], default="espcn")
     p.add_argument("--minutes", type=float, help="wall-clock budget of training")
     p.add_argument("--steps", type=int, help="step budget (instead of --minutes)")
+    p.add_argument("--scale", type=int, help="ESPCN's scale (default 3); SRResNet is x4")
     p.add_argument("--lr-patch", type=int, default=17)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--threads", type=int, default=1)
@@ -74,7 +76,9 @@ def main() -> None:
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     espcn = args.model == "espcn"
-    scale, channels = (3, 1) if espcn else (4, 3)
+    if args.scale and not espcn and args.scale != 4:
+        raise SystemExit(f"--scale {args.scale}: --model srresnet trains x4 only")
+    scale, channels = (args.scale or 3, 1) if espcn else (4, 3)
     net = ESPCN(scale, channels, activation=args.activation) if espcn else SRResNet(scale, channels)
     lr = 1e-3 if espcn else 1e-4
     mult = args.last_layer_lr_mult if espcn else 1.0
@@ -124,6 +128,7 @@ def main() -> None:
         "activation": args.activation if espcn else None,
         "last_layer_lr_mult": mult,
         "precision": args.precision,
+        "scale": scale,
         "steps": step,
         "train_s": train_s,
         "data_s": data_s,

@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -37,12 +38,35 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from sr_lightning.core.published import published  # noqa: E402
 from sr_lightning.runtime.machine import cpu_model  # noqa: E402
 
-PAPER = {"espcn_x3": 32.55, "srcnn_x3_cpu": 32.39}  # Set5 x3, the papers' tables
-BICUBIC_SET5_X3 = 30.39
+# the line each experiment's figure and table are held against: (method in the built-in table of
+# published results, sr_lightning/core/published.py); ESPCN x2 / x4 have no paper number and
+# aim at SRCNN's as VDSR's Table 3 re-evaluates it
+REFERENCE = {
+    "espcn_x2": "SRCNN",
+    "espcn_x3": "ESPCN",
+    "espcn_x4": "SRCNN",
+    "srcnn_x2_cpu": "SRCNN-915",
+    "srcnn_x3_cpu": "SRCNN-915",
+    "srcnn_x4_cpu": "SRCNN-915",
+    "vdsr_cpu": "VDSR",
+}
 # --precisions name -> (sr-train's trainer.precision, plain_loop.py's --precision, JSON suffix)
 PRECISIONS = {"fp32": ("32-true", "fp32", ""), "bf16": ("bf16-mixed", "bf16", "_bf16")}
+
+
+def scales_of(experiment: str) -> list[int]:
+    """The scales a run is scored at: its name's ``_xN``, or x2, x3 and x4 for a multi-scale
+    model such as ``vdsr_cpu``."""
+    match = re.search(r"_x(\d)", experiment)
+    return [int(match.group(1))] if match else [2, 3, 4]
+
+
+def set5(method: str, scale: int) -> float | None:
+    rows = published(method, "Set5", scale, "bicubic")
+    return rows[0].psnr if rows else None
 
 
 def max_time(minutes: float) -> str:
@@ -74,10 +98,16 @@ def start_sr_train(
 
 
 def start_plain(
-    minutes: float, out: Path, data_dir: str, precision: str = "fp32", threads: int = 1
+    minutes: float,
+    out: Path,
+    data_dir: str,
+    precision: str = "fp32",
+    threads: int = 1,
+    scale: int = 3,
 ) -> subprocess.Popen:
     args = [sys.executable, str(ROOT / "scripts" / "plain_loop.py"), "--minutes", str(minutes)]
     args += ["--threads", str(threads), "--data-dir", data_dir, "--precision", precision]
+    args += ["--scale", str(scale)]
     return subprocess.Popen(args, stdout=open(out, "w"), env=threads_env(threads))
 
 
@@ -85,29 +115,31 @@ def threads_env(threads: int = 1) -> dict:
     return {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
 
 
-def evaluate(run_dir: Path) -> dict:
-    """sr-eval of the run's last.ckpt on Set5 and Set14, and the step it reached."""
+def evaluate(run_dir: Path, scales: list[int]) -> dict:
+    """sr-eval of the run's last.ckpt on Set5 and Set14, and the step it reached. One scale:
+    ``set5`` / ``set14``; several (one multi-scale model): those keys under ``x2``, ``x3``..."""
     ckpt = run_dir / "checkpoints" / "last.ckpt"
-    eval_dir = run_dir / "eval"
-    subprocess.run(
-        [
-            bin_path("sr-eval"),
-            f"ckpt_path={ckpt}",
-            "data.test_sets=[Set5,Set14]",
-            "extras.print_config=false",
-            f"hydra.run.dir={eval_dir}",
-        ],
-        check=True,
-        capture_output=True,
-        env=threads_env(),
-    )
-    res = json.loads((eval_dir / "results.json").read_text())
     state = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
-    return {
-        "steps": int(state["global_step"]),
-        "set5": res["Set5"]["psnr_y"],
-        "set14": res["Set14"]["psnr_y"],
-    }
+    out: dict = {"steps": int(state["global_step"])}
+    for scale in scales:
+        eval_dir = run_dir / (f"eval_x{scale}" if len(scales) > 1 else "eval")
+        subprocess.run(
+            [
+                bin_path("sr-eval"),
+                f"ckpt_path={ckpt}",
+                "data.test_sets=[Set5,Set14]",
+                "extras.print_config=false",
+                f"hydra.run.dir={eval_dir}",
+                *([f"scale={scale}"] if len(scales) > 1 else []),
+            ],
+            check=True,
+            capture_output=True,
+            env=threads_env(),
+        )
+        res = json.loads((eval_dir / "results.json").read_text())
+        scores = {"set5": res["Set5"]["psnr_y"], "set14": res["Set14"]["psnr_y"]}
+        out.update(scores) if len(scales) == 1 else out.update({f"x{scale}": scores})
+    return out
 
 
 def side_by_side(threads: int) -> bool:
@@ -131,12 +163,17 @@ def run_pair(args: argparse.Namespace, minutes: float, precision: str) -> dict:
         if not side_by_side(args.threads):
             wait(procs.pop("sr_train"), "sr_train", minutes, run_dir)
         procs["plain"] = start_plain(
-            minutes, plain_out, args.data_dir, plain_precision, args.threads
+            minutes,
+            plain_out,
+            args.data_dir,
+            plain_precision,
+            args.threads,
+            scales_of(args.experiment)[0],
         )
     for name, proc in procs.items():
         wait(proc, name, minutes, run_dir)
     out[f"load_after{suffix}"] = [round(x, 2) for x in os.getloadavg()]
-    out[f"sr_train{suffix}"] = evaluate(run_dir)
+    out[f"sr_train{suffix}"] = evaluate(run_dir, scales_of(args.experiment))
     if args.plain:
         out[f"plain{suffix}"] = json.loads(plain_out.read_text())
     return out
@@ -147,40 +184,50 @@ def wait(proc: subprocess.Popen, name: str, minutes: float, run_dir: Path) -> No
         raise SystemExit(f"{name} failed for {minutes:g} min; see {run_dir}.log")
 
 
+def scores(run: dict, scale: int, scales: list[int]) -> dict:
+    """One run's Set5 / Set14 at a scale (a multi-scale run keeps them under ``x<scale>``)."""
+    return run if len(scales) == 1 else run[f"x{scale}"]
+
+
 def figure(results: dict, path: Path) -> None:
+    """Set5 PSNR against the budget, one panel per scale, with the reference and bicubic."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    exp = results["experiment"]
+    scales = scales_of(exp)
     rows = sorted(results["budgets"].values(), key=lambda r: r["minutes"])
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, axes = plt.subplots(1, len(scales), figsize=(6 * len(scales) ** 0.5, 3.6), squeeze=False)
     minutes = [r["minutes"] for r in rows]
-    for suffix, colour, tag in (("", "C0", ""), ("_bf16", "C1", " bf16")):
-        for key, style, label in (
-            (f"sr_train{suffix}", "o-", results["experiment"]),
-            (f"plain{suffix}", "s--", "plain PyTorch loop"),
-        ):
-            done = [r for r in rows if key in r]
-            if done:
-                ax.plot(
-                    [r["minutes"] for r in done],
-                    [r[key]["set5"] for r in done],
-                    style,
-                    color=colour,
-                    label=label + tag,
-                )
-    paper = PAPER.get(results["experiment"])
-    if paper:
-        ax.axhline(paper, color="grey", lw=0.8, ls=":", label=f"paper {paper} dB")
-    ax.axhline(BICUBIC_SET5_X3, color="k", lw=0.8, ls=":", label="bicubic")
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(minutes, [f"{m:g}" for m in minutes])
-    threads = results.get("threads", 1)
-    ax.set_xlabel(f"training budget (wall-clock minutes, {thread_words(threads)})")
-    ax.set_ylabel("Set5 x3 PSNR (dB)")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+    for scale, ax in zip(scales, axes[0], strict=True):
+        for suffix, colour, tag in (("", "C0", ""), ("_bf16", "C1", " bf16")):
+            for key, style, label in (
+                (f"sr_train{suffix}", "o-", exp),
+                (f"plain{suffix}", "s--", "plain PyTorch loop"),
+            ):
+                done = [r for r in rows if key in r]
+                if done:
+                    ax.plot(
+                        [r["minutes"] for r in done],
+                        [scores(r[key], scale, scales)["set5"] for r in done],
+                        style,
+                        color=colour,
+                        label=label + tag,
+                    )
+        reference = REFERENCE.get(exp)
+        paper = set5(reference, scale) if reference else None
+        if paper:
+            ax.axhline(paper, color="grey", lw=0.8, ls=":", label=f"{reference} {paper} dB")
+        ax.axhline(set5("bicubic", scale), color="k", lw=0.8, ls=":", label="bicubic")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(minutes, [f"{m:g}" for m in minutes])
+        threads = results.get("threads", 1)
+        ax.set_xlabel(f"training budget (wall-clock minutes, {thread_words(threads)})")
+        ax.set_ylabel(f"Set5 x{scale} PSNR (dB)")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -192,11 +239,16 @@ def markers(experiment: str) -> tuple[str, str]:
     return f"<!-- ttq:{experiment}:start -->", f"<!-- ttq:{experiment}:end -->"
 
 
-def cells(run: dict | None) -> list[str]:
-    """steps, Set5, Set14 of one training, or dashes where it was not run."""
+def cells(run: dict | None, scales: list[int]) -> list[str]:
+    """steps, then Set5 and Set14 at each scale of one training, or dashes where it was not
+    run; Set5 in bold for sr-train."""
     if not run:
-        return ["–"] * 3
-    return [f"{run['steps']:,}", f"{run['set5']:.2f}", f"{run['set14']:.2f}"]
+        return ["–"] * (1 + 2 * len(scales))
+    out = [f"{run['steps']:,}"]
+    for scale in scales:
+        score = scores(run, scale, scales)
+        out += [f"{score['set5']:.2f}", f"{score['set14']:.2f}"]
+    return out
 
 
 def measured_precisions(results: dict) -> list[str]:
@@ -234,6 +286,7 @@ def markdown(results: dict, figure_path: Path) -> str:
         for p in precisions
         if f"sr_train{PRECISIONS[p][2]}" in r
     )
+    any_plain = any(k.startswith("plain") for r in results["budgets"].values() for k in r)
     how = (
         " and the plain PyTorch loop (`scripts/plain_loop.py`: same net, batch, patches, Adam "
         "1e-3 on every layer, lr x0.1 at 80 % of the budget, LR made once per image) trained "
@@ -253,10 +306,14 @@ def markdown(results: dict, figure_path: Path) -> str:
         else ""
     )
     header, rule = ["minutes"], ["---"]
+    scales = scales_of(exp)
+    at = [f" x{scale}" if len(scales) > 1 else "" for scale in scales]
     for precision in precisions:
         tag = "" if precision == "fp32" else f"{precision} "
-        header += [f"{tag}sr-train steps", f"{tag}sr-train Set5", "Set14"]
-        header += [f"{tag}plain steps", f"{tag}plain Set5", "Set14"]
+        for side, shown in (("sr-train", True), ("plain", any_plain)):
+            if shown:
+                header += [f"{tag}{side} steps"]
+                header += [h for x in at for h in (f"{tag}{side} Set5{x}", f"Set14{x}")]
     header += ["load", "measured"]
     rule = ["---"] * len(header)
     lines = [
@@ -279,17 +336,22 @@ def markdown(results: dict, figure_path: Path) -> str:
         row = [f"{r['minutes']:g}"]
         for precision in precisions:
             sfx = PRECISIONS[precision][2]
-            s = cells(r.get(f"sr_train{sfx}"))
+            s = cells(r.get(f"sr_train{sfx}"), scales)
             if f"sr_train{sfx}" in r:
-                s[1] = f"**{s[1]}**"
-            row += s + cells(r.get(f"plain{sfx}"))
+                s[1::2] = [f"**{c}**" for c in s[1::2]]
+            row += s + (cells(r.get(f"plain{sfx}"), scales) if any_plain else [])
         load, before = loads_of(r, precisions)
         all_loads += before
         started = r.get("started") or r.get("started_bf16", "")
         lines.append("| " + " | ".join([*row, load, started]) + " |")
-    paper = PAPER.get(exp)
-    if paper:
-        lines += ["", f"Paper (fully trained): Set5 x3 {paper} dB; bicubic {BICUBIC_SET5_X3} dB."]
+    reference = REFERENCE.get(exp)
+    if reference:
+        held = "; ".join(
+            f"Set5 x{scale}: {reference} {set5(reference, scale)} dB, bicubic "
+            f"{set5('bicubic', scale)} dB"
+            for scale in scales
+        )
+        lines += ["", f"Held against (fully trained, `core/published.py`): {held}."]
     if max(all_loads, default=0) > 2:
         lines += [
             "",

@@ -72,6 +72,36 @@ def test_srcnn_cpu_recipe_is_adam_9_1_5_over_the_budget(compose_train, tmp_path:
     assert cfg.model.loss_reduction == "mean" and cfg.trainer.max_epochs == -1
 
 
+@pytest.mark.parametrize(("scale", "patch"), [(2, 34), (4, 36)])
+def test_srcnn_cpu_recipe_at_x2_and_x4_is_the_x3_recipe_at_that_scale(
+    compose_train, tmp_path: Path, scale: int, patch: int
+) -> None:
+    cfg = compose_train(f"experiment=srcnn_x{scale}_cpu", f"paths.data_dir={tmp_path}")
+    x3 = compose_train("experiment=srcnn_x3_cpu", f"paths.data_dir={tmp_path}")
+    assert cfg.scale == scale and cfg.run_name == f"srcnn_x{scale}_cpu"
+    assert cfg.model == x3.model and cfg.data == x3.data
+    module, data = build_module(cfg), build_datamodule(cfg)
+    # the paper's 33 HR pixels rounded up to a whole number of LR pixels
+    assert module.scale == scale and data.patch_size == patch and patch % scale == 0
+
+
+def test_vdsr_cpu_recipe_is_adam_on_a_mean_loss_without_clipping(
+    compose_train, tmp_path: Path
+) -> None:
+    cfg = compose_train("experiment=vdsr_cpu", f"paths.data_dir={tmp_path}")
+    paper = compose_train("experiment=vdsr", f"paths.data_dir={tmp_path}")
+    module, data = build_module(cfg), build_datamodule(cfg)
+    assert cfg.model.net == paper.model.net and cfg.data.scales == paper.data.scales == [2, 3, 4]
+    assert data.batch_size == 16 and cfg.trainer.precision == "auto"
+    assert module.clip_theta is None and cfg.model.loss_reduction == "mean"
+    conf = module.configure_optimizers()
+    opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
+    assert isinstance(opt, torch.optim.Adam) and "momentum" not in opt.defaults
+    assert opt.defaults["lr"] == 1e-3 and opt.defaults["weight_decay"] == 0
+    assert isinstance(sched, BudgetLR) and cfg.model.scheduler.milestones == [0.8]
+    assert cfg.model.channels_last and cfg.run_name == "vdsr_cpu"
+
+
 def test_vdsr_preset_is_the_paper(compose_train, tmp_path: Path) -> None:
     cfg = compose_train("experiment=vdsr", f"paths.data_dir={tmp_path}")
     module, data = build_module(cfg), build_datamodule(cfg)

@@ -64,3 +64,21 @@ def test_plain_loop_in_bf16_runs_the_net_under_bfloat16_autocast(tmp_path) -> No
         assert value.dtype == torch.float32, name  # master weights stay float32
         assert not torch.equal(value, start[name]), name  # trained
         assert not torch.equal(value, nets["fp32"][name]), name  # with bf16-rounded products
+
+
+def test_plain_loop_at_scale_4_trains_an_x4_net_and_scores_at_x4(tmp_path) -> None:
+    write_images(tmp_path / "T91", [(80, 80), (96, 84)])
+    (set5,) = write_images(tmp_path / "Set5", [(66, 50)], seed=1)
+    out = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "plain_loop.py"), "--steps", "3", "--scale", "4",
+         "--data-dir", str(tmp_path), "--eval", "Set5", "--save", str(tmp_path / "net.pt")],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    result = json.loads(out.stdout)
+    assert result["scale"] == 4 and result["steps"] == 3
+    net = ESPCN(4, 1, activation="relu")  # an x3 state dict would not load: other shapes
+    net.load_state_dict(torch.load(tmp_path / "net.pt", weights_only=True))
+    hr = to_luma_uint8(load_image(set5))[:, :48, :64].float()[None] / 255  # modcrop to 4
+    with torch.no_grad():
+        expected = float(psnr_y(net(imresize(hr, 1 / 4)), hr, crop=4))
+    assert abs(result["set5"] - expected) < 1e-6

@@ -109,3 +109,40 @@ def test_a_store_measured_with_other_threads_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["ttq", "--json", str(store), "--threads", "2"])
     with pytest.raises(SystemExit, match="measured with 1 thread"):
         ttq.main()
+
+
+def test_a_multi_scale_model_gets_set5_and_set14_at_each_scale_and_the_papers_line():
+    by_scale = {f"x{s}": {"set5": 30.0 + s, "set14": 27.0 + s} for s in (2, 3, 4)}
+    results = {
+        "experiment": "vdsr_cpu",
+        "machine": MACHINE,
+        "budgets": {
+            "30": {
+                "minutes": 30.0,
+                "load_before_bf16": [2.0, 0, 0],
+                "load_after_bf16": [2.1, 0, 0],
+                "sr_train_bf16": {"steps": 3000, **by_scale},
+            }
+        },
+    }
+    md = ttq.markdown(results, ttq.ROOT / "docs" / "figures" / "x.png")
+    (row,) = table(md)
+    assert row["bf16 sr-train steps#0"] == "3,000"
+    assert [row[f"bf16 sr-train Set5 x{s}#0"] for s in (2, 3, 4)] == [
+        "**32.00**",
+        "**33.00**",
+        "**34.00**",
+    ]
+    assert [row[f"Set14 x{s}#0"] for s in (2, 3, 4)] == ["29.00", "30.00", "31.00"]
+    assert not any("plain" in key for key in row)  # no plain loop was run for it
+    # VDSR's Table 3 (Kim et al., CVPR'16): Set5 37.53 / 33.66 / 31.35, bicubic 33.66 / 30.39 / 28.42
+    assert "Set5 x2: VDSR 37.53 dB, bicubic 33.66 dB" in md
+    assert "Set5 x4: VDSR 31.35 dB, bicubic 28.42 dB" in md
+
+
+@pytest.mark.parametrize(
+    ("experiment", "scales"),
+    [("espcn_x2", [2]), ("srcnn_x4_cpu", [4]), ("espcn_x3_bd", [3]), ("vdsr_cpu", [2, 3, 4])],
+)
+def test_an_experiment_is_scored_at_its_name_s_scale_or_at_every_scale(experiment, scales):
+    assert ttq.scales_of(experiment) == scales
