@@ -63,6 +63,8 @@ from sr_lightning.nets.srresnet import SRResNet  # noqa: E402
 
 DOC = REPO / "docs" / "benchmarks.md"
 START, END = "<!-- video:start -->", "<!-- video:end -->"
+GPU_START, GPU_END = "<!-- video-gpu:start -->", "<!-- video-gpu:end -->"
+GPU_GOAL_FPS = 30
 PRESET = "veryfast"  # sr-upscale's default for libx264
 BUDGET_PRESETS = ("veryfast", "superfast", "ultrafast")
 
@@ -108,15 +110,17 @@ def conv_flops(net: nn.Module, channels: int, height: int, width: int) -> float:
     return float(total)
 
 
-def gemm_rate(dtype: torch.dtype, n: int = 1536, repeats: int = 4) -> float:
-    """GFLOP/s of a square matmul: the practical ceiling of conv layers on this CPU."""
-    a = torch.rand(n, n).to(dtype)
-    b = torch.rand(n, n).to(dtype)
+def gemm_rate(dtype: torch.dtype, device: str = "cpu", n: int = 1536, repeats: int = 4) -> float:
+    """GFLOP/s of a square matmul: the practical ceiling of conv layers on this device."""
+    a = torch.rand(n, n, device=device).to(dtype)
+    b = torch.rand(n, n, device=device).to(dtype)
     a @ b
     best = float("inf")
     for _ in range(repeats):
+        synchronize(device)
         start = time.perf_counter()
         a @ b
+        synchronize(device)
         best = min(best, time.perf_counter() - start)
     return 2 * n**3 / best / 1e9
 
@@ -166,6 +170,11 @@ def end_to_end(pipeline: ModuleType, up, info, target: Path, batch: int, precisi
     result = pipeline.upscale_video(up, info, target, options)
     target.unlink()
     return result.frames / result.seconds
+
+
+def synchronize(device: str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def cpu_ms(fn, frames: int, repeats: int = 3) -> float:
@@ -221,7 +230,8 @@ def bench_case(name, net, scale, channels, size, frames, batch, folder, args, ba
     clip = make_clip(folder / f"{name.split()[0].lower()}.mp4", frames, width, height)
     info = probe_video(clip)
     gen = Generator(net.eval(), scale, channels, method=name)
-    up = Upscaler(gen, channels_last=True, tile="auto")
+    up = Upscaler(gen, device=args.device, channels_last=True, tile="auto")
+    on_cpu = torch.device(args.device).type == "cpu"
     conv = FrameConverter(info, info.pix_fmt, scale, channels)
     decoded = list(read_frames(info))
     batches = [conv.net_input(decoded[i : i + batch])[0] for i in range(0, len(decoded), batch)]
@@ -236,12 +246,14 @@ def bench_case(name, net, scale, channels, size, frames, batch, folder, args, ba
             row["before"] = max(row["before"], end_to_end(baseline, up, info, target, batch, precision))  # fmt: skip
         row["e2e"] = max(row["e2e"], end_to_end(video, up, info, target, batch, precision))
         row["alone"] = max(row["alone"], net_alone(up, batches))
-        row["workers"] = max(row["workers"], net_alone_workers(up, batches))
+        if on_cpu:  # single-threaded workers are how the pipeline runs the net on a CPU only
+            row["workers"] = max(row["workers"], net_alone_workers(up, batches))
         print(f"{name} round {rnd}: {row}", flush=True)
-    base = Upscaler(gen.__class__(net.to(memory_format=torch.contiguous_format), scale, channels))
+    base_net = net.to(memory_format=torch.contiguous_format)
+    base = Upscaler(gen.__class__(base_net, scale, channels), device=args.device)
     row["fp32"] = net_alone(base, batches[: max(1, len(batches) // 2)])
     row["gflop"] = conv_flops(net, channels, height, width) / 1e9
-    if args.budget and channels == 1:
+    if args.budget and channels == 1 and on_cpu:
         up.autocast_dtype = PRECISIONS[precision]
         row["budget"] = stage_budget(up, info, precision, batch, folder)
     return row
@@ -249,9 +261,11 @@ def bench_case(name, net, scale, channels, size, frames, batch, folder, args, ba
 
 def render(rows: list[dict], meta: dict) -> str:
     before = meta["baseline"] is not None
+    start, end = markers(meta["device"])
     lines = [
-        START,
-        "### Video (`sr-upscale input=clip.mp4`, `scripts/bench_video.py`)",
+        start,
+        "### Video (`sr-upscale input=clip.mp4`, `scripts/bench_video.py`)"
+        + ("" if meta["device"] == "cpu" else f" on {meta['device_name']}"),
         "",
         f"Measured {meta['date']} on {meta['cpu']} ({meta['cores']} cores, torch "
         f"{meta['torch']}, {meta['threads']} threads, PyAV {meta['av']}); load average "
@@ -263,8 +277,16 @@ def render(rows: list[dict], meta: dict) -> str:
         + ". Net alone = the same batches of decoded frames through the same net, precision and "
         "layout (channels_last): one batch at a time on all threads, or batches side by side in "
         "single-threaded workers; the ratio is against the faster. GEMM ceiling = GFLOP per "
-        f"frame / the rate of a 1536² matmul in that precision, measured here "
-        f"({meta['gemm_bf16']:.0f} GFLOP/s bf16, {meta['gemm_fp32']:.0f} fp32).",
+        "frame / the rate of a 1536² matmul in that precision, measured here ("
+        + ", ".join(f"{rate:.0f} GFLOP/s {name}" for name, rate in meta["gemm"].items())
+        + ")."
+        + (
+            ""
+            if meta["device"] == "cpu"
+            else f" Device: {meta['device_name']}; decode and encode on the host's CPU. Goal "
+            f"(issue 26, the ESPCN paper's real-time claim): ESPCN x3 to 1080p at >= "
+            f"{GPU_GOAL_FPS} frames/s end to end."
+        ),
         "",
         "| case | frames | precision (auto) | "
         + ("end to end before | " if before else "")
@@ -273,19 +295,25 @@ def render(rows: list[dict], meta: dict) -> str:
         "|---|---|---|" + ("---|" if before else "") + "---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        rate = meta["gemm_bf16"] if r["precision"] == "bf16" else meta["gemm_fp32"]
+        rate = meta["gemm"][r["precision"]]
         alone = max(r["alone"], r["workers"])
+        workers = f"{r['workers']:.2f}" if r["workers"] else "–"  # none on a GPU
         lines.append(
             f"| {r['name']} {r['in']} → {r['out']} | {r['frames']} | {r['precision']} | "
             + (f"{r['before']:.2f} ({r['before'] / alone:.2f}) | " if before else "")
-            + f"**{r['e2e']:.2f}** | {r['alone']:.2f} | {r['workers']:.2f} | "
+            + f"**{r['e2e']:.2f}** | {r['alone']:.2f} | {workers} | "
             f"**{r['e2e'] / alone:.2f}** | {r['fp32']:.2f} | {r['gflop']:.1f} | "
             f"{alone * r['gflop']:.0f} | {rate / r['gflop']:.1f} |"
         )
+    if meta["device"] != "cpu":
+        espcn = rows[0]
+        met = "met" if espcn["e2e"] >= GPU_GOAL_FPS else "not met"
+        lines += ["", f"{espcn['name']} end to end {espcn['e2e']:.1f} frames/s: the goal of "
+                  f"{GPU_GOAL_FPS} is {met}."]  # fmt: skip
     for r in rows:
         if "budget" in r:
             lines += render_budget(r, meta["cores"])
-    lines.append(END)
+    lines.append(end)
     return "\n".join(lines)
 
 
@@ -327,9 +355,15 @@ def render_budget(row: dict, cores: int) -> list[str]:
     return lines
 
 
-def write_doc(text: str) -> None:
+def markers(device: str) -> tuple[str, str]:
+    """The CPU table and a GPU's each have their own section of benchmarks.md."""
+    return (START, END) if torch.device(device).type == "cpu" else (GPU_START, GPU_END)
+
+
+def write_doc(text: str, device: str) -> None:
+    start, end = markers(device)
     doc = DOC.read_text() if DOC.exists() else ""
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
     doc = (
         pattern.sub(lambda _m: text, doc)
         if pattern.search(doc)
@@ -348,7 +382,10 @@ def main() -> None:
     parser.add_argument("--no-budget", dest="budget", action="store_false",
                         help="skip the per-stage core budget")  # fmt: skip
     parser.add_argument("--no-doc", action="store_true", help="print; leave benchmarks.md")
+    parser.add_argument("--device", default="cpu",
+                        help="cuda: the net on the GPU (fp16 when faster), the GPU goal's run")  # fmt: skip
     args = parser.parse_args()
+    cuda = torch.device(args.device).type == "cuda"
     baseline = load_pipeline(args.baseline) if args.baseline else None
     load_before = "/".join(f"{x:.1f}" for x in os.getloadavg())
     torch.manual_seed(0)
@@ -370,8 +407,12 @@ def main() -> None:
         "av": av.__version__,
         "load_before": load_before,
         "load_after": "/".join(f"{x:.1f}" for x in os.getloadavg()),
-        "gemm_bf16": gemm_rate(torch.bfloat16),
-        "gemm_fp32": gemm_rate(torch.float32),
+        "device": args.device,
+        "device_name": torch.cuda.get_device_name(args.device) if cuda else "cpu",
+        "gemm": {
+            name: gemm_rate(PRECISIONS[name] or torch.float32, args.device)
+            for name in ("fp32", "fp16" if cuda else "bf16")
+        },
         "rounds": args.rounds,
         "baseline": args.baseline,
     }
@@ -385,7 +426,7 @@ def main() -> None:
     text = render(rows, meta)
     print(text)
     if not args.no_doc:
-        write_doc(text)
+        write_doc(text, args.device)
         print(f"wrote {DOC}")
 
 
