@@ -20,7 +20,7 @@ from sr_lightning.core.model_file import (
     read_checkpoint,
     read_model_file,
 )
-from sr_lightning.core.model_files import resolve_model
+from sr_lightning.core.model_files import check_expected, resolve_model
 from sr_lightning.core.registry import UnsafeFileError, resolve
 from sr_lightning.modules.espcn import ESPCNModule
 from sr_lightning.nets import ESPCN
@@ -141,6 +141,13 @@ def test_a_conflicting_request_says_what_the_checkpoint_holds(
     assert asked in str(err.value) and str(path) in str(err.value)
     # matching and unset requests are fine
     resolve_model(ckpt_path=path, expect={"method": "espcn", "scale": 3, "channels": None})
+
+
+def test_a_multi_scale_model_asked_for_another_scale_names_every_scale_it_has():
+    meta = ModelMeta(method="vdsr", scale=3, channels=1, scales=(4, 2, 3))
+    with pytest.raises(ValueError, match=r"is vdsr x2/x3/x4 luma; you asked scale=5"):
+        check_expected(meta, {"scale": 5}, "checkpoint v.ckpt")
+    assert meta.describe() == "vdsr x3 luma"  # logs name the scale it runs at
 
 
 def test_missing_file_is_named(tmp_path):

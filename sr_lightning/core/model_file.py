@@ -77,10 +77,13 @@ class ModelMeta:
     module: str | None = None  # the LightningModule that trained it (information only)
     ema: bool = False
 
-    def describe(self) -> str:
-        """``espcn x3 luma`` — how errors and logs name a model."""
+    def describe(self, every_scale: bool = False) -> str:
+        """``espcn x3 luma`` — how errors and logs name a model; with ``every_scale``, a
+        multi-scale model's scales (``vdsr x2/x3/x4 luma``), for errors about the scale."""
         colour = {1: "luma", 3: "RGB"}.get(self.channels, f"{self.channels}-channel")
-        return f"{self.method} x{self.scale} {colour}"
+        many = every_scale and len(self.scales) > 1
+        scales = "/".join(f"x{s}" for s in sorted(self.scales)) if many else f"x{self.scale}"
+        return f"{self.method} {scales} {colour}"
 
 
 @dataclass

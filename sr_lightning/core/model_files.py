@@ -55,7 +55,7 @@ def check_expected(meta: ModelMeta, expect: Mapping | None, source: str) -> None
     ]
     if clashes:
         raise ValueError(
-            f"{source} is {meta.describe()}; you asked {', '.join(clashes)}. "
+            f"{source} is {meta.describe(every_scale=True)}; you asked {', '.join(clashes)}. "
             "Drop the override (it is read from the file) or pick another file."
         )
 
