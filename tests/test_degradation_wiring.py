@@ -99,6 +99,24 @@ def test_eval_batches_use_the_degradation_and_paired_is_refused(tiny_data):
         dm.train_dataloader()
 
 
+def test_a_held_out_grey_training_image_is_validated_as_grey(tiny_data):
+    """data.val_holdout takes validation images from the training folders: under BD they are
+    still decoded as the files hold them, as in any evaluation set, not replicated to RGB."""
+    from tests.helpers.data import write_images
+
+    write_images(tiny_data / "grey", [(36, 33)], mode="L", seed=3)[0].rename(
+        tiny_data / "train" / "img_999.png"  # last in name order: the held-out one
+    )
+    dm = SRDataModule(
+        str(tiny_data), ["train"], [], scale=3, channels=1, patch_size=24, lr_model="bd",
+        val_holdout=1,
+    )  # fmt: skip
+    dm.setup("fit")
+    (holdout,) = dm.val_sets
+    assert holdout.names == ["train/img_999"] and holdout.images[0].shape[0] == 1
+    assert len(dm.train_set) == 6 and dm.train_set.images[0].shape[0] == 3
+
+
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("name", ["bd", "dn"])
 def test_a_grey_image_gets_the_same_lr_and_scores_in_validation_and_sr_eval(

@@ -187,6 +187,10 @@ class SRDataModule(SeededLR, LightningDataModule):
                 if n >= len(train):
                     raise ValueError(f"data.val_holdout={n} leaves no training image")
                 holdout, train = train.tail(n, "holdout"), train.head(-n, "train")
+                if self._set_options(True)["channels"] != self._set_options(False)["channels"]:
+                    # scored like any evaluation set: a grey file stays grey (BD, DN...)
+                    evaluated = merge_sets("holdout", self._load(self.train_specs))
+                    holdout = evaluated.tail(n, "holdout")
                 self.val_sets = [holdout]
             self.train_set = train
             self.val_sets = self.val_sets + self._load(self.val_specs)
