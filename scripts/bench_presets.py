@@ -40,7 +40,7 @@ DEFAULT_PRESETS = ("srcnn_x3", "vdsr", "srresnet_x4")
 # The CPU recipes of docs/methods.md: a preset plus overrides that make minutes count on a CPU.
 CPU_RECIPES = {
     "srcnn_x3@cpu": ("srcnn_x3_cpu", []),
-    "vdsr@cpu": ("vdsr", ["data.batch_size=16"]),
+    "vdsr@cpu": ("vdsr_cpu", []),
     "srresnet_x4@cpu": ("srresnet_x4", ["model.patch_hr=48"]),
 }
 # Set5 PSNR (Y) the papers report after full training, at the preset's validation scale.

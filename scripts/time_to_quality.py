@@ -287,6 +287,7 @@ def markdown(results: dict, figure_path: Path) -> str:
         if f"sr_train{PRECISIONS[p][2]}" in r
     )
     any_plain = any(k.startswith("plain") for r in results["budgets"].values() for k in r)
+    scales = scales_of(exp)
     how = (
         " and the plain PyTorch loop (`scripts/plain_loop.py`: same net, batch, patches, Adam "
         "1e-3 on every layer, lr x0.1 at 80 % of the budget, LR made once per image) trained "
@@ -299,14 +300,15 @@ def markdown(results: dict, figure_path: Path) -> str:
         else f" trained for each budget on {thread_words(threads)}."
     )
     bf16 = (
-        " bf16 columns: `trainer.precision=bf16-mixed` and `plain_loop.py --precision bf16` "
-        "(bfloat16 autocast of forward and loss, fp32 weights and Adam), run as a second pair "
-        "after the fp32 one; `sr-eval` scores every checkpoint in float32."
+        " bf16 columns: `trainer.precision=bf16-mixed`"
+        + (" and `plain_loop.py --precision bf16`" if any_plain else "")
+        + " (bfloat16 autocast of forward and loss, fp32 weights and Adam)"
+        + (", run after the fp32 one" if "fp32" in precisions else "")
+        + "; `sr-eval` scores every checkpoint in float32."
         if "bf16" in precisions
         else ""
     )
     header, rule = ["minutes"], ["---"]
-    scales = scales_of(exp)
     at = [f" x{scale}" if len(scales) > 1 else "" for scale in scales]
     for precision in precisions:
         tag = "" if precision == "fp32" else f"{precision} "
@@ -321,12 +323,13 @@ def markdown(results: dict, figure_path: Path) -> str:
         f"## Time to quality (`scripts/time_to_quality.py`, `experiment={exp}`)",
         "",
         f"`sr-train experiment={exp} trainer.max_time=... trainer.max_epochs=-1`{how} "
-        "PSNR (Y, border 3) of sr-train's `last.ckpt` by `sr-eval`; nothing is selected on "
+        f"PSNR (Y, border {'= scale' if len(scales) > 1 else scales[0]}) of sr-train's `last.ckpt` by `sr-eval`; nothing is selected on "
         f"Set5, and Set14 was not used for any choice.{bf16}",
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores; torch {m['torch']}, Python {m['python']}. "
-        "Load average (1 min) before -> after each budget in the table: above 2 the two "
-        "runs shared their cores with other work.",
+        "Load average (1 min) before -> after each run: a training holds a core per thread, "
+        "so 2 is this 2-core machine filled by benchmark runs; above 2, other work shared "
+        "the cores.",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "|".join(rule) + "|",
@@ -342,7 +345,11 @@ def markdown(results: dict, figure_path: Path) -> str:
             row += s + (cells(r.get(f"plain{sfx}"), scales) if any_plain else [])
         load, before = loads_of(r, precisions)
         all_loads += before
-        started = r.get("started") or r.get("started_bf16", "")
+        started = "; ".join(
+            (f"{p} " if len(precisions) > 1 else "") + r[f"started{PRECISIONS[p][2]}"]
+            for p in precisions
+            if f"started{PRECISIONS[p][2]}" in r
+        )
         lines.append("| " + " | ".join([*row, load, started]) + " |")
     reference = REFERENCE.get(exp)
     if reference:

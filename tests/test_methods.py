@@ -70,6 +70,7 @@ def test_srcnn_cpu_recipe_is_adam_9_1_5_over_the_budget(compose_train, tmp_path:
     assert isinstance(opt, torch.optim.Adam) and "momentum" not in opt.defaults
     assert isinstance(sched, BudgetLR) and conf["lr_scheduler"]["interval"] == "step"
     assert cfg.model.loss_reduction == "mean" and cfg.trainer.max_epochs == -1
+    assert cfg.trainer.precision == "auto"  # bf16 where the CPU has it
 
 
 @pytest.mark.parametrize(("scale", "patch"), [(2, 34), (4, 36)])
