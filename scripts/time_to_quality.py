@@ -12,13 +12,18 @@ Set5.
 
 Resumable: every finished pair is written to ``--json`` at once, and a rerun skips the
 pairs already there (``--redo`` measures them again). The table and figure go into
-docs/benchmarks.md (between the ttq markers) and docs/figures/time_to_quality.png.
+docs/benchmarks.md (between the experiment's ttq markers) and docs/figures/ttq_<experiment>.png.
 
     python scripts/time_to_quality.py --budgets 1,2,4                     # ~20 minutes
     python scripts/time_to_quality.py                                     # 1..30 min: ~2.5 h
     python scripts/time_to_quality.py --budgets 2 --precisions bf16       # the bf16 pair only
     python scripts/time_to_quality.py --experiment srcnn_x3_cpu --no-plain --budgets 2,30 \
         --json benchmarks/time_to_quality_srcnn.json
+    python scripts/time_to_quality.py --experiment vdsr_cpu --no-plain --budgets 30,60 \
+        --precisions bf16 --json benchmarks/time_to_quality_vdsr_cpu.json  # at x2, x3, x4
+
+Each experiment is scored at the scale its name ends in (``espcn_x2``: x2); a multi-scale
+model (``vdsr_cpu``) at x2, x3 and x4, and the plain loop trains ESPCN at the same scale.
 """
 
 from __future__ import annotations
@@ -140,7 +145,10 @@ def evaluate(run_dir: Path, scales: list[int]) -> dict:
         )
         res = json.loads((eval_dir / "results.json").read_text())
         scores = {"set5": res["Set5"]["psnr_y"], "set14": res["Set14"]["psnr_y"]}
-        out.update(scores) if len(scales) == 1 else out.update({f"x{scale}": scores})
+        if len(scales) == 1:
+            out.update(scores)
+        else:
+            out[f"x{scale}"] = scores
     return out
 
 
