@@ -55,6 +55,18 @@ class UnpaddedDistributedSampler(DistributedSampler):
         return iter(range(self.rank, self.total_size, self.num_replicas))
 
 
+def split_holdout(
+    train: ImageSet, n: int, as_evaluated: ImageSet | None = None
+) -> tuple[ImageSet, ImageSet]:
+    """The last ``n`` training images as a validation set, and the rest for training.
+    ``as_evaluated``: the training folders decoded as an evaluation set, where that differs
+    (under BD / DN a grey file stays grey), so the held-out images are scored like any other."""
+    if n >= len(train):
+        raise ValueError(f"data.val_holdout={n} leaves no training image")
+    holdout = (as_evaluated or train).tail(n, "holdout")
+    return holdout, train.head(-n, "train")
+
+
 class SRDataModule(SeededLR, LightningDataModule):
     """Training patches and evaluation sets for one experiment.
 
@@ -183,14 +195,9 @@ class SRDataModule(SeededLR, LightningDataModule):
             if check_given_lr(self.train_specs, self.data_dir, self.scales, self.degradation):
                 self.device_cache = False  # aligned LR/HR crops of the given LR, on the host
             if self.val_holdout:
-                n = self.val_holdout
-                if n >= len(train):
-                    raise ValueError(f"data.val_holdout={n} leaves no training image")
-                holdout, train = train.tail(n, "holdout"), train.head(-n, "train")
-                if self._set_options(True)["channels"] != self._set_options(False)["channels"]:
-                    # scored like any evaluation set: a grey file stays grey (BD, DN...)
-                    evaluated = merge_sets("holdout", self._load(self.train_specs))
-                    holdout = evaluated.tail(n, "holdout")
+                as_read = self._set_options(True)["channels"] != self._set_options()["channels"]
+                evaluated = merge_sets("holdout", self._load(self.train_specs)) if as_read else None
+                holdout, train = split_holdout(train, self.val_holdout, evaluated)
                 self.val_sets = [holdout]
             self.train_set = train
             self.val_sets = self.val_sets + self._load(self.val_specs)
