@@ -261,11 +261,12 @@ def bench_case(name, net, scale, channels, size, frames, batch, folder, args, ba
 
 def render(rows: list[dict], meta: dict) -> str:
     before = meta["baseline"] is not None
+    on_cpu = meta["device"] == "cpu"
     start, end = markers(meta["device"])
     lines = [
         start,
         "### Video (`sr-upscale input=clip.mp4`, `scripts/bench_video.py`)"
-        + ("" if meta["device"] == "cpu" else f" on {meta['device_name']}"),
+        + ("" if on_cpu else f" on {meta['device_name']}"),
         "",
         f"Measured {meta['date']} on {meta['cpu']} ({meta['cores']} cores, torch "
         f"{meta['torch']}, {meta['threads']} threads, PyAV {meta['av']}); load average "
@@ -275,14 +276,20 @@ def render(rows: list[dict], meta: dict) -> str:
         "decode + net + libx264 `veryfast` crf 18 encode, overlapped (the defaults)"
         + (f"; before = the pipeline of `{meta['baseline']}` on the same frames" if before else "")
         + ". Net alone = the same batches of decoded frames through the same net, precision and "
-        "layout (channels_last): one batch at a time on all threads, or batches side by side in "
-        "single-threaded workers; the ratio is against the faster. GEMM ceiling = GFLOP per "
+        "layout (channels_last): "
+        + (
+            "one batch at a time on all threads, or batches side by side in single-threaded "
+            "workers; the ratio is against the faster."
+            if on_cpu
+            else "one batch at a time on the device, synchronised."
+        )
+        + " GEMM ceiling = GFLOP per "
         "frame / the rate of a 1536² matmul in that precision, measured here ("
         + ", ".join(f"{rate:.0f} GFLOP/s {name}" for name, rate in meta["gemm"].items())
         + ")."
         + (
             ""
-            if meta["device"] == "cpu"
+            if on_cpu
             else f" Device: {meta['device_name']}; decode and encode on the host's CPU. Goal "
             f"(issue 26, the ESPCN paper's real-time claim): ESPCN x3 to 1080p at >= "
             f"{GPU_GOAL_FPS} frames/s end to end."
@@ -290,22 +297,27 @@ def render(rows: list[dict], meta: dict) -> str:
         "",
         "| case | frames | precision (auto) | "
         + ("end to end before | " if before else "")
-        + "end to end (frames/s) | net alone, all threads | net alone, workers | end to end / "
-        "net | net fp32 NCHW | GFLOP / frame | net GFLOP/s | GEMM ceiling (frames/s) |",
-        "|---|---|---|" + ("---|" if before else "") + "---|---|---|---|---|---|---|---|",
+        + "end to end (frames/s) | "
+        + ("net alone, all threads | net alone, workers | " if on_cpu else "net alone | ")
+        + "end to end / net | net fp32 NCHW | GFLOP / frame | net GFLOP/s | GEMM ceiling "
+        "(frames/s) |",
+        "|---|---|---|"
+        + ("---|" if before else "")
+        + ("---|" if on_cpu else "")
+        + "---|---|---|---|---|---|---|",
     ]
     for r in rows:
         rate = meta["gemm"][r["precision"]]
         alone = max(r["alone"], r["workers"])
-        workers = f"{r['workers']:.2f}" if r["workers"] else "–"  # none on a GPU
+        workers = f"{r['workers']:.2f} | " if on_cpu else ""  # no workers on a GPU
         lines.append(
             f"| {r['name']} {r['in']} → {r['out']} | {r['frames']} | {r['precision']} | "
             + (f"{r['before']:.2f} ({r['before'] / alone:.2f}) | " if before else "")
-            + f"**{r['e2e']:.2f}** | {r['alone']:.2f} | {workers} | "
+            + f"**{r['e2e']:.2f}** | {r['alone']:.2f} | {workers}"
             f"**{r['e2e'] / alone:.2f}** | {r['fp32']:.2f} | {r['gflop']:.1f} | "
             f"{alone * r['gflop']:.0f} | {rate / r['gflop']:.1f} |"
         )
-    if meta["device"] != "cpu":
+    if not on_cpu:
         espcn = rows[0]
         met = "met" if espcn["e2e"] >= GPU_GOAL_FPS else "not met"
         lines += ["", f"{espcn['name']} end to end {espcn['e2e']:.1f} frames/s: the goal of "
