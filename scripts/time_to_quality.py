@@ -313,7 +313,6 @@ def markdown(results: dict, figure_path: Path) -> str:
         " bf16 columns: `trainer.precision=bf16-mixed`"
         + (" and `plain_loop.py --precision bf16`" if any_plain else "")
         + " (bfloat16 autocast of forward and loss, fp32 weights and Adam)"
-        + (", run after the fp32 one" if "fp32" in precisions else "")
         + "; `sr-eval` scores every checkpoint in float32."
         if "bf16" in precisions
         else ""
