@@ -17,6 +17,7 @@ docs/benchmarks.md (between the experiment's ttq markers) and docs/figures/ttq_<
     python scripts/time_to_quality.py --budgets 1,2,4                     # ~20 minutes
     python scripts/time_to_quality.py                                     # 1..30 min: ~2.5 h
     python scripts/time_to_quality.py --budgets 2 --precisions bf16       # the bf16 pair only
+    python scripts/time_to_quality.py --docs-only                         # table, figure: no runs
     python scripts/time_to_quality.py --experiment srcnn_x3_cpu --no-plain --budgets 2,30 \
         --json benchmarks/time_to_quality_srcnn.json
     python scripts/time_to_quality.py --experiment vdsr_cpu --no-plain --budgets 30,60 \
@@ -405,9 +406,15 @@ def main() -> None:
         "--precisions", default="fp32,bf16", help="fp32 and/or bf16: one pair of runs each"
     )
     p.add_argument("--threads", type=int, default=1, help="torch threads of each training")
+    p.add_argument(
+        "--docs-only",
+        action="store_true",
+        help="train nothing: rewrite the table and figure from --json (a plain rerun would "
+        "measure every budget and precision missing from it)",
+    )
     p.add_argument("sr_args", nargs="*", help="extra sr-train overrides")
     args = p.parse_args()
-    budgets = [float(b) for b in args.budgets.split(",")]
+    budgets = [] if args.docs_only else [float(b) for b in args.budgets.split(",")]
     precisions = args.precisions.split(",")
     unknown = sorted(set(precisions) - set(PRECISIONS))
     if unknown:
@@ -416,18 +423,21 @@ def main() -> None:
     results = json.loads(args.json.read_text()) if args.json.exists() else {}
     if results.get("experiment") not in (None, args.experiment):
         raise SystemExit(f"{args.json} holds {results['experiment']}; pass another --json")
-    if results.get("budgets") and results.get("threads", 1) != args.threads:
+    if args.docs_only and not results.get("budgets"):
+        raise SystemExit(f"--docs-only: {args.json} holds no measured budget; run without it")
+    if not args.docs_only and results.get("budgets") and results.get("threads", 1) != args.threads:
         raise SystemExit(
             f"{args.json} was measured with {results.get('threads', 1)} thread(s), not "
             f"{args.threads}; pass another --json"
         )
-    results.update(experiment=args.experiment, sr_args=args.sr_args, threads=args.threads)
-    results["machine"] = {
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
+    if not args.docs_only:  # the store describes the runs in it, not this call
+        results.update(experiment=args.experiment, sr_args=args.sr_args, threads=args.threads)
+        results["machine"] = {
+            "cpu": cpu_model(),
+            "cores": os.cpu_count(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        }
     results.setdefault("budgets", {})
     for minutes in budgets:
         key = f"{minutes:g}"

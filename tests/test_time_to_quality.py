@@ -99,6 +99,36 @@ def test_a_rerun_measures_only_the_missing_pairs(tmp_path, monkeypatch):
     assert "bf16 sr-train Set5" in (tmp_path / "b.md").read_text()
 
 
+def test_docs_only_rewrites_table_and_figure_without_training(tmp_path, monkeypatch):
+    """Regenerating the docs from a store with gaps (here: no bf16 run, two threads) must not
+    start the missing runs, nor restamp the store's machine."""
+    stored = {
+        "experiment": "espcn_x3",
+        "machine": MACHINE,
+        "threads": 2,
+        "budgets": {"2": {"minutes": 2.0, **pair("fp32", 1000, 31.5, 1.0)}},
+    }
+    store = tmp_path / "ttq.json"
+    store.write_text(json.dumps(stored))
+    md = tmp_path / "b.md"
+    md.write_text("before\n")
+
+    def no_training(*_):
+        raise AssertionError("--docs-only trained")
+
+    monkeypatch.setattr(ttq, "run_pair", no_training)
+    argv = ["ttq", "--docs-only", "--json", str(store), "--md", str(md)]
+    monkeypatch.setattr(sys, "argv", [*argv, "--figure", str(tmp_path / "f.png")])
+    ttq.main()
+    assert json.loads(store.read_text()) == stored
+    assert (tmp_path / "f.png").is_file() and md.read_text().startswith("before\n")
+    rows = table(md.read_text())
+    assert [r["sr-train Set5#0"] for r in rows] == ["**31.50**"]
+    monkeypatch.setattr(sys, "argv", [*argv[:3], str(tmp_path / "none.json")])
+    with pytest.raises(SystemExit, match=r"none\.json holds no measured budget"):
+        ttq.main()
+
+
 def test_a_store_measured_with_other_threads_is_refused(tmp_path, monkeypatch):
     store = tmp_path / "ttq.json"
     store.write_text(
