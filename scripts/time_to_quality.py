@@ -307,7 +307,8 @@ def markdown(results: dict, figure_path: Path) -> str:
             if side_by_side(threads)
             else f"one after the other for each budget, {thread_words(threads)} each."
         )
-        if with_plain
+        + ("" if with_plain else " A dash in the plain columns: sr-train ran alone.")
+        if any_plain
         else f" trained for each budget on {thread_words(threads)}."
     )
     bf16 = (

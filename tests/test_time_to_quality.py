@@ -70,6 +70,26 @@ def test_an_fp32_only_table_has_no_bf16_columns():
     assert not any("bf16" in key for key in row) and row["load#0"] == "1.0 -> 1.5"
 
 
+def test_a_budget_run_without_the_plain_loop_keeps_the_loop_in_the_description():
+    alone = pair("bf16", 3000, 32.0, 1.0)
+    del alone["plain_bf16"]
+    results = {
+        "experiment": "espcn_x2",
+        "machine": MACHINE,
+        "budgets": {
+            "2": {"minutes": 2.0, **pair("bf16", 1500, 31.8, 1.2)},
+            "30": {"minutes": 30.0, **alone},
+        },
+    }
+    md = ttq.markdown(results, ttq.ROOT / "docs" / "figures" / "x.png")
+    assert "and the plain PyTorch loop" in md and "sr-train ran alone" in md
+    two, thirty = table(md)
+    assert two["bf16 plain Set5#0"] == "31.70" and thirty["bf16 plain Set5#0"] == "–"
+    del results["budgets"]["2"]
+    md = ttq.markdown(results, ttq.ROOT / "docs" / "figures" / "x.png")
+    assert "plain PyTorch loop" not in md and "trained for each budget on one torch thread" in md
+
+
 def test_a_rerun_measures_only_the_missing_pairs(tmp_path, monkeypatch):
     store = tmp_path / "ttq.json"
     store.write_text(
