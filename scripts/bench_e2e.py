@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # name -> (sr-train overrides, plain_loop.py arguments). SRResNet x4 on T91 RGB with 24 px HR
 # patches (the paper's 96 px take ~0.7 s a step on one CPU thread), batch 16 as the preset.
 MODELS = {
-    "espcn_x3": (["experiment=espcn_x3"], ["--model", "espcn"]),
+    # fp32 on both sides: the preset's trainer.precision=auto would put bf16 against fp32
+    "espcn_x3": (["experiment=espcn_x3", "trainer.precision=32-true"], ["--model", "espcn"]),
     "srresnet_x4": (
         ["experiment=srresnet_x4", "data=t91", "model.patch_hr=24"],
         ["--model", "srresnet", "--lr-patch", "6"],
@@ -174,7 +175,8 @@ def markdown(e2e: dict) -> list[str]:
         "",
         f"Complete `sr-train` runs (DataLoader, degradation, the preset's validation cadence "
         "(ESPCN: every 5 epochs; SRResNet: every epoch, so once at the stop), checkpoints, "
-        f"CSV logger, progress bar) against `scripts/plain_loop.py`, {e2e['seconds']} s of "
+        f"CSV logger, progress bar) against `scripts/plain_loop.py`, both in fp32, "
+        f"{e2e['seconds']} s of "
         f"training each, {how}, {e2e['threads']} torch thread(s) each. sr-train's steps/s is "
         "`global_step` over its Timer's train time (validation included), from `last.ckpt`. "
         f"Target ≥ 0.95. Measured {e2e.get('started', '?')}; load average (1/5/15 min) "

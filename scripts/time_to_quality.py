@@ -415,7 +415,7 @@ def main() -> None:
     )
     p.add_argument("sr_args", nargs="*", help="extra sr-train overrides")
     args = p.parse_args()
-    budgets = [] if args.docs_only else [float(b) for b in args.budgets.split(",")]
+    budgets = [float(b) for b in args.budgets.split(",")]
     precisions = args.precisions.split(",")
     unknown = sorted(set(precisions) - set(PRECISIONS))
     if unknown:
@@ -424,21 +424,24 @@ def main() -> None:
     results = json.loads(args.json.read_text()) if args.json.exists() else {}
     if results.get("experiment") not in (None, args.experiment):
         raise SystemExit(f"{args.json} holds {results['experiment']}; pass another --json")
-    if args.docs_only and not results.get("budgets"):
-        raise SystemExit(f"--docs-only: {args.json} holds no measured budget; run without it")
-    if not args.docs_only and results.get("budgets") and results.get("threads", 1) != args.threads:
+    if args.docs_only:  # the store describes the runs in it; this call measures nothing
+        if not results.get("budgets"):
+            raise SystemExit(f"--docs-only: {args.json} holds no measured budget; run without it")
+        figure(results, args.figure)
+        write_markdown(args.md, markdown(results, args.figure), args.experiment)
+        return
+    if results.get("budgets") and results.get("threads", 1) != args.threads:
         raise SystemExit(
             f"{args.json} was measured with {results.get('threads', 1)} thread(s), not "
             f"{args.threads}; pass another --json"
         )
-    if not args.docs_only:  # the store describes the runs in it, not this call
-        results.update(experiment=args.experiment, sr_args=args.sr_args, threads=args.threads)
-        results["machine"] = {
-            "cpu": cpu_model(),
-            "cores": os.cpu_count(),
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-        }
+    results.update(experiment=args.experiment, sr_args=args.sr_args, threads=args.threads)
+    results["machine"] = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
     results.setdefault("budgets", {})
     for minutes in budgets:
         key = f"{minutes:g}"

@@ -223,6 +223,18 @@ def test_numpy_reference_imresize_matches_the_torch_one():
         np.testing.assert_allclose(imresize(torch.from_numpy(x), scale).numpy(), ref, atol=1e-12)
 
 
+def test_benchmarks_train_espcn_x3_in_fp32_as_their_plain_loop_does(tmp_path):
+    """The preset's trainer.precision=auto is no value Lightning's Trainer takes, and bf16
+    sr-train beside the fp32 plain loop would not be a fair comparison."""
+    from scripts import bench_e2e
+
+    cfg = bench.compose_config(bench.ESPCN_X3_FP32, tmp_path)
+    assert cfg.trainer.precision == "32-true" and cfg.run_name == "espcn_x3"
+    e2e = bench.compose_config(bench_e2e.MODELS["espcn_x3"][0], tmp_path)
+    assert e2e.trainer.precision == "32-true"
+    assert bench.compose_config(["experiment=espcn_x3"], tmp_path).trainer.precision == "auto"
+
+
 def test_benchmark_docs_keep_other_sections(tmp_path):
     md = tmp_path / "benchmarks.md"
     md.write_text(
