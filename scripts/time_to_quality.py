@@ -18,6 +18,8 @@ docs/benchmarks.md (between the experiment's ttq markers) and docs/figures/ttq_<
     python scripts/time_to_quality.py                                     # 1..30 min: ~2.5 h
     python scripts/time_to_quality.py --budgets 2 --precisions bf16       # the bf16 pair only
     python scripts/time_to_quality.py --docs-only                         # table, figure: no runs
+    python scripts/time_to_quality.py --experiment espcn_x2 --plain-only --budgets 30 \
+        --precisions bf16 --json benchmarks/time_to_quality_espcn_x2.json  # loop beside --no-plain
     python scripts/time_to_quality.py --experiment srcnn_x3_cpu --no-plain --budgets 2,30 \
         --json benchmarks/time_to_quality_srcnn.json
     python scripts/time_to_quality.py --experiment vdsr_cpu --no-plain --budgets 30,60 \
@@ -188,6 +190,43 @@ def run_pair(args: argparse.Namespace, minutes: float, precision: str) -> dict:
     if args.plain:
         out[f"plain{suffix}"] = json.loads(plain_out.read_text())
     return out
+
+
+def run_plain_alone(args: argparse.Namespace, minutes: float, precision: str) -> dict:
+    """The plain loop alone, for a budget whose sr-train run is already stored without it
+    (measured with ``--no-plain``): its scores, with when it ran and the load around it, kept
+    inside its own entry since the pair's ``started`` and loads are sr-train's."""
+    _, plain_precision, suffix = PRECISIONS[precision]
+    out_path = args.runs / f"plain_{minutes:g}min{suffix}.json"
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    scale = scales_of(args.experiment)[0]
+    proc = start_plain(minutes, out_path, args.data_dir, plain_precision, args.threads, scale)
+    wait(proc, "plain", minutes, out_path)
+    plain = json.loads(out_path.read_text())
+    plain.update(started=started, load_before=load_before)
+    plain["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    return {f"plain{suffix}": plain}
+
+
+def measure(args: argparse.Namespace, entry: dict, precision: str) -> dict | None:
+    """One budget's runs in one precision, or None where the store has them (or, for
+    ``--plain-only``, lacks the sr-train run the loop would stand beside)."""
+    key, sfx = f"{entry['minutes']:g}", PRECISIONS[precision][2]
+    wanted = f"plain{sfx}" if args.plain_only else f"sr_train{sfx}"
+    if wanted in entry and not args.redo:
+        print(f"{key} min {precision}: already measured, skipped (--redo measures again)")
+        return None
+    if args.plain_only and f"sr_train{sfx}" not in entry:
+        print(
+            f"{key} min {precision}: no sr-train run stored to stand beside; run without "
+            "--plain-only first"
+        )
+        return None
+    print(f"{key} min {precision}: training ...", flush=True)
+    run = run_plain_alone if args.plain_only else run_pair
+    return run(args, entry["minutes"], precision)
 
 
 def wait(proc: subprocess.Popen, name: str, minutes: float, run_dir: Path) -> None:
@@ -377,9 +416,33 @@ def markdown(results: dict, figure_path: Path) -> str:
             "the runs made a fraction of their idle steps; compare the columns of one pair, and "
             "rerun on a quiet machine (`--redo`) for absolute figures.",
         ]
+    lines += apart(results)
     rel = os.path.relpath(figure_path, ROOT / "docs")
     lines += ["", f"![time to quality]({rel})", "", end]
     return "\n".join(lines)
+
+
+def apart(results: dict) -> list[str]:
+    """A sentence for plain loops run on their own (``--plain-only``): their steps came at
+    another time, beside other work, so they are no same-time ratio against sr-train's."""
+    runs = [
+        (r["minutes"], precision, r[f"plain{sfx}"])
+        for r in sorted(results["budgets"].values(), key=lambda r: r["minutes"])
+        for precision, (*_, sfx) in PRECISIONS.items()
+        if "started" in r.get(f"plain{sfx}", {})
+    ]
+    if not runs:
+        return []
+    said = "; ".join(
+        f"{minutes:g} min {precision} (started {run['started']}, load "
+        f"{run['load_before'][0]:.1f} -> {run['load_after'][0]:.1f})"
+        for minutes, precision, run in runs
+    )
+    return [
+        "",
+        f"The plain loop ran apart from sr-train at {said}: its scores stand beside "
+        "sr-train's, but its steps are no same-time comparison.",
+    ]
 
 
 def write_markdown(md_path: Path, section: str, experiment: str) -> None:
@@ -404,6 +467,11 @@ def main() -> None:
     p.add_argument("--no-plain", dest="plain", action="store_false", help="sr-train only")
     p.add_argument("--redo", action="store_true", help="measure budgets already in --json")
     p.add_argument(
+        "--plain-only",
+        action="store_true",
+        help="the plain loop alone, beside sr-train runs stored without it (--no-plain)",
+    )
+    p.add_argument(
         "--precisions", default="fp32,bf16", help="fp32 and/or bf16: one pair of runs each"
     )
     p.add_argument("--threads", type=int, default=1, help="torch threads of each training")
@@ -415,6 +483,8 @@ def main() -> None:
     )
     p.add_argument("sr_args", nargs="*", help="extra sr-train overrides")
     args = p.parse_args()
+    if args.plain_only and not args.plain:
+        raise SystemExit("--plain-only and --no-plain exclude each other: choose one")
     budgets = [float(b) for b in args.budgets.split(",")]
     precisions = args.precisions.split(",")
     unknown = sorted(set(precisions) - set(PRECISIONS))
@@ -446,14 +516,13 @@ def main() -> None:
     for minutes in budgets:
         key = f"{minutes:g}"
         for precision in precisions:
-            entry = results["budgets"].setdefault(key, {"minutes": minutes})
-            if f"sr_train{PRECISIONS[precision][2]}" in entry and not args.redo:
-                print(f"{key} min {precision}: already measured, skipped (--redo measures again)")
-                continue
-            print(f"{key} min {precision}: training ...", flush=True)
+            entry = results["budgets"].get(key, {"minutes": minutes})
             t0 = time.time()
-            pair = run_pair(args, minutes, precision)
+            pair = measure(args, entry, precision)
+            if pair is None:
+                continue
             entry.update(pair)
+            results["budgets"][key] = entry
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(results, indent=2) + "\n")
             print(f"{key} min {precision} done in {time.time() - t0:.0f} s: {json.dumps(pair)}")

@@ -197,3 +197,50 @@ def test_a_multi_scale_model_gets_set5_and_set14_at_each_scale_and_the_papers_li
 )
 def test_an_experiment_is_scored_at_its_name_s_scale_or_at_every_scale(experiment, scales):
     assert ttq.scales_of(experiment) == scales
+
+
+def test_plain_only_adds_the_loop_beside_sr_train_runs_stored_without_it(tmp_path, monkeypatch):
+    """--plain-only fills the plain column of a budget measured with --no-plain, keeps that
+    sr-train run and its pair's load, skips budgets with no sr-train run to stand beside, and
+    the docs say the loop ran apart."""
+    alone = pair("bf16", 5000, 36.7, 2.0)
+    del alone["plain_bf16"]
+    stored = {"experiment": "espcn_x2", "machine": MACHINE, "threads": 1}
+    stored["budgets"] = {"30": {"minutes": 30.0, **alone}}
+    store = tmp_path / "ttq.json"
+    store.write_text(json.dumps(stored))
+    started = []
+
+    class Finished:
+        def wait(self):
+            return 0
+
+    def fake_plain(minutes, out, data_dir, precision, threads, scale):
+        started.append((minutes, precision, threads, scale))
+        out.write_text(json.dumps(run(4200, 36.6)))
+        return Finished()
+
+    monkeypatch.setattr(ttq, "start_plain", fake_plain)
+    monkeypatch.setattr(ttq, "run_pair", lambda *_: pytest.fail("--plain-only ran sr-train"))
+    md = tmp_path / "b.md"
+    argv = ["ttq", "--experiment", "espcn_x2", "--plain-only", "--precisions", "bf16"]
+    argv += ["--budgets", "2,30", "--json", str(store), "--md", str(md), "--runs", str(tmp_path)]
+    monkeypatch.setattr(sys, "argv", [*argv, "--figure", str(tmp_path / "f.png")])
+    ttq.main()
+    assert started == [(30.0, "bf16", 1, 2)]  # 2 min has no sr-train run: nothing started
+    saved = json.loads(store.read_text())
+    assert list(saved["budgets"]) == ["30"]
+    thirty = saved["budgets"]["30"]
+    assert thirty["sr_train_bf16"] == run(5000, 36.7) and thirty["load_before_bf16"][0] == 2.0
+    assert thirty["plain_bf16"]["steps"] == 4200 and "started" in thirty["plain_bf16"]
+    row = table(md.read_text())[0]
+    assert row["bf16 plain steps#0"] == "4,200" and row["bf16 plain Set5#0"] == "36.60"
+    assert "The plain loop ran apart from sr-train at 30 min bf16" in md.read_text()
+    ttq.main()  # a second call finds the loop measured
+    assert len(started) == 1
+
+
+def test_plain_only_and_no_plain_are_refused_together(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["ttq", "--plain-only", "--no-plain"])
+    with pytest.raises(SystemExit, match="exclude each other"):
+        ttq.main()
