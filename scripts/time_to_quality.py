@@ -167,6 +167,7 @@ def run_pair(args: argparse.Namespace, minutes: float, precision: str) -> dict:
     lightning, plain_precision, suffix = PRECISIONS[precision]
     run_dir = args.runs / f"{args.experiment}_{minutes:g}min{suffix}"
     run_dir.parent.mkdir(parents=True, exist_ok=True)
+    set_aside(run_dir)
     out = {f"load_before{suffix}": [round(x, 2) for x in os.getloadavg()]}
     out[f"started{suffix}"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     sr_args = [*args.sr_args, f"trainer.precision={lightning}"]
@@ -190,6 +191,18 @@ def run_pair(args: argparse.Namespace, minutes: float, precision: str) -> dict:
     if args.plain:
         out[f"plain{suffix}"] = json.loads(plain_out.read_text())
     return out
+
+
+def set_aside(run_dir: Path) -> None:
+    """A budget measured again (``--redo``) trains in a fresh run dir: the earlier run's dir and
+    log are renamed, not deleted, so its checkpoints and evaluation neither mix with the new
+    run's nor stop sr-eval, which will not overwrite an earlier results.json."""
+    if not run_dir.exists():
+        return
+    stamp = datetime.fromtimestamp(run_dir.stat().st_mtime, timezone.utc).strftime("%Y%m%dT%H%M")
+    for path in (run_dir, run_dir.with_suffix(".log")):
+        if path.exists():
+            path.rename(path.with_name(f"{run_dir.name}.before-{stamp}{path.suffix}"))
 
 
 def run_plain_alone(args: argparse.Namespace, minutes: float, precision: str) -> dict:

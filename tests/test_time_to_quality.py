@@ -244,3 +244,21 @@ def test_plain_only_and_no_plain_are_refused_together(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["ttq", "--plain-only", "--no-plain"])
     with pytest.raises(SystemExit, match="exclude each other"):
         ttq.main()
+
+
+def test_a_redo_trains_in_a_fresh_run_dir_and_keeps_the_earlier_run(tmp_path):
+    """sr-eval will not overwrite an earlier results.json, and old checkpoints must not mix
+    with the new run's: the earlier dir and log are renamed, not deleted."""
+    run_dir = tmp_path / "espcn_x2_30min_bf16"
+    (run_dir / "eval").mkdir(parents=True)
+    (run_dir / "eval" / "results.json").write_text("{}")
+    run_dir.with_suffix(".log").write_text("old log")
+    ttq.set_aside(run_dir)
+    assert not run_dir.exists() and not run_dir.with_suffix(".log").exists()
+    kept = sorted(p.name for p in tmp_path.iterdir())
+    assert len(kept) == 2 and all(n.startswith("espcn_x2_30min_bf16.before-") for n in kept)
+    old = next(p for p in tmp_path.iterdir() if p.is_dir())
+    assert (old / "eval" / "results.json").read_text() == "{}"
+    assert next(p for p in tmp_path.iterdir() if p.suffix == ".log").read_text() == "old log"
+    ttq.set_aside(run_dir)  # nothing there: nothing to do
+    assert len(list(tmp_path.iterdir())) == 2
