@@ -118,7 +118,23 @@ def start_plain(
     args = [sys.executable, str(ROOT / "scripts" / "plain_loop.py"), "--minutes", str(minutes)]
     args += ["--threads", str(threads), "--data-dir", data_dir, "--precision", precision]
     args += ["--scale", str(scale)]
-    return subprocess.Popen(args, stdout=open(out, "w"), env=threads_env(threads))
+    # its result (JSON) on stdout, its errors beside it: the log a failure message names
+    stdout, stderr = open(out, "w"), open(out.with_suffix(".log"), "w")  # noqa: SIM115
+    return subprocess.Popen(args, stdout=stdout, stderr=stderr, env=threads_env(threads))
+
+
+def plain_output(args: argparse.Namespace, minutes: float, suffix: str) -> Path:
+    """The plain loop's result file, named by experiment too: ESPCN x2 and x4 loops of one
+    budget may run at once."""
+    return args.runs / f"{args.experiment}_plain_{minutes:g}min{suffix}.json"
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def utc_minute() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def threads_env(threads: int = 1) -> dict:
@@ -168,14 +184,14 @@ def run_pair(args: argparse.Namespace, minutes: float, precision: str) -> dict:
     run_dir = args.runs / f"{args.experiment}_{minutes:g}min{suffix}"
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     set_aside(run_dir)
-    out = {f"load_before{suffix}": [round(x, 2) for x in os.getloadavg()]}
-    out[f"started{suffix}"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    out = {f"load_before{suffix}": load_average(), f"started{suffix}": utc_minute()}
     sr_args = [*args.sr_args, f"trainer.precision={lightning}"]
     procs = {"sr_train": start_sr_train(args.experiment, minutes, run_dir, sr_args, args.threads)}
-    plain_out = run_dir.with_name(f"plain_{minutes:g}min{suffix}.json")
+    plain_out = plain_output(args, minutes, suffix)
+    logs = {"sr_train": run_dir.with_suffix(".log"), "plain": plain_out.with_suffix(".log")}
     if args.plain:
         if not side_by_side(args.threads):
-            wait(procs.pop("sr_train"), "sr_train", minutes, run_dir)
+            wait(procs.pop("sr_train"), "sr_train", minutes, logs["sr_train"])
         procs["plain"] = start_plain(
             minutes,
             plain_out,
@@ -185,8 +201,8 @@ def run_pair(args: argparse.Namespace, minutes: float, precision: str) -> dict:
             scales_of(args.experiment)[0],
         )
     for name, proc in procs.items():
-        wait(proc, name, minutes, run_dir)
-    out[f"load_after{suffix}"] = [round(x, 2) for x in os.getloadavg()]
+        wait(proc, name, minutes, logs[name])
+    out[f"load_after{suffix}"] = load_average()
     out[f"sr_train{suffix}"] = evaluate(run_dir, scales_of(args.experiment))
     if args.plain:
         out[f"plain{suffix}"] = json.loads(plain_out.read_text())
@@ -210,16 +226,14 @@ def run_plain_alone(args: argparse.Namespace, minutes: float, precision: str) ->
     (measured with ``--no-plain``): its scores, with when it ran and the load around it, kept
     inside its own entry since the pair's ``started`` and loads are sr-train's."""
     _, plain_precision, suffix = PRECISIONS[precision]
-    out_path = args.runs / f"plain_{minutes:g}min{suffix}.json"
+    out_path = plain_output(args, minutes, suffix)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    load_before = [round(x, 2) for x in os.getloadavg()]
-    started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    load_before, started = load_average(), utc_minute()
     scale = scales_of(args.experiment)[0]
     proc = start_plain(minutes, out_path, args.data_dir, plain_precision, args.threads, scale)
-    wait(proc, "plain", minutes, out_path)
+    wait(proc, "plain", minutes, out_path.with_suffix(".log"))
     plain = json.loads(out_path.read_text())
-    plain.update(started=started, load_before=load_before)
-    plain["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    plain.update(started=started, load_before=load_before, load_after=load_average())
     return {f"plain{suffix}": plain}
 
 
@@ -242,9 +256,9 @@ def measure(args: argparse.Namespace, entry: dict, precision: str) -> dict | Non
     return run(args, entry["minutes"], precision)
 
 
-def wait(proc: subprocess.Popen, name: str, minutes: float, run_dir: Path) -> None:
+def wait(proc: subprocess.Popen, name: str, minutes: float, log: Path) -> None:
     if proc.wait() != 0:
-        raise SystemExit(f"{name} failed for {minutes:g} min; see {run_dir}.log")
+        raise SystemExit(f"{name} failed for {minutes:g} min; see {log}")
 
 
 def scores(run: dict, scale: int, scales: list[int]) -> dict:
@@ -539,6 +553,10 @@ def main() -> None:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(results, indent=2) + "\n")
             print(f"{key} min {precision} done in {time.time() - t0:.0f} s: {json.dumps(pair)}")
+    if not results["budgets"]:  # --plain-only on a store with no sr-train run: no empty table
+        raise SystemExit(
+            f"{args.json} holds no sr-train run to stand beside; run without --plain-only first"
+        )
     figure(results, args.figure)
     write_markdown(args.md, markdown(results, args.figure), args.experiment)
 

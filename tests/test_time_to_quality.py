@@ -216,7 +216,7 @@ def test_plain_only_adds_the_loop_beside_sr_train_runs_stored_without_it(tmp_pat
             return 0
 
     def fake_plain(minutes, out, data_dir, precision, threads, scale):
-        started.append((minutes, precision, threads, scale))
+        started.append((minutes, precision, threads, scale, out.name))
         out.write_text(json.dumps(run(4200, 36.6)))
         return Finished()
 
@@ -227,7 +227,9 @@ def test_plain_only_adds_the_loop_beside_sr_train_runs_stored_without_it(tmp_pat
     argv += ["--budgets", "2,30", "--json", str(store), "--md", str(md), "--runs", str(tmp_path)]
     monkeypatch.setattr(sys, "argv", [*argv, "--figure", str(tmp_path / "f.png")])
     ttq.main()
-    assert started == [(30.0, "bf16", 1, 2)]  # 2 min has no sr-train run: nothing started
+    # 2 min has no sr-train run: nothing started; the file names the experiment, since x2 and
+    # x4 loops of one budget may run at once
+    assert started == [(30.0, "bf16", 1, 2, "espcn_x2_plain_30min_bf16.json")]
     saved = json.loads(store.read_text())
     assert list(saved["budgets"]) == ["30"]
     thirty = saved["budgets"]["30"]
@@ -238,6 +240,26 @@ def test_plain_only_adds_the_loop_beside_sr_train_runs_stored_without_it(tmp_pat
     assert "The plain loop ran apart from sr-train at 30 min bf16" in md.read_text()
     ttq.main()  # a second call finds the loop measured
     assert len(started) == 1
+
+
+def test_plain_only_on_a_store_without_sr_train_runs_says_so_and_writes_no_table(
+    tmp_path, monkeypatch
+):
+    md = tmp_path / "b.md"
+    md.write_text("before\n")
+    monkeypatch.setattr(ttq, "start_plain", lambda *_: pytest.fail("a loop with nothing beside"))
+    argv = ["ttq", "--plain-only", "--budgets", "30", "--json", str(tmp_path / "new.json")]
+    monkeypatch.setattr(sys, "argv", [*argv, "--md", str(md), "--runs", str(tmp_path)])
+    with pytest.raises(SystemExit, match=r"new\.json holds no sr-train run.*without --plain-only"):
+        ttq.main()
+    assert md.read_text() == "before\n" and not (tmp_path / "new.json").exists()
+
+
+def test_a_failed_plain_loop_names_its_log(tmp_path):
+    failing = ttq.subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    log = tmp_path / "espcn_x2_plain_30min_bf16.log"
+    with pytest.raises(SystemExit, match=r"plain failed for 30 min; see .*plain_30min_bf16\.log"):
+        ttq.wait(failing, "plain", 30.0, log)
 
 
 def test_plain_only_and_no_plain_are_refused_together(monkeypatch):
