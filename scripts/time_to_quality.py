@@ -210,9 +210,10 @@ def run_pair(args: argparse.Namespace, minutes: float, precision: str) -> dict:
 
 
 def set_aside(run_dir: Path) -> None:
-    """A budget measured again (``--redo``) trains in a fresh run dir: the earlier run's dir and
-    log are renamed, not deleted, so its checkpoints and evaluation neither mix with the new
-    run's nor stop sr-eval, which will not overwrite an earlier results.json."""
+    """A budget measured again (``--redo``, or after a run that stopped before it was stored)
+    trains in a fresh run dir: the earlier run's dir and log are renamed, not deleted, so its
+    checkpoints and evaluation neither mix with the new run's nor stop sr-eval, which will not
+    overwrite an earlier results.json."""
     if not run_dir.exists():
         return
     stamp = datetime.fromtimestamp(run_dir.stat().st_mtime, timezone.utc).strftime("%Y%m%dT%H%M")
